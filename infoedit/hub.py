@@ -1,0 +1,123 @@
+"""Model folder I/O: ``config.json`` + ``model.safetensors`` (+ ``README.md`` card).
+
+The same layout locally and on the Hugging Face Hub. Loading never unpickles anything and
+checks every tensor against the config, so a tampered or truncated folder fails with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class ModelLoadError(ValueError):
+    """A model folder or Hub id that cannot be loaded; the message is one line for the user."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder, fsync, then rename: never half-written."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_pretrained(model, folder: str | Path, card: str | None = None) -> Path:
+    """Write the model folder (each file atomically) and return its path."""
+    from safetensors.torch import save
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(folder / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
+    atomic_write_bytes(folder / CONFIG_NAME, (json.dumps(model.config.to_dict(), indent=2) + "\n").encode())
+    if card is not None:
+        atomic_write_bytes(folder / CARD_NAME, card.encode())
+    return folder
+
+
+def resolve(path_or_id: str, revision: str | None = None) -> Path:
+    """A local model folder, or a Hub repo id downloaded (or read from the cache when offline)."""
+    local = Path(path_or_id).expanduser()
+    if local.is_dir():
+        return local
+    looks_local = local.exists() or path_or_id.startswith((".", "/", "~")) or not _REPO_ID.match(path_or_id)
+    if looks_local:
+        raise ModelLoadError(f"{path_or_id}: no model folder there (expected a folder with {CONFIG_NAME})")
+    from huggingface_hub import snapshot_download
+
+    patterns = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]
+    try:
+        return Path(snapshot_download(path_or_id, revision=revision, allow_patterns=patterns))
+    except Exception:
+        pass
+    try:  # offline or Hub unreachable: serve what the cache already holds
+        return Path(snapshot_download(path_or_id, revision=revision, allow_patterns=patterns,
+                                      local_files_only=True))
+    except Exception as exc:
+        raise ModelLoadError(f"{path_or_id}: not a local folder, and the Hub repo could not be "
+                             f"fetched or found in the cache ({type(exc).__name__})") from None
+
+
+def load_config(folder: Path):
+    from infoedit.models import config_from_dict
+
+    path = folder / CONFIG_NAME
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object")
+    try:
+        return config_from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: {exc}") from None
+
+
+def from_pretrained(path_or_id: str, revision: str | None = None, device: str = "cpu"):
+    """Load a model folder (local or Hub) in eval mode. Raises ModelLoadError with one line."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from infoedit.models import build
+
+    folder = resolve(path_or_id, revision)
+    config = load_config(folder)
+    model = build(config)
+    path = folder / WEIGHTS_NAME
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: missing")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: unreadable or truncated weights ({exc})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+        raise ModelLoadError(f"{path}: weights do not match config.json ({what})")
+    for name, tensor in expected.items():
+        if state[name].shape != tensor.shape:
+            raise ModelLoadError(f"{path}: {name} has shape {tuple(state[name].shape)}, "
+                                 f"config.json implies {tuple(tensor.shape)}")
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()

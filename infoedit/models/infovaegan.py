@@ -1,0 +1,107 @@
+"""InfoVAEGAN (Ye & Bors 2021, Sec. 4, Alg. 1): G(z, s, c), E(x) -> q(s, c | x), joint D(x, s, c)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+from infoedit import codes
+from infoedit.models.nets import Encoder, Generator, JointDiscriminator
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class InfoVAEGANConfig:
+    image_size: int = 28
+    channels: int = 1
+    z_dim: int = 62           # noise: 62 for 28px, 100 for 64px (paper Sec. 5.2)
+    n_classes: int = 10       # K, categories of the discrete code s
+    c_dim: int = 2            # continuous code: 2 for MNIST, 10 for 64px
+    c_prior: str = "uniform"  # "uniform" U(-1,1) or "normal" N(0,1); see codes.prior_std for the KL
+    tau: float = 0.1          # Gumbel-softmax temperature of the VAE loss (authors: 0.1)
+    kl_s_weight: float = 1e-3  # w_s in Eq. 31 (authors: 0.001)
+    mi_continuous: str = "mse"  # "mse" (authors' code) or "nll" (Gaussian log-likelihood, Eq. 30)
+    mi_weight_s: float = 1.0
+    mi_weight_c: float = 1.0
+    width: float = 1.0        # multiplies every hidden width; 1.0 = the paper's networks
+    model: str = "infovaegan"
+    dataset: str = ""
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def code_dim(self) -> int:
+        return self.n_classes + self.c_dim
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field that cannot build a model."""
+        if self.format_version != FORMAT_VERSION:
+            raise ValueError(f"unsupported format_version {self.format_version} (this infoedit reads {FORMAT_VERSION})")
+        if self.image_size not in (28, 64):
+            raise ValueError(f"image_size must be 28 or 64, got {self.image_size}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        for name in ("z_dim", "n_classes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.c_dim < 0:
+            raise ValueError("c_dim must be >= 0")
+        if self.c_prior not in codes.PRIORS:
+            raise ValueError(f"c_prior must be one of {codes.PRIORS}, got {self.c_prior!r}")
+        if self.mi_continuous not in ("mse", "nll"):
+            raise ValueError(f"mi_continuous must be 'mse' or 'nll', got {self.mi_continuous!r}")
+        if not self.tau > 0 or not self.width > 0:
+            raise ValueError("tau and width must be > 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "InfoVAEGANConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
+        missing = sorted(f.name for f in fields(cls) if f.name not in data)
+        if missing:
+            raise ValueError(f"missing config field(s): {', '.join(missing)}")
+        cfg = cls(**data)
+        cfg.validate()
+        return cfg
+
+
+class InfoVAEGAN(nn.Module):
+    def __init__(self, config: InfoVAEGANConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        cfg = config
+        self.G = Generator(cfg.z_dim + cfg.code_dim, cfg.image_size, cfg.channels, cfg.width)
+        self.E = Encoder(cfg.image_size, cfg.channels, cfg.n_classes, cfg.c_dim, cfg.width)
+        self.D = JointDiscriminator(cfg.image_size, cfg.channels, cfg.code_dim, cfg.width)
+
+    # -- codes ---------------------------------------------------------------------------
+    def sample_prior(self, n: int, generator: torch.Generator | None = None):
+        """(z, s, c) drawn from the priors, on the model's device."""
+        cfg, dev = self.config, self.device
+        z = codes.sample_noise(n, cfg.z_dim, generator, "cpu").to(dev)
+        s = codes.sample_discrete(n, cfg.n_classes, generator, "cpu").to(dev)
+        c = codes.sample_continuous(n, cfg.c_dim, cfg.c_prior, generator, "cpu").to(dev)
+        return z, s, c
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # -- the three networks --------------------------------------------------------------
+    def generate(self, z: torch.Tensor, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.G(z, torch.cat([s, c], dim=1))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mu_c, sigma_c, logits_s) of q(s, c | x)."""
+        return self.E(x)
+
+    def discriminate(self, x: torch.Tensor, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.D(x, torch.cat([s, c], dim=1))

@@ -1,0 +1,105 @@
+"""Network builders shared by every model family (InfoVAEGAN and the baselines).
+
+Two sizes, as in the paper and the authors' code:
+- 28x28: InfoGAN's MNIST networks. G: FC1024-FC(7x7x128)-up64-up(channels);
+  image trunk: conv64-conv128-FC1024.
+- 64x64: DCGAN-style. G: FC(8x8x256)-up128-up64-up(channels);
+  image trunk: conv64-conv128-conv256-conv512-FC1024.
+``width`` scales every hidden layer (1.0 = the paper's sizes) for cheaper CPU presets.
+Images are in [0, 1]: G ends in a sigmoid.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+SIZES = (28, 64)
+
+
+def _w(n: int, width: float) -> int:
+    return max(8, int(round(n * width)))
+
+
+def _check_size(image_size: int) -> None:
+    if image_size not in SIZES:
+        raise ValueError(f"image_size must be one of {SIZES}, got {image_size}")
+
+
+class Generator(nn.Module):
+    """G(z, code) -> image in [0, 1]; code = [s, c]."""
+
+    def __init__(self, in_dim: int, image_size: int, channels: int, width: float = 1.0):
+        super().__init__()
+        _check_size(image_size)
+        if image_size == 28:
+            self.base, base_ch = 7, _w(128, width)
+            fc = [nn.Linear(in_dim, _w(1024, width)), nn.BatchNorm1d(_w(1024, width)), nn.ReLU(True),
+                  nn.Linear(_w(1024, width), base_ch * 49), nn.BatchNorm1d(base_ch * 49), nn.ReLU(True)]
+            ups = [_w(64, width)]
+        else:
+            self.base, base_ch = 8, _w(256, width)
+            fc = [nn.Linear(in_dim, base_ch * 64), nn.BatchNorm1d(base_ch * 64), nn.ReLU(True)]
+            ups = [_w(128, width), _w(64, width)]
+        self.base_ch = base_ch
+        self.fc = nn.Sequential(*fc)
+        layers, ch = [], base_ch
+        for out in ups:
+            layers += [nn.ConvTranspose2d(ch, out, 4, 2, 1, bias=False), nn.BatchNorm2d(out), nn.ReLU(True)]
+            ch = out
+        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1), nn.Sigmoid()]
+        self.deconv = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        h = self.fc(torch.cat([z, code], dim=1))
+        return self.deconv(h.view(-1, self.base_ch, self.base, self.base))
+
+
+def conv_trunk(image_size: int, channels: int, width: float = 1.0) -> tuple[nn.Sequential, int]:
+    """Strided convolutions (no BN on the first, as DCGAN) then flatten; returns (net, out_features)."""
+    _check_size(image_size)
+    widths = [64, 128] if image_size == 28 else [64, 128, 256, 512]
+    layers, ch, side = [], channels, image_size
+    for i, n in enumerate(widths):
+        out = _w(n, width)
+        layers.append(nn.Conv2d(ch, out, 4, 2, 1, bias=i == 0))
+        if i > 0:
+            layers.append(nn.BatchNorm2d(out))
+        layers.append(nn.LeakyReLU(0.1 if image_size == 28 else 0.2, True))
+        ch, side = out, side // 2
+    layers.append(nn.Flatten())
+    return nn.Sequential(*layers), ch * side * side
+
+
+class Encoder(nn.Module):
+    """E(x) -> (mu_c, sigma_c, logits_s): the inference network q(s, c | x)."""
+
+    def __init__(self, image_size: int, channels: int, n_classes: int, c_dim: int, width: float = 1.0):
+        super().__init__()
+        self.trunk, feat = conv_trunk(image_size, channels, width)
+        hidden = _w(1024, width)
+        self.fc = nn.Sequential(nn.Linear(feat, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(0.1, True))
+        self.logits = nn.Linear(hidden, n_classes)
+        self.mu = nn.Linear(hidden, c_dim)
+        self.sigma = nn.Linear(hidden, c_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.fc(self.trunk(x))
+        # softplus keeps sigma positive (the authors' code does the same); the floor keeps
+        # the Gaussian NLL and KL finite when sigma collapses.
+        sigma = nn.functional.softplus(self.sigma(h)) + 1e-4
+        return self.mu(h), sigma, self.logits(h)
+
+
+class JointDiscriminator(nn.Module):
+    """D(x, code) -> logit: image trunk, flatten, concat the code, MLP (BiGAN/ALI style)."""
+
+    def __init__(self, image_size: int, channels: int, code_dim: int, width: float = 1.0):
+        super().__init__()
+        self.trunk, feat = conv_trunk(image_size, channels, width)
+        hidden = _w(1024, width)
+        self.head = nn.Sequential(nn.Linear(feat + code_dim, hidden), nn.LeakyReLU(0.1, True),
+                                  nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.trunk(x), code], dim=1)).squeeze(1)

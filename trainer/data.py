@@ -1,0 +1,202 @@
+"""Training datasets, held in memory as uint8 tensors so a batch is one indexing op.
+
+Names: ``mnist``, ``fashion-mnist``, ``dsprites`` (procedural, rendered on demand),
+``celeba``, ``chairs`` and ``folder:PATH``. Roots come from ``--data DIR``, else the
+``INFOEDIT_DATA`` environment variable, else a per-user cache folder.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from infoedit.images import ImageError, list_images, open_image, preprocess
+
+
+class DataError(ValueError):
+    """Data that is missing or unusable; the message is one line naming the path."""
+
+
+@dataclass
+class Dataset:
+    name: str
+    image_size: int
+    channels: int
+    n_classes: int              # default K for the model's discrete code
+    length: int
+    images: torch.Tensor | None = None           # uint8 [N, C, H, W], or None when rendered
+    render: Callable[[torch.Tensor], torch.Tensor] | None = None  # indices -> uint8 batch
+    test_images: torch.Tensor | None = None      # held-out labelled split, when there is one
+    test_labels: torch.Tensor | None = None
+    scale: float = 255.0                         # uint8 value of white (dSprites stores {0, 1})
+    subset: torch.Tensor | None = None           # rendered data under --limit: which indices
+
+    def __len__(self) -> int:
+        return self.length
+
+    def batch(self, idx: torch.Tensor) -> torch.Tensor:
+        """Float images in [0, 1] for the given indices."""
+        if self.images is not None:
+            raw = self.images[idx]
+        else:
+            raw = self.render(self.subset[idx] if self.subset is not None else idx)
+        return raw.float().div_(self.scale)
+
+
+def default_root() -> Path:
+    env = os.environ.get("INFOEDIT_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "infoedit" / "data"
+
+
+# -- MNIST / Fashion-MNIST: read the official IDX files, download with torchvision if absent --
+_TORCHVISION = {"mnist": ("MNIST", "mnist"), "fashion-mnist": ("FashionMNIST", "fashion-mnist")}
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"{path}: truncated IDX file")
+    return data.reshape(dims)
+
+
+def _find_raw(root: Path, folder: str, sub: str) -> Path | None:
+    """The ``<folder>/raw`` directory under root, root/<sub>, or the root itself."""
+    for base in (root, root / sub):
+        raw = base / folder / "raw"
+        if (raw / "train-images-idx3-ubyte.gz").exists() or (raw / "train-images-idx3-ubyte").exists():
+            return raw
+    return None
+
+
+def _idx_file(raw: Path, stem: str) -> Path:
+    for name in (stem + ".gz", stem):
+        if (raw / name).exists():
+            return raw / name
+    raise DataError(f"{raw / stem}: missing (need the 4 official IDX files)")
+
+
+def load_mnist_like(name: str, root: Path) -> Dataset:
+    folder, sub = _TORCHVISION[name]
+    raw = _find_raw(root, folder, sub)
+    if raw is None:
+        raw = _download(name, root)
+    arrays = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        try:
+            imgs = _read_idx(_idx_file(raw, f"{prefix}-images-idx3-ubyte"))
+            labels = _read_idx(_idx_file(raw, f"{prefix}-labels-idx1-ubyte"))
+        except (OSError, EOFError, IndexError) as exc:
+            raise DataError(f"{raw}: unreadable {name} files ({exc})") from None
+        arrays[split] = (torch.from_numpy(imgs.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
+    train, test = arrays["train"], arrays["test"]
+    return Dataset(name, 28, 1, 10, len(train[0]), images=train[0],
+                   test_images=test[0], test_labels=test[1])
+
+
+def _download(name: str, root: Path) -> Path:
+    """torchvision's normal download into root (never a read-only shared folder)."""
+    folder, sub = _TORCHVISION[name]
+    target = root / sub
+    try:
+        from torchvision import datasets
+
+        target.mkdir(parents=True, exist_ok=True)
+        cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+        for train in (True, False):
+            cls(str(target), train=train, download=True)
+    except Exception:
+        raise DataError(f"{name}: no data under {root} and the download failed; pass --data DIR (or set "
+                        f"INFOEDIT_DATA) to a folder holding {folder}/raw/*-ubyte.gz") from None
+    return target / folder / "raw"
+
+
+# -- folders of images, and the CelebA / 3D Chairs presets ----------------------------------
+def crop_white_margin(img, threshold: int = 250):
+    """3D Chairs renders sit on a wide white margin: crop to the non-white bounding box."""
+    gray = img.convert("L").point(lambda v: 255 if v < threshold else 0)
+    box = gray.getbbox()
+    return img.crop(box) if box else img
+
+
+def load_folder(root: Path, name: str, size: int = 64, channels: int = 3,
+                prepare: Callable | None = None, limit: int | None = None,
+                progress: bool = True) -> Dataset:
+    """Decode every image under root once into memory; unreadable files are skipped and counted."""
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder")
+    paths = list_images(root)[:limit] if limit else list_images(root)
+    if not paths:
+        raise DataError(f"{root}: no images found (looked for png/jpg/bmp/gif/webp/tiff, recursively)")
+    out = torch.empty(len(paths), channels, size, size, dtype=torch.uint8)
+    kept = 0
+    from trainer.progress import track
+
+    for path in track(paths, f"loading {name}", enabled=progress):
+        try:
+            img = open_image(path, draft_size=size * 2)
+            img = prepare(img) if prepare else img
+            out[kept] = preprocess(img, size, channels).mul_(255).round_().to(torch.uint8)
+            kept += 1
+        except (ImageError, OSError, ValueError):
+            continue
+    if kept == 0:
+        raise DataError(f"{root}: none of the {len(paths)} image files could be decoded")
+    return Dataset(name, size, channels, 10, kept, images=out[:kept].clone())
+
+
+def _find_dir(root: Path, patterns: tuple[str, ...]) -> Path | None:
+    for base in (root, *[p for p in root.glob("*") if p.is_dir()]):
+        for pattern in patterns:
+            hits = sorted(p for p in base.glob(pattern) if p.is_dir())
+            if hits:
+                return hits[0]
+    return None
+
+
+def load_dsprites() -> Dataset:
+    from trainer.dsprites import N_IMAGES, ProceduralDSprites
+
+    sprites = ProceduralDSprites()
+    return Dataset("dsprites", 64, 1, 3, N_IMAGES, render=sprites.images, scale=1.0)
+
+
+def load(name: str, data: str | Path | None = None, limit: int | None = None, progress: bool = True) -> Dataset:
+    """The dataset called ``name``; DataError with one line when it cannot be had."""
+    root = Path(data).expanduser() if data else default_root()
+    if name in _TORCHVISION:
+        ds = load_mnist_like(name, root)
+    elif name == "dsprites":
+        ds = load_dsprites()
+    elif name == "celeba":
+        found = _find_dir(root, ("img_align_celeba*", "celeba*/img_align_celeba*"))
+        if found is None:
+            raise DataError(f"{root}: no img_align_celeba* folder; download aligned CelebA and pass --data DIR")
+        ds = load_folder(found, "celeba", limit=limit, progress=progress)
+    elif name == "chairs":
+        found = _find_dir(root, ("rendered_chairs", "*/rendered_chairs"))
+        if found is None:
+            raise DataError(f"{root}: no rendered_chairs folder; download 3D Chairs and pass --data DIR")
+        ds = load_folder(found, "chairs", prepare=crop_white_margin, limit=limit, progress=progress)
+    elif name.startswith("folder:"):
+        ds = load_folder(Path(name[len("folder:"):]).expanduser(), name, limit=limit, progress=progress)
+    else:
+        raise DataError(f"{name}: unknown dataset; use mnist, fashion-mnist, dsprites, celeba, chairs or folder:PATH")
+    if limit and ds.images is not None:
+        ds.images, ds.length = ds.images[:limit], min(limit, ds.length)
+    elif limit and limit < ds.length:
+        # The first N images of a factor grid all share the slow factors (one shape, one
+        # scale), so a limited rendered dataset is a fixed random subset instead.
+        ds.subset = torch.randperm(ds.length, generator=torch.Generator().manual_seed(0))[:limit]
+        ds.length = limit
+    return ds

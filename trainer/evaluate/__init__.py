@@ -1,0 +1,1 @@
+"""Metrics: unsupervised accuracy and friends."""

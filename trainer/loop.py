@@ -1,0 +1,222 @@
+"""The InfoVAEGAN training loop (Alg. 1): per batch a D step, then one G/E step."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from infoedit import codes, engine, hub
+from infoedit.images import make_grid, save_png
+from trainer import losses
+from trainer.data import Dataset
+from trainer.evaluate.clustering import cluster_accuracy
+from trainer.plots import plot_curves
+from trainer.progress import make_progress
+
+
+@dataclass
+class TrainConfig:
+    epochs: int | None = None  # None: the dataset default (trainer.train.DEFAULTS)
+    batch_size: int = 64
+    lr_d: float = 2e-4   # authors: 2e-4 for D ...
+    lr_g: float = 1e-3   # ... and 5x that for G, and for E (MI and VAE losses)
+    lr_e: float = 1e-3
+    beta1: float = 0.5
+    seed: int = 0
+    device: str = "auto"
+    limit: int | None = None
+    max_steps: int | None = None
+    command: str = ""            # the command line, recorded in the model card
+    log_every: int = 10
+    extra: dict = field(default_factory=dict)
+
+
+def requires_grad(module: torch.nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def make_optimizers(model, tc: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+    # One Adam per network. The authors run one Adam per *loss* (G: adv, all: MI, E: VAE);
+    # summing the losses per network and using one Adam each is the usual PyTorch reading.
+    betas = (tc.beta1, 0.999)
+    return {"D": torch.optim.Adam(model.D.parameters(), tc.lr_d, betas=betas),
+            "G": torch.optim.Adam(model.G.parameters(), tc.lr_g, betas=betas),
+            "E": torch.optim.Adam(model.E.parameters(), tc.lr_e, betas=betas)}
+
+
+def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
+    """One iteration of Alg. 1 on a real batch x; returns the loss values.
+
+    Leaves each network's .grad from this step in place (tests read them).
+    """
+    cfg = model.config
+    z, s, c = model.sample_prior(x.shape[0], gen)
+    x_g = model.generate(z, s, c)  # one G forward feeds D, the G loss, MI and the VAE target
+
+    # D step (Eq. 28): real pair (x, sample of E(x)) vs fake pair (G(z,s,c), s, c).
+    # The real codes are sampled as the authors do (Gumbel-softmax s, reparameterised c) and
+    # detached: the encoder takes no adversarial gradient.
+    with torch.no_grad():
+        mu_r, sigma_r, logits_r = model.encode(x)
+        s_r = codes.gumbel_softmax(logits_r, cfg.tau, gen)
+        c_r = codes.reparameterize(mu_r, sigma_r, gen)
+    requires_grad(model.D, True)
+    d_loss = losses.discriminator_loss(model.discriminate(x, s_r, c_r), model.discriminate(x_g.detach(), s, c))
+    opt["D"].zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt["D"].step()
+
+    # G/E step: adversarial (Eq. 29, G only), MI (Eq. 30, G and E), VAE (Eq. 31, E only).
+    requires_grad(model.D, False)
+    g_adv = losses.generator_adv_loss(model.discriminate(x_g, s, c))
+    mu, sigma, logits = model.encode(x_g)
+    mi_s, mi_c = losses.mutual_information_loss(logits, s, mu, sigma, c, cfg.mi_continuous, generator=gen)
+    mi = cfg.mi_weight_s * mi_s + cfg.mi_weight_c * mi_c
+    s_p = codes.gumbel_softmax(logits, cfg.tau, gen)
+    c_p = codes.reparameterize(mu, sigma, gen)
+    requires_grad(model.G, False)  # regeneration G(z, s', c'): gradient flows to E through s', c' only
+    x_re = model.generate(z, s_p, c_p)
+    requires_grad(model.G, True)
+    vae, rec, kl_c = losses.vae_loss(x_g, x_re, mu, sigma, logits, cfg.c_prior, cfg.kl_s_weight)
+
+    opt["G"].zero_grad(set_to_none=True)
+    opt["E"].zero_grad(set_to_none=True)
+    e_params = [p for p in model.E.parameters()]
+    # The VAE loss also depends on G through E's input x_g; taking its gradient w.r.t. E's
+    # parameters alone keeps it an encoder-only loss (the authors' var_list=encoder).
+    vae_grads = torch.autograd.grad(vae, e_params, retain_graph=True, allow_unused=True)
+    (g_adv + mi).backward()
+    for p, g in zip(e_params, vae_grads):
+        if g is not None:
+            p.grad = g if p.grad is None else p.grad + g
+    opt["G"].step()
+    opt["E"].step()
+    requires_grad(model.D, True)
+    return {"d": d_loss.item(), "g_adv": g_adv.item(), "mi_s": mi_s.item(), "mi_c": mi_c.item(),
+            "vae": vae.item(), "rec": rec.item(), "kl_c": kl_c.item()}
+
+
+@torch.inference_mode()
+def predict_clusters(model, images: torch.Tensor, batch_size: int = 500, scale: float = 255.0):
+    """argmax q(s|x) for uint8 images, in eval mode; returns (clusters, confidence)."""
+    was_training = model.training
+    model.eval()
+    preds, confs = [], []
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size].to(model.device).float().div_(scale)
+        probs = torch.softmax(model.encode(x)[2], dim=1)
+        conf, pred = probs.max(dim=1)
+        preds.append(pred.cpu())
+        confs.append(conf.cpu())
+    model.train(was_training)
+    return torch.cat(preds), torch.cat(confs)
+
+
+def model_card(model, tc: TrainConfig, summary: dict) -> str:
+    cfg = model.config
+    lines = [f"---\nlibrary_name: infoedit\ntags: [infovaegan, disentanglement]\n---\n",
+             f"# {cfg.model} on {cfg.dataset}\n",
+             "InfoVAEGAN (Ye & Bors, Information Sciences 2021) trained with "
+             "[infoedit](https://github.com/infoedit/infoedit).\n",
+             f"- images: {cfg.image_size}x{cfg.image_size}, {cfg.channels} channel(s)",
+             f"- codes: z {cfg.z_dim}, discrete s K={cfg.n_classes}, continuous c {cfg.c_dim} ({cfg.c_prior} prior)",
+             f"- command: `{tc.command}`" if tc.command else "- command: (library call)",
+             f"- seed: {tc.seed}",
+             f"- trained: {summary.get('steps', 0)} steps, {summary.get('epochs_done', 0):.2f} epochs, "
+             f"{summary.get('seconds', 0):.0f} s on {summary.get('device', '?')}"]
+    if summary.get("test_acc") is not None:
+        lines.append(f"- held-out unsupervised accuracy (Hungarian-matched argmax q(s|x)): "
+                     f"{100 * summary['test_acc']:.2f}% on {summary.get('test_n')} test images")
+    lines.append("\nLoad with `infoedit.hub.from_pretrained(path_or_repo_id)` or any `infoedit` command's `--model`.\n")
+    return "\n".join(lines)
+
+
+class Run:
+    """Everything written into the output folder during training."""
+
+    def __init__(self, model, ds: Dataset, tc: TrainConfig, out: Path):
+        self.model, self.ds, self.tc, self.out = model, ds, tc, Path(out)
+        self.history: dict[str, list[tuple[int, float]]] = {}
+        self.records: list[dict] = []
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.history.setdefault(k, []).append((step, v))
+
+    def checkpoint(self, record: dict) -> dict:
+        """Evaluate, then write model folder, sample grid, loss curve and metrics.jsonl."""
+        model = self.model
+        model.eval()
+        if self.ds.test_images is not None:
+            pred, _ = predict_clusters(model, self.ds.test_images, scale=self.ds.scale)
+            record["test_acc"], mapping = cluster_accuracy(pred.numpy(), self.ds.test_labels.numpy())
+            record["test_n"] = len(pred)
+            record["cluster_to_label"] = mapping
+        grid = engine.class_grid(model, rows=10, seed=self.tc.seed)
+        model.train()
+        self.records.append(record)
+        hub.save_pretrained(model, self.out, model_card(model, self.tc, record))
+        save_png(make_grid(grid.cpu(), nrow=model.config.n_classes), self.out / "samples.png")
+        plot_curves(self.history, self.out / "loss_curve.png", title=f"{model.config.model} on {self.ds.name}")
+        lines = "".join(json.dumps(r) + "\n" for r in self.records)
+        hub.atomic_write_bytes(self.out / "metrics.jsonl", lines.encode())
+        (self.out / "train_config.json").write_text(json.dumps(asdict(self.tc), indent=2) + "\n")
+        return record
+
+
+def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -> dict:
+    """Train model on ds; write the model folder (and friends) into out after every epoch."""
+    device = resolve_device(tc.device)
+    model.to(device).train()
+    gen = torch.Generator().manual_seed(tc.seed)
+    opt = make_optimizers(model, tc)
+    run = Run(model, ds, tc, out)
+    steps_per_epoch = len(ds) // tc.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{ds.name}: {len(ds)} images is fewer than one batch of {tc.batch_size}")
+    total = tc.epochs * steps_per_epoch
+    if tc.max_steps is not None:
+        total = min(total, tc.max_steps)
+    step, start, record = 0, time.time(), {}
+    with make_progress(progress) as bar:
+        task = bar.add_task(f"{model.config.model} on {ds.name}", total=total, info="")
+        for epoch in range(tc.epochs):
+            order = torch.randperm(len(ds), generator=gen)
+            sums: dict[str, float] = {}
+            epoch_steps = 0
+            for i in range(steps_per_epoch):
+                if step >= total:
+                    break
+                x = ds.batch(order[i * tc.batch_size:(i + 1) * tc.batch_size]).to(device, non_blocking=True)
+                values = train_step(model, opt, x, gen)
+                step += 1
+                epoch_steps += 1
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if step % tc.log_every == 0 or step == total:
+                    run.log(step, values)
+                    rate = step * tc.batch_size / max(1e-9, time.time() - start)
+                    bar.update(task, completed=step, info=f"ep {epoch + 1}/{tc.epochs} {rate:.0f} img/s "
+                               f"D {values['d']:.2f} G {values['g_adv']:.2f} MI {values['mi_s']:.2f}")
+            n = max(1, epoch_steps)
+            record = {"epoch": epoch + 1, "step": step, "epochs_done": step / steps_per_epoch,
+                      "seconds": round(time.time() - start, 1), "device": str(device),
+                      "steps": step, **{k: v / n for k, v in sums.items()}}
+            record = run.checkpoint(record)
+            if step >= total:
+                break
+    return record

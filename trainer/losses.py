@@ -1,0 +1,67 @@
+"""InfoVAEGAN losses, one function per equation of the paper (all are minimised).
+
+Each returns a scalar averaged over the batch; per-sample terms are summed over pixels/dims.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from infoedit import codes
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Eq. 28: -[log D(x, E(x)) + log(1 - D(G(z,s,c), s, c))], as binary cross-entropy."""
+    return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+
+
+def generator_adv_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Eq. 29 in its non-saturating form, -log D(G(z,s,c), s, c), as the authors train it.
+
+    Only G takes this gradient: E is not in the fake pair, and the real pair's codes are
+    detached, so the encoder gets no adversarial gradient (as in the authors' code).
+    """
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def mutual_information_loss(logits_s: torch.Tensor, s: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
+                            c: torch.Tensor, continuous: str = "mse", weight_s: float = 1.0,
+                            weight_c: float = 1.0, generator: torch.Generator | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 30, negated: -log q(s | G(z,s,c)) - log q(c | G(z,s,c)), on generated images.
+
+    Returns (loss_s, loss_c) unweighted; the caller sums ``weight_s * loss_s + weight_c * loss_c``
+    (returned separately so both can be logged). ``continuous``:
+    - "mse": squared error between c and a reparameterised sample of q(c|x), summed over dims
+      (the authors' code). Its expectation is ||c - mu||^2 + ||sigma||^2, so it also shrinks sigma.
+    - "nll": the Gaussian negative log-likelihood of c under N(mu, sigma^2), Eq. 30 literally
+      (constant log(2 pi)/2 dropped).
+    """
+    loss_s = F.cross_entropy(logits_s, s.argmax(dim=1))
+    if c.shape[1] == 0:
+        return loss_s, loss_s.new_zeros(())
+    if continuous == "mse":
+        c_hat = codes.reparameterize(mu, sigma, generator)
+        loss_c = ((c - c_hat) ** 2).sum(dim=1).mean()
+    elif continuous == "nll":
+        loss_c = (torch.log(sigma) + 0.5 * ((c - mu) / sigma) ** 2).sum(dim=1).mean()
+    else:
+        raise ValueError(f"unknown continuous MI loss {continuous!r}")
+    return loss_s, loss_c
+
+
+def vae_loss(x_g: torch.Tensor, x_regen: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
+             logits_s: torch.Tensor, c_prior: str, kl_s_weight: float
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eq. 31, negated: reconstruction of x_g = G(z,s,c) by G(z, s', c') plus the two KL terms.
+
+    log q(x | c, s, z) is taken as a unit-variance Gaussian, i.e. the squared error summed over
+    pixels (the authors' code); x_g is the target and carries no gradient. Returns
+    (total, reconstruction, kl_c) with total = rec + kl_c + kl_s_weight * kl_s.
+    """
+    rec = ((x_g.detach() - x_regen) ** 2).flatten(1).sum(dim=1).mean()
+    kl_c = codes.kl_gaussian(mu, sigma, c_prior).mean() if mu.shape[1] else rec.new_zeros(())
+    kl_s = codes.kl_categorical_uniform(F.softmax(logits_s, dim=1)).mean()
+    return rec + kl_c + kl_s_weight * kl_s, rec, kl_c
