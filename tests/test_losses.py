@@ -1,0 +1,126 @@
+"""Each loss term: value on a hand-checked case, and which networks it trains."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from infoedit import codes
+from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
+from trainer import losses
+from trainer.loop import TrainConfig, make_optimizers, train_step
+
+
+def tiny(**kw) -> InfoVAEGAN:
+    torch.manual_seed(0)
+    return InfoVAEGAN(InfoVAEGANConfig(n_classes=3, c_dim=2, z_dim=4, width=0.125, **kw))
+
+
+def test_discriminator_loss_hand_checked():
+    # D(real)=sigmoid(0)=0.5, D(fake)=sigmoid(0)=0.5: -log .5 - log .5 = 2 log 2
+    zero = torch.zeros(4)
+    assert losses.discriminator_loss(zero, zero).item() == pytest.approx(2 * math.log(2))
+    # a confident, correct D has a small loss; a confident, wrong D a large one
+    big = torch.full((4,), 10.0)
+    assert losses.discriminator_loss(big, -big).item() < 1e-3
+    assert losses.discriminator_loss(-big, big).item() > 19
+
+
+def test_generator_loss_is_non_saturating():
+    # -log D(G): large when D rejects the fake, ~0 when D accepts it
+    assert losses.generator_adv_loss(torch.full((3,), -10.0)).item() == pytest.approx(10.0, abs=1e-3)
+    assert losses.generator_adv_loss(torch.full((3,), 10.0)).item() < 1e-3
+
+
+def test_mi_loss_hand_checked():
+    s = F.one_hot(torch.tensor([0, 2]), 3).float()
+    logits = torch.zeros(2, 3)  # uniform q(s|x): cross-entropy log 3
+    c = torch.tensor([[1.0, -1.0], [0.5, 0.0]])
+    mu, sigma = c.clone(), torch.full_like(c, 1e-6)
+    loss_s, loss_c = losses.mutual_information_loss(logits, s, mu, sigma, c, "mse")
+    assert loss_s.item() == pytest.approx(math.log(3), rel=1e-5)
+    assert loss_c.item() == pytest.approx(0.0, abs=1e-8)  # exact, confident posterior
+    # NLL with sigma=1, mu off by 1 in each of 2 dims: 2 * 0.5 = 1
+    loss_s, loss_c = losses.mutual_information_loss(logits, s, c + 1, torch.ones_like(c), c, "nll")
+    assert loss_c.item() == pytest.approx(1.0)
+
+
+def test_vae_loss_hand_checked():
+    x_g, x_re = torch.zeros(2, 1, 2, 2), torch.full((2, 1, 2, 2), 0.5)  # 4 px * 0.25 = 1 per image
+    p = codes.prior_std("normal")
+    mu, sigma = torch.zeros(2, 3), torch.full((2, 3), p)  # posterior = prior: KL 0
+    logits = torch.zeros(2, 4)  # uniform q(s|x): KL 0
+    total, rec, kl_c = losses.vae_loss(x_g, x_re, mu, sigma, logits, "normal", 1e-3)
+    assert rec.item() == pytest.approx(1.0)
+    assert kl_c.item() == pytest.approx(0.0, abs=1e-6)
+    assert total.item() == pytest.approx(1.0, abs=1e-6)
+    # a one-hot q(s|x) costs log K, weighted by w_s
+    total, _, _ = losses.vae_loss(x_g, x_re, mu, sigma, torch.tensor([[50.0, 0, 0, 0]] * 2), "normal", 0.5)
+    assert total.item() == pytest.approx(1.0 + 0.5 * math.log(4), rel=1e-4)
+
+
+def test_kl_matches_prior():
+    # KL(N(mu, s^2) || N(0, 1)) closed form for mu=1, s=1: 0.5
+    assert codes.kl_gaussian(torch.ones(1, 1), torch.ones(1, 1), "normal").item() == pytest.approx(0.5)
+    # uniform prior: zero at the moment-matched N(0, 1/3), positive elsewhere
+    sd = 1 / math.sqrt(3)
+    assert codes.kl_gaussian(torch.zeros(1, 2), torch.full((1, 2), sd), "uniform").item() == pytest.approx(0, abs=1e-6)
+    assert codes.kl_gaussian(torch.zeros(1, 2), torch.ones(1, 2), "uniform").item() > 0.1
+
+
+def test_gumbel_softmax_limits():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(500, 5, generator=g)
+    y = codes.gumbel_softmax(logits, 1e-3, g)
+    assert torch.allclose(y.sum(1), torch.ones(500))
+    assert (y.max(1).values > 0.999).float().mean() > 0.99  # tau -> 0: one-hot
+    # samples follow softmax(logits): with a dominant logit, it wins ~ its probability
+    probs = torch.tensor([[math.log(0.7), math.log(0.2), math.log(0.1)]]).repeat(20000, 1)
+    freq = codes.gumbel_softmax(probs, 1e-3, g).argmax(1).bincount(minlength=3).float() / 20000
+    assert torch.allclose(freq, torch.tensor([0.7, 0.2, 0.1]), atol=0.02)
+    # large tau: close to uniform
+    assert codes.gumbel_softmax(logits, 1e3, g).max().item() < 0.25
+
+
+def _grads(module):
+    return [None if p.grad is None else p.grad.clone() for p in module.parameters()]
+
+
+def test_step_routes_gradients():
+    """E takes no adversarial gradient; the VAE loss trains only E; MI trains G and E."""
+    x = torch.rand(8, 1, 28, 28)
+    tc = TrainConfig(lr_d=0.0, lr_g=0.0, lr_e=0.0)  # lr 0: .grad is kept, weights do not move
+
+    # 1. With the MI weights at 0, G's gradient is exactly the adversarial gradient alone:
+    #    the VAE loss contributes nothing to G.
+    model = tiny(mi_weight_s=0.0, mi_weight_c=0.0)
+    train_step(model, make_optimizers(model, tc), x, torch.Generator().manual_seed(1))
+    g_step = _grads(model.G)
+    gen = torch.Generator().manual_seed(1)
+    z, s, c = model.sample_prior(8, gen)
+    adv = losses.generator_adv_loss(model.discriminate(model.generate(z, s, c), s, c))
+    g_adv = torch.autograd.grad(adv, list(model.G.parameters()))
+    for a, b in zip(g_step, g_adv):
+        assert torch.allclose(a, b, atol=1e-6)
+
+    # 2. The adversarial loss has no path to E's parameters.
+    e_path = torch.autograd.grad(adv, list(model.E.parameters()), allow_unused=True)
+    assert all(g is None for g in e_path)
+
+    # 3. E's gradient equals the VAE gradient (MI off) and is non-zero: the VAE loss trains E.
+    e_step = _grads(model.E)
+    assert any(g is not None and g.abs().sum() > 0 for g in e_step)
+
+    # 4. With MI on, G's gradient changes (MI reaches G) ...
+    model2 = tiny()
+    train_step(model2, make_optimizers(model2, tc), x, torch.Generator().manual_seed(1))
+    assert any(not torch.allclose(a, b) for a, b in zip(_grads(model2.G), g_step))
+
+
+def test_step_updates_every_network():
+    model = tiny()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train_step(model, make_optimizers(model, TrainConfig()), torch.rand(8, 1, 28, 28), torch.Generator())
+    for net in ("G.", "E.", "D."):
+        assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items() if k.startswith(net))

@@ -1,0 +1,96 @@
+"""Model shapes, eval-mode determinism and the model folder round trip."""
+
+import json
+
+import pytest
+import torch
+
+from infoedit import hub
+from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
+
+
+@pytest.mark.parametrize("size,channels", [(28, 1), (64, 3)])
+def test_shapes(size, channels):
+    cfg = InfoVAEGANConfig(image_size=size, channels=channels, n_classes=4, c_dim=3, z_dim=5, width=0.125)
+    model = InfoVAEGAN(cfg).eval()
+    z, s, c = model.sample_prior(6, torch.Generator().manual_seed(0))
+    assert z.shape == (6, 5) and s.shape == (6, 4) and c.shape == (6, 3)
+    assert torch.equal(s.sum(1), torch.ones(6))
+    x = model.generate(z, s, c)
+    assert x.shape == (6, channels, size, size) and x.min() >= 0 and x.max() <= 1
+    mu, sigma, logits = model.encode(x)
+    assert mu.shape == (6, 3) and sigma.shape == (6, 3) and logits.shape == (6, 4) and (sigma > 0).all()
+    assert model.discriminate(x, s, c).shape == (6,)
+
+
+def test_uniform_prior_range_and_normal_prior():
+    g = torch.Generator().manual_seed(0)
+    model = InfoVAEGAN(InfoVAEGANConfig(width=0.125))
+    _, _, c = model.sample_prior(2000, g)
+    assert c.min() >= -1 and c.max() <= 1 and abs(c.var().item() - 1 / 3) < 0.03
+    model = InfoVAEGAN(InfoVAEGANConfig(width=0.125, c_prior="normal"))
+    _, _, c = model.sample_prior(2000, g)
+    assert abs(c.var().item() - 1) < 0.1
+
+
+def test_eval_mode_is_batch_independent(tiny_model_dir):
+    model = hub.from_pretrained(str(tiny_model_dir))
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        one = model.encode(x[:1])[2]
+        many = model.encode(x)[2][:1]
+    assert torch.allclose(one, many, atol=1e-5)  # BatchNorm uses running stats at inference
+
+
+def test_save_load_round_trip(tiny_model_dir, tmp_path):
+    model = hub.from_pretrained(str(tiny_model_dir))
+    hub.save_pretrained(model, tmp_path / "copy", card="# card\n")
+    again = hub.from_pretrained(str(tmp_path / "copy"))
+    assert again.config == model.config
+    x = torch.rand(3, 1, 28, 28)
+    z, s, c = model.sample_prior(3, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model.generate(z, s, c), again.generate(z, s, c))
+        for a, b in zip(model.encode(x), again.encode(x)):
+            assert torch.equal(a, b)
+    assert (tmp_path / "copy" / "README.md").read_text() == "# card\n"
+    assert not list((tmp_path / "copy").glob("*.tmp"))  # atomic writes leave no temp files
+
+
+def test_model_card_written_by_training(tiny_model_dir):
+    card = (tiny_model_dir / "README.md").read_text()
+    assert "infovaegan" in card and "seed: 0" in card
+
+
+def _copy(src, dst):
+    dst.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (dst / name).write_bytes((src / name).read_bytes())
+    return dst
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda c: c.update(format_version=99), "format_version"),
+    (lambda c: c.pop("z_dim"), "missing config field"),
+    (lambda c: c.update(colour="red"), "unknown config field"),
+    (lambda c: c.update(z_dim=9), "shape"),
+    (lambda c: c.update(model="nope"), "unknown model family"),
+])
+def test_bad_config_is_one_line(tiny_model_dir, tmp_path, change, message):
+    folder = _copy(tiny_model_dir, tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    change(cfg)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(hub.ModelLoadError, match=message) as err:
+        hub.from_pretrained(str(folder))
+    assert "\n" not in str(err.value)
+
+
+def test_truncated_weights_and_missing_folder(tiny_model_dir, tmp_path):
+    folder = _copy(tiny_model_dir, tmp_path / "m")
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(hub.ModelLoadError, match="model.safetensors"):
+        hub.from_pretrained(str(folder))
+    with pytest.raises(hub.ModelLoadError, match="no model folder"):
+        hub.from_pretrained(str(tmp_path / "does-not-exist"))

@@ -1,0 +1,95 @@
+"""Training: the MI loss falls on real digits, and `infoedit train` writes a loadable folder."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import require_data, shapes_dataset
+from infoedit import hub
+from infoedit.cli import app
+from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
+from trainer import data
+from trainer.loop import TrainConfig, make_optimizers, train_step
+
+runner = CliRunner()
+
+
+def test_mi_loss_falls_on_mnist():
+    root = require_data("mnist")
+    ds = data.load("mnist", root, limit=512)
+    assert ds.images.shape == (512, 1, 28, 28) and ds.test_images.shape == (10000, 1, 28, 28)
+    torch.manual_seed(0)
+    model = InfoVAEGAN(InfoVAEGANConfig(width=0.25))
+    opt, gen = make_optimizers(model, TrainConfig()), torch.Generator().manual_seed(0)
+    mi = []
+    for step in range(20):
+        idx = torch.randint(512, (32,), generator=gen)
+        values = train_step(model, opt, ds.batch(idx), gen)
+        mi.append(values["mi_s"] + values["mi_c"])
+    assert sum(mi[-5:]) / 5 < 0.8 * sum(mi[:5]) / 5
+
+
+def _write_pngs(folder, n=80):
+    folder.mkdir()
+    ds = shapes_dataset(n, size=40)
+    for i in range(n):
+        Image.fromarray(ds.images[i, 0].numpy()).convert("RGB").save(folder / f"{i:03d}.png")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.png").write_bytes(b"\x89PNG garbage")
+
+
+def test_cli_train_folder_writes_loadable_model(tmp_path):
+    _write_pngs(tmp_path / "imgs")
+    out = tmp_path / "model"
+    result = runner.invoke(app, ["train", f"folder:{tmp_path / 'imgs'}", "--out", str(out), "--max-steps", "3",
+                                 "--batch-size", "16", "--width", "0.125", "--quiet"])
+    assert result.exit_code == 0, result.output
+    for name in ("config.json", "model.safetensors", "README.md", "samples.png", "loss_curve.png",
+                 "metrics.jsonl"):
+        assert (out / name).is_file(), name
+    model = hub.from_pretrained(str(out))
+    assert model.config.image_size == 64 and model.config.channels == 3
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 3
+    grid = Image.open(out / "samples.png")  # 10 rows x K columns of 64px images
+    assert grid.size[0] > 10 * 64 and grid.size[1] > 10 * 64
+
+
+def test_cli_train_missing_data_is_one_line(tmp_path):
+    result = runner.invoke(app, ["train", f"folder:{tmp_path / 'nothing'}", "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2
+    assert "nothing" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_mnist_reader_without_download(tmp_path):
+    """The official IDX layout is read in place; nothing is written next to it."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+
+    def idx(path, arr):
+        header = bytes([0, 0, 8, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
+        path.write_bytes(header + arr.astype("uint8").tobytes())
+
+    imgs = torch.randint(256, (70, 28, 28)).numpy()
+    for prefix, n in (("train", 50), ("t10k", 20)):
+        idx(raw / f"{prefix}-images-idx3-ubyte", imgs[:n])
+        idx(raw / f"{prefix}-labels-idx1-ubyte", (torch.arange(n) % 10).numpy())
+    before = sorted(p.name for p in raw.iterdir())
+    ds = data.load("mnist", tmp_path)
+    assert len(ds) == 50 and ds.test_labels.tolist()[:3] == [0, 1, 2]
+    assert torch.equal(ds.images[0, 0], torch.from_numpy(imgs[0]).to(torch.uint8))
+    assert sorted(p.name for p in raw.iterdir()) == before
+
+
+def test_help_lists_commands_without_torch():
+    code = ("import sys; from typer.testing import CliRunner; from infoedit.cli import app; "
+            "r = CliRunner().invoke(app, ['--help']); print(r.output); "
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "train" in out and "NO-TORCH" in out
