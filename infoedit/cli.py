@@ -6,12 +6,13 @@ Exit codes: 0 success, 2 bad input (one line on stderr naming the file and the p
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -71,6 +72,7 @@ def train(
     c_prior: Optional[str] = typer.Option(None, help="Continuous prior: uniform or normal."),
     tau: Optional[float] = typer.Option(None, help="Gumbel-softmax temperature of the VAE loss."),
     width: Optional[float] = typer.Option(None, help="Network width multiplier (1.0 = the paper's)."),
+    push_to_hub: Optional[str] = typer.Option(None, help="Upload the model folder to this Hub repo id."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     debug: bool = typer.Option(False, help=DEBUG_HELP),
 ) -> None:
@@ -91,6 +93,376 @@ def train(
         if record.get("test_acc") is not None:
             summary += f" (held-out accuracy {100 * record['test_acc']:.2f}%)"
         print(summary, file=sys.stderr)
+        if push_to_hub:
+            from infoedit.hub import push_to_hub as push
+
+            print(f"pushed to {push(out, push_to_hub)}", file=sys.stderr)
+
+
+# -- the editing commands: encode, swap, traverse, sample, classify ---------------------------
+# Shared options. Each command body imports torch, the model and the engine lazily.
+ModelOpt = Annotated[str, typer.Option(
+    "--model", "-m", envvar="INFOEDIT_MODEL",
+    help="Model folder, or a Hub repo id (served from the local cache when offline). Env: INFOEDIT_MODEL.")]
+RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit) of --model.")]
+DeviceOpt = Annotated[str, typer.Option(help=DEVICE_HELP)]
+InvertOpt = Annotated[str, typer.Option(
+    help="1-channel models: invert dark-on-light images to the light-on-dark the model learned. "
+         "auto inverts when the image's border is light (mean > 0.5); yes or no force it.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the fixed noise z.")]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]
+DebugOpt = Annotated[bool, typer.Option(help=DEBUG_HELP)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="JSON, one object per line, instead.")]
+NOISE_NOTE = ("Noise z: one vector drawn from the prior with --seed (default 0), the same for every "
+              "output image; a model with an InfoVAEGAN2 generator G2(s, c) uses it instead, with no noise.")
+
+
+def _choice(flag: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        fail(f"{flag} {value}: expected one of {', '.join(options)}")
+
+
+def _load_model(model: str, revision: Optional[str], device: str):
+    """The model in eval mode on the chosen device (ModelLoadError -> one line + exit 2)."""
+    _choice("--device", device, ("auto", "cpu", "cuda"))
+    import torch
+
+    from infoedit import hub
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        fail("--device cuda: no CUDA GPU is available")
+    return hub.from_pretrained(model, revision=revision, device=device)
+
+
+def _loader(net, invert: str):
+    """Path -> model-ready tensor: the shared preprocessing, then the shared polarity step."""
+    from infoedit.images import load_for_model
+
+    _choice("--invert", invert, ("auto", "yes", "no"))
+    cfg = net.config
+    return lambda path: load_for_model(path, cfg.image_size, cfg.channels, invert)
+
+
+def _check_new(path: Path, force: bool, png: bool = True) -> None:
+    """Refuse to overwrite unless --force; make the parent folder so the write cannot fail late."""
+    if png and path.suffix.lower() != ".png":
+        fail(f"{path}: output images are PNG, name the file *.png")
+    if path.is_dir():
+        fail(f"{path}: is a folder, expected a file name")
+    if path.exists() and not force:
+        fail(f"{path}: already exists (use --force to overwrite)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _chatty(quiet: bool) -> bool:
+    """Progress and messages only for a person watching: stderr is a terminal and no --quiet."""
+    return not quiet and sys.stderr.isatty()
+
+
+def _say(message: str, quiet: bool) -> None:
+    if _chatty(quiet):
+        print(message, file=sys.stderr)
+
+
+def _fmt(values: list[float]) -> str:
+    return " ".join(f"{v:.3f}" for v in values)
+
+
+@app.command()
+def encode(
+    images: list[Path] = typer.Argument(..., help="Image files (any size and mode)."),
+    model: ModelOpt = ..., revision: RevisionOpt = None, device: DeviceOpt = "auto",
+    invert: InvertOpt = "auto", json_out: JsonOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Print each image's codes: discrete (argmax cluster, probabilities) and continuous (mu, sigma)."""
+    with user_errors(debug):
+        import torch
+
+        from infoedit import engine
+
+        net = _load_model(model, revision, device)
+        load = _loader(net, invert)
+        rows = []
+        for start in range(0, len(images), 256):  # batches: any number of files in bounded memory
+            chunk = images[start:start + 256]
+            found = engine.encode(net, torch.stack([load(p) for p in chunk]))
+            for i, path in enumerate(chunk):
+                row = {"path": str(path), "cluster": int(found.cluster[i]),
+                       "confidence": round(float(found.confidence[i]), 6),
+                       "probabilities": [round(v, 6) for v in found.probs[i].tolist()],
+                       "mu": [round(v, 6) for v in found.mu[i].tolist()],
+                       "sigma": [round(v, 6) for v in found.sigma[i].tolist()]}
+                if json_out:
+                    print(json.dumps(row), flush=True)
+                else:
+                    rows.append(row)
+        if not json_out:
+            _print_codes_table(rows)
+
+
+def _print_codes_table(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("image", "cluster", "confidence", "probabilities", "mu", "sigma")
+    for r in rows:
+        table.add_row(r["path"], str(r["cluster"]), f"{r['confidence']:.3f}",
+                      _fmt(r["probabilities"]), _fmt(r["mu"]), _fmt(r["sigma"]))
+    Console(soft_wrap=False).print(table)
+
+
+@app.command(help="Generate the image with one image's continuous code and the other's discrete "
+                  "code (paper Fig. 3/6): by default A's continuous code (style) and B's discrete "
+                  "code (e.g. rotation or class). Codes come from the encoder: the argmax category "
+                  "and the mean of the continuous code, so the result is repeatable. " + NOISE_NOTE)
+def swap(
+    a: Path = typer.Argument(..., help="Image A."),
+    b: Path = typer.Argument(..., help="Image B."),
+    out: Path = typer.Option(Path("swap.png"), "--out", "-o", help="Output PNG."),
+    discrete_from: str = typer.Option("b", help="Image whose discrete code is used: a or b."),
+    continuous_from: str = typer.Option("a", help="Image whose continuous code is used: a or b."),
+    strip: bool = typer.Option(False, help="Write A | B | result side by side instead of the result alone."),
+    seed: SeedOpt = 0, model: ModelOpt = ..., revision: RevisionOpt = None, device: DeviceOpt = "auto",
+    invert: InvertOpt = "auto", force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+) -> None:
+    with user_errors(debug):
+        _choice("--discrete-from", discrete_from, ("a", "b"))
+        _choice("--continuous-from", continuous_from, ("a", "b"))
+        _check_new(out, force)
+        import torch
+
+        from infoedit import engine
+        from infoedit.images import make_grid, save_png
+
+        net = _load_model(model, revision, device)
+        load = _loader(net, invert)
+        xa, xb = load(a).unsqueeze(0), load(b).unsqueeze(0)
+        result = engine.swap(net, xa, xb, discrete_from, continuous_from, seed).cpu()
+        image = make_grid(torch.cat([xa, xb, result]), nrow=3) if strip else result[0]
+        save_png(image, out)
+        _say(f"wrote {out}", quiet)
+
+
+@app.command(help="Vary codes of one image and write a grid PNG (paper Fig. 9/13/17/19). Each "
+                  "--code N (0-based) gives one row sweeping continuous code N over --range in "
+                  "--steps; --discrete gives one row with each of the K categories. Without either, "
+                  "one row per continuous code. The other codes stay as the encoder infers them. "
+                  + NOISE_NOTE)
+def traverse(
+    image: Path = typer.Argument(..., help="Image file."),
+    code: Optional[list[int]] = typer.Option(None, "--code", help="Continuous code index; repeat for more rows."),
+    discrete: bool = typer.Option(False, "--discrete", help="Sweep the K categories of the discrete code."),
+    value_range: tuple[float, float] = typer.Option((-1.0, 1.0), "--range", help="Low and high value."),
+    steps: int = typer.Option(10, min=1, help="Images per row."),
+    out: Path = typer.Option(Path("traverse.png"), "--out", "-o", help="Output grid PNG."),
+    seed: SeedOpt = 0, model: ModelOpt = ..., revision: RevisionOpt = None, device: DeviceOpt = "auto",
+    invert: InvertOpt = "auto", force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+) -> None:
+    with user_errors(debug):
+        if code and discrete:
+            fail("give --code or --discrete, not both")
+        _check_new(out, force)
+        from infoedit import engine
+        from infoedit.images import make_grid, save_png
+
+        net = _load_model(model, revision, device)
+        indices = code or list(range(net.config.c_dim))
+        if not discrete:
+            if not indices:
+                fail(f"{model}: this model has no continuous codes; use --discrete")
+            for i in indices:  # before decoding the image: a bad --code fails fast
+                engine.check_code(net, i)
+        x = _loader(net, invert)(image)
+        if discrete:
+            grid, per_row = engine.traverse_discrete(net, x, seed), net.config.n_classes
+        else:
+            grid, per_row = engine.traverse(net, x, indices, *value_range, steps=steps, seed=seed), steps
+        save_png(make_grid(grid.cpu(), nrow=per_row), out)
+        _say(f"wrote {out}", quiet)
+
+
+@app.command()
+def sample(
+    rows: int = typer.Option(10, min=1, help="Rows of the class grid."),
+    n: Optional[int] = typer.Option(None, "--n", min=1, help="Write N single samples into a folder instead."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Grid PNG (default sample.png); with --n a folder (default samples)."),
+    seed: SeedOpt = 0, model: ModelOpt = ..., revision: RevisionOpt = None, device: DeviceOpt = "auto",
+    force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Generate from the priors: the class grid (columns = categories, rows = the first continuous
+    code from -1 to 1, paper Fig. 12/15), or with --n single images DIR/sample-0000.png, ..."""
+    with user_errors(debug):
+        from infoedit import engine
+        from infoedit.images import make_grid, save_png
+
+        if n is None:
+            out = out or Path("sample.png")
+            _check_new(out, force)
+            net = _load_model(model, revision, device)
+            save_png(make_grid(engine.class_grid(net, rows, seed).cpu(), nrow=net.config.n_classes), out)
+            _say(f"wrote {out}", quiet)
+            return
+        out = out or Path("samples")
+        if out.exists() and not out.is_dir():
+            fail(f"{out}: exists and is not a folder")
+        files = [out / f"sample-{i:0{max(4, len(str(n - 1)))}d}.png" for i in range(n)]
+        for path in files:
+            _check_new(path, force)
+        net = _load_model(model, revision, device)
+        import torch
+
+        gen = torch.Generator().manual_seed(seed)
+        for start in range(0, n, 256):  # one generator across batches: N samples in bounded memory
+            batch = engine.sample(net, min(256, n - start), gen).cpu()
+            for path, img in zip(files[start:start + 256], batch):
+                save_png(img, path)
+        _say(f"wrote {n} samples to {out}", quiet)
+
+
+@contextmanager
+def _result_stream(path: Optional[Path]):
+    """stdout, or a temp file beside ``path`` renamed over it only once every row is written."""
+    if path is None:
+        yield sys.stdout
+        return
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _safe_name(name: str) -> str:
+    """A single path component: no separators, control or Windows-reserved characters, no '..'."""
+    cleaned = "".join("_" if ch in '/\\:*?"<>|' or ord(ch) < 32 else ch for ch in name).strip()
+    return "_" if cleaned in ("", ".", "..") else cleaned
+
+
+def _parse_names(spec: Optional[str], k: int) -> list[str]:
+    """--names '0=zero,1=one' (or 'zero,one,...' in order) -> one folder-safe label per cluster."""
+    labels = [str(i) for i in range(k)]
+    for pos, item in enumerate(filter(None, (spec or "").split(","))):
+        index, sep, name = item.partition("=")
+        if not sep:
+            index, name = str(pos), item
+        if not index.strip().isdigit() or not 0 <= int(index) < k:
+            fail(f"--names {item}: cluster index must be 0..{k - 1}")
+        labels[int(index)] = _safe_name(name)
+    if len(set(labels)) < k:
+        fail(f"--names {spec}: two clusters would share one name")
+    return labels
+
+
+def _place(src: Path, folder: Path, move: bool) -> Path:
+    """Copy or move src into folder under its own (sanitised) name, adding -1, -2, ... on a clash."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stem, suffix = Path(_safe_name(src.name)).stem, src.suffix
+    target, i = folder / f"{stem}{suffix}", 1
+    while target.exists() or target.is_symlink():
+        target, i = folder / f"{stem}-{i}{suffix}", i + 1
+    if move:
+        shutil.move(src, target)
+    else:  # via a temp name, so a half-copied file never carries the final name
+        tmp = folder / f".{target.name}.tmp"
+        shutil.copy2(src, tmp)
+        os.replace(tmp, target)
+    return target
+
+
+@app.command()
+def classify(
+    folder: Path = typer.Argument(..., help="Folder of images, searched recursively."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the CSV (or JSON lines) here, not stdout."),
+    json_out: JsonOpt = False,
+    copy_to: Optional[Path] = typer.Option(None, help="Copy each image into OUT/<cluster>/."),
+    move_to: Optional[Path] = typer.Option(None, help="Move each image into OUT/<cluster>/."),
+    names: Optional[str] = typer.Option(None, help="Cluster names, '0=zero,1=one,...' (or 'zero,one,...')."),
+    batch_size: int = typer.Option(256, min=1, help="Images per model call."),
+    model: ModelOpt = ..., revision: RevisionOpt = None, device: DeviceOpt = "auto",
+    invert: InvertOpt = "auto", force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Cluster every image under FOLDER by its discrete code.
+
+    One row per image: path, cluster, name, confidence, p0..pK-1 (CSV with a header, or JSON
+    lines with --json). Files are streamed in batches, so memory stays flat however many there
+    are. Unreadable files are skipped, then listed on stderr with their count. --copy-to and
+    --move-to keep file names and never overwrite: a clash gets a -1, -2, ... suffix.
+    """
+    with user_errors(debug):
+        from infoedit.images import iter_images
+
+        if copy_to and move_to:
+            fail("give --copy-to or --move-to, not both")
+        if not folder.is_dir():
+            fail(f"{folder}: not a folder")
+        dest = copy_to or move_to
+        if next(iter_images(folder, skip=dest), None) is None:
+            fail(f"{folder}: no image files found (png, jpg, bmp, gif, webp, tiff, pgm, ppm)")
+        if out:
+            _check_new(out, force, png=False)
+        net = _load_model(model, revision, device)
+        labels = _parse_names(names, net.config.n_classes)
+        done, failed = _classify_stream(net, folder, out, json_out, dest, bool(move_to), labels,
+                                        _loader(net, invert), batch_size, quiet)
+        if failed and not quiet:  # a warning, so shown even when stderr is not a terminal
+            print(f"infoedit: skipped {len(failed)} unreadable file(s):", file=sys.stderr)
+            for path, reason in failed:
+                print(f"  {reason}" if str(path) in reason else f"  {path}: {reason}", file=sys.stderr)
+        if not done:
+            fail(f"{folder}: none of the {len(failed)} image files could be read")
+        _say(f"classified {done} image(s)" + (f" into {dest}" if dest else ""), quiet)
+
+
+def _classify_stream(net, folder: Path, out: Optional[Path], json_out: bool, dest: Optional[Path],
+                     move: bool, labels: list[str], load, batch_size: int, quiet: bool):
+    """Write one row per image as each batch finishes; return (images done, failed files)."""
+    import csv
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from infoedit import engine
+    from infoedit.images import iter_images
+
+    show, k = _chatty(quiet), len(labels)
+    total = sum(1 for _ in iter_images(folder, skip=dest)) if show else None  # a cheap walk, no decoding
+    done, failed = 0, []
+    with _result_stream(out) as stream, Progress(console=Console(stderr=True), disable=not show) as bar:
+        task = bar.add_task("classifying", total=total)
+        writer = csv.writer(stream, lineterminator="\n")
+        if not json_out:
+            writer.writerow(["path", "cluster", "name", "confidence"] + [f"p{i}" for i in range(k)])
+        for batch in engine.classify_files(net, iter_images(folder, skip=dest), load, batch_size):
+            failed += batch.failed
+            probs = batch.codes.probs.tolist() if batch.codes is not None else []
+            for path, p in zip(batch.paths, probs):
+                cluster = max(range(k), key=p.__getitem__)
+                if json_out:
+                    stream.write(json.dumps({"path": str(path), "cluster": cluster, "name": labels[cluster],
+                                             "confidence": round(p[cluster], 6),
+                                             "probabilities": [round(v, 6) for v in p]}) + "\n")
+                else:
+                    writer.writerow([path, cluster, labels[cluster], f"{p[cluster]:.6f}"] + [f"{v:.6f}" for v in p])
+                if dest:
+                    try:
+                        _place(path, dest / labels[cluster], move)
+                    except OSError as exc:
+                        failed.append((path, f"cannot {'move' if move else 'copy'} ({exc.strerror or exc})"))
+            done += len(batch.paths)
+            stream.flush()
+            bar.advance(task, len(batch.paths) + len(batch.failed))
+    return done, failed
 
 
 def main() -> None:  # pragma: no cover - console entry point

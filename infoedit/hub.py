@@ -121,3 +121,14 @@ def from_pretrained(path_or_id: str, revision: str | None = None, device: str = 
                                  f"config.json implies {tuple(tensor.shape)}")
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
+
+
+def push_to_hub(folder: str | Path, repo_id: str, private: bool = False) -> str:
+    """Upload a model folder's config, weights and card to a Hub repo; returns its URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    api.upload_folder(repo_id=repo_id, folder_path=str(folder),
+                      allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, "*.png"])
+    return f"https://huggingface.co/{repo_id}"

@@ -93,3 +93,22 @@ def test_help_lists_commands_without_torch():
             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "train" in out and "NO-TORCH" in out
+
+
+def test_celeba_preset_reads_the_aligned_faces():
+    root = require_data("celeba-subset")
+    ds = data.load("celeba", root, limit=40, progress=False)
+    assert ds.images.shape == (40, 3, 64, 64) and ds.images.dtype == torch.uint8
+    assert ds.images.float().std() > 10  # real faces, not blank
+
+
+def test_chairs_preset_crops_the_white_margin(tmp_path):
+    renders = tmp_path / "rendered_chairs" / "chair_1" / "renders"
+    renders.mkdir(parents=True)
+    img = Image.new("RGB", (600, 600), "white")
+    img.paste((200, 30, 30), (250, 250, 350, 350))  # a 100 px red "chair" in a white field
+    img.save(renders / "image_000.png")
+    ds = data.load("chairs", tmp_path, progress=False)
+    # after cropping the margin the object fills the frame: the image is red, not white
+    assert ds.images.shape == (1, 3, 64, 64)
+    assert ds.images[0, 0].float().mean() > 150 and ds.images[0, 1].float().mean() < 60

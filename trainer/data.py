@@ -156,11 +156,15 @@ def load_folder(root: Path, name: str, size: int = 64, channels: int = 3,
 
 
 def _find_dir(root: Path, patterns: tuple[str, ...]) -> Path | None:
-    for base in (root, *[p for p in root.glob("*") if p.is_dir()]):
+    """The first folder matching a pattern in root or one level down; among several matches
+    (e.g. img_align_celeba at two resolutions) the one holding the most entries."""
+    if not root.is_dir():
+        return None
+    for base in (root, *sorted(p for p in root.iterdir() if p.is_dir())):
         for pattern in patterns:
-            hits = sorted(p for p in base.glob(pattern) if p.is_dir())
+            hits = [p for p in base.glob(pattern) if p.is_dir()]
             if hits:
-                return hits[0]
+                return max(sorted(hits), key=lambda p: sum(1 for _ in p.iterdir()))
     return None
 
 
@@ -179,7 +183,7 @@ def load(name: str, data: str | Path | None = None, limit: int | None = None, pr
     elif name == "dsprites":
         ds = load_dsprites()
     elif name == "celeba":
-        found = _find_dir(root, ("img_align_celeba*", "celeba*/img_align_celeba*"))
+        found = _find_dir(root, ("img_align_celeba*",))
         if found is None:
             raise DataError(f"{root}: no img_align_celeba* folder; download aligned CelebA and pass --data DIR")
         ds = load_folder(found, "celeba", limit=limit, progress=progress)
