@@ -11,7 +11,7 @@ import torch
 
 from infoedit import codes, engine, hub
 from infoedit.images import make_grid, save_png
-from trainer import losses
+from trainer import dist, losses
 from trainer.data import Dataset
 from trainer.evaluate.clustering import cluster_accuracy
 from trainer.plots import plot_curves
@@ -28,6 +28,7 @@ class TrainConfig:
     beta1: float = 0.5
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"      # "bf16": autocast on GPU (on CPUs without bf16 units it is far slower)
     limit: int | None = None
     max_steps: int | None = None
     command: str = ""            # the command line, recorded in the model card
@@ -77,6 +78,7 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator) -> dict[
     d_loss = losses.discriminator_loss(model.discriminate(x, s_r, c_r), model.discriminate(x_g.detach(), s, c))
     opt["D"].zero_grad(set_to_none=True)
     d_loss.backward()
+    dist.average_gradients(model.D)
     opt["D"].step()
 
     # G/E step: adversarial (Eq. 29, G only), MI (Eq. 30, G and E), VAE (Eq. 31, E only).
@@ -102,6 +104,8 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator) -> dict[
     for p, g in zip(e_params, vae_grads):
         if g is not None:
             p.grad = g if p.grad is None else p.grad + g
+    dist.average_gradients(model.G)
+    dist.average_gradients(model.E)
     opt["G"].step()
     opt["E"].step()
     requires_grad(model.D, True)
@@ -178,45 +182,66 @@ class Run:
         return record
 
 
+def epoch_order(n: int, epoch: int, seed: int) -> torch.Tensor:
+    """This rank's share of a seeded shuffle of range(n) (DistributedSampler, drop_last)."""
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(range(n), num_replicas=dist.get_world_size(), rank=dist.get_rank(),
+                                 shuffle=True, seed=seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(sampler), dtype=torch.long)
+
+
 def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -> dict:
-    """Train model on ds; write the model folder (and friends) into out after every epoch."""
+    """Train model on ds; after every epoch rank 0 writes the model folder (and friends) into out."""
     device = resolve_device(tc.device)
+    dist.init_from_env(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     model.to(device).train()
-    gen = torch.Generator().manual_seed(tc.seed)
+    # Each rank draws its own z, s, c; the weights start equal because every rank seeds alike.
+    gen = torch.Generator().manual_seed(tc.seed + 7919 * dist.get_rank())
     opt = make_optimizers(model, tc)
-    run = Run(model, ds, tc, out)
-    steps_per_epoch = len(ds) // tc.batch_size
+    run = Run(model, ds, tc, out) if dist.is_main() else None
+    steps_per_epoch = len(ds) // (tc.batch_size * dist.get_world_size())
     if steps_per_epoch == 0:
         raise ValueError(f"{ds.name}: {len(ds)} images is fewer than one batch of {tc.batch_size}")
-    total = tc.epochs * steps_per_epoch
-    if tc.max_steps is not None:
-        total = min(total, tc.max_steps)
-    step, start, record = 0, time.time(), {}
-    with make_progress(progress) as bar:
+    total = tc.epochs * steps_per_epoch if tc.max_steps is None else min(tc.max_steps, tc.epochs * steps_per_epoch)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
+    step, start, data_time, record = 0, time.time(), 0.0, {}
+    with make_progress(progress and dist.is_main()) as bar:
         task = bar.add_task(f"{model.config.model} on {ds.name}", total=total, info="")
         for epoch in range(tc.epochs):
-            order = torch.randperm(len(ds), generator=gen)
+            order = epoch_order(len(ds), epoch, tc.seed)
             sums: dict[str, float] = {}
             epoch_steps = 0
             for i in range(steps_per_epoch):
                 if step >= total:
                     break
-                x = ds.batch(order[i * tc.batch_size:(i + 1) * tc.batch_size]).to(device, non_blocking=True)
-                values = train_step(model, opt, x, gen)
+                t0 = time.time()
+                x = ds.batch(order[i * tc.batch_size:(i + 1) * tc.batch_size])
+                x = (x.pin_memory() if device.type == "cuda" else x).to(device, non_blocking=True)
+                data_time += time.time() - t0
+                with autocast:
+                    values = train_step(model, opt, x, gen)
                 step += 1
                 epoch_steps += 1
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v
-                if step % tc.log_every == 0 or step == total:
+                if run and (step % tc.log_every == 0 or step == total):
                     run.log(step, values)
-                    rate = step * tc.batch_size / max(1e-9, time.time() - start)
+                    rate = step * tc.batch_size * dist.get_world_size() / max(1e-9, time.time() - start)
                     bar.update(task, completed=step, info=f"ep {epoch + 1}/{tc.epochs} {rate:.0f} img/s "
                                f"D {values['d']:.2f} G {values['g_adv']:.2f} MI {values['mi_s']:.2f}")
-            n = max(1, epoch_steps)
-            record = {"epoch": epoch + 1, "step": step, "epochs_done": step / steps_per_epoch,
-                      "seconds": round(time.time() - start, 1), "device": str(device),
-                      "steps": step, **{k: v / n for k, v in sums.items()}}
-            record = run.checkpoint(record)
+            dist.broadcast_buffers(model)
+            seconds = time.time() - start
+            record = {"epoch": epoch + 1, "step": step, "steps": step, "epochs_done": step / steps_per_epoch,
+                      "seconds": round(seconds, 1), "data_fraction": round(data_time / max(seconds, 1e-9), 4),
+                      "img_per_s": round(step * tc.batch_size * dist.get_world_size() / max(seconds, 1e-9), 1),
+                      "device": str(device), "world_size": dist.get_world_size(),
+                      **{k: dist.reduce_mean(v / max(1, epoch_steps)) for k, v in sums.items()}}
+            if run:
+                record = run.checkpoint(record)
             if step >= total:
                 break
     return record

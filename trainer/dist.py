@@ -1,0 +1,68 @@
+"""Distributed helpers that do nothing in a single process, so the loop needs no branches.
+
+Launch with ``torchrun --nproc_per_node N -m trainer mnist ...`` (or ``infoedit train --nproc N``):
+gloo on CPU, NCCL on GPU. Gradients are averaged across ranks after each backward, which is
+what DistributedDataParallel does; we reduce by hand because one step runs several forwards
+through the same networks and takes a partial gradient (Eq. 31 trains only E), which DDP's
+one-backward-per-forward hooks do not support.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def is_dist() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_dist() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_dist() else 1
+
+
+def is_main() -> bool:
+    return get_rank() == 0
+
+
+def init_from_env(device: torch.device) -> None:
+    """Join the process group torchrun describes in the environment (no-op without it)."""
+    if is_dist() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend)
+
+
+def average_gradients(module: torch.nn.Module) -> None:
+    """All-reduce and average .grad of every parameter that has one."""
+    if not is_dist():
+        return
+    world = get_world_size()
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(world)
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Rank 0's BatchNorm statistics everywhere (DDP's broadcast_buffers), so ranks agree."""
+    if not is_dist():
+        return
+    for b in module.buffers():
+        dist.broadcast(b, src=0)
+
+
+def reduce_mean(value: float) -> float:
+    if not is_dist():
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.item() / get_world_size()
