@@ -1,7 +1,8 @@
 """The `infoedit` command line. Imports no torch at module import, so `--help` is instant.
 
 Exit codes: 0 success, 2 bad input (one line on stderr naming the file and the problem),
-130/143 interrupted. `--debug` shows the traceback instead.
+130/143 interrupted, 141 stdout closed early (`| head`). `--debug` shows the traceback instead.
+Results go to stdout; progress and messages to stderr, only when it is a terminal and no --quiet.
 """
 
 from __future__ import annotations
@@ -20,18 +21,24 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Learn disentangled image codes with InfoVAEGAN and edit images with them.")
 
 DEBUG_HELP = "Show the full traceback on errors."
+DEVICE_HELP = "auto (GPU when present), cpu or cuda."
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @app.callback()
 def _root() -> None:
     """Learn disentangled image codes with InfoVAEGAN and edit images with them."""
-DEVICE_HELP = "auto (GPU when present), cpu or cuda."
 
 
 def fail(message: str, code: int = 2) -> None:
     """Print one line to stderr and exit."""
     print(f"infoedit: error: {message}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+def _choice(flag: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        fail(f"{flag} {value}: expected one of {', '.join(options)}")
 
 
 @contextmanager
@@ -45,6 +52,9 @@ def user_errors(debug: bool):
         if debug:
             raise
         fail("interrupted", 130)
+    except BrokenPipeError:  # `infoedit classify DIR | head`: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit flush
+        raise typer.Exit(141) from None
     except Exception as exc:  # noqa: BLE001 - every user error class derives from ValueError/OSError
         if debug or not isinstance(exc, (ValueError, OSError)):
             raise
@@ -78,8 +88,7 @@ def train(
 ) -> None:
     """Train a model on a dataset and write its model folder (config.json + model.safetensors)."""
     with user_errors(debug):
-        if device not in ("auto", "cpu", "cuda"):
-            fail(f"--device {device}: expected auto, cpu or cuda")
+        _choice("--device", device, DEVICES)
         from trainer.loop import TrainConfig
         from trainer.train import train as run_train
 
@@ -88,7 +97,12 @@ def train(
                          device=device, limit=limit, max_steps=max_steps,
                          command=" ".join(["infoedit"] + [shlex.quote(a) for a in sys.argv[1:]]))
         overrides = dict(n_classes=classes, c_dim=c_dim, z_dim=z_dim, c_prior=c_prior, tau=tau, width=width)
-        record = run_train(dataset, out, model, data, overrides, tc, progress=not quiet and sys.stderr.isatty())
+        from trainer.loop import TrainingStopped
+
+        try:
+            record = run_train(dataset, out, model, data, overrides, tc, progress=not quiet and sys.stderr.isatty())
+        except TrainingStopped as stop:
+            fail(str(stop), stop.exit_code)
         summary = f"wrote {out}"
         if record.get("test_acc") is not None:
             summary += f" (held-out accuracy {100 * record['test_acc']:.2f}%)"
@@ -118,14 +132,9 @@ NOISE_NOTE = ("Noise z: one vector drawn from the prior with --seed (default 0),
               "output image; a model with an InfoVAEGAN2 generator G2(s, c) uses it instead, with no noise.")
 
 
-def _choice(flag: str, value: str, options: tuple[str, ...]) -> None:
-    if value not in options:
-        fail(f"{flag} {value}: expected one of {', '.join(options)}")
-
-
 def _load_model(model: str, revision: Optional[str], device: str):
     """The model in eval mode on the chosen device (ModelLoadError -> one line + exit 2)."""
-    _choice("--device", device, ("auto", "cpu", "cuda"))
+    _choice("--device", device, DEVICES)
     import torch
 
     from infoedit import hub
@@ -139,9 +148,9 @@ def _load_model(model: str, revision: Optional[str], device: str):
 
 def _loader(net, invert: str):
     """Path -> model-ready tensor: the shared preprocessing, then the shared polarity step."""
-    from infoedit.images import load_for_model
+    from infoedit.images import INVERT_MODES, load_for_model
 
-    _choice("--invert", invert, ("auto", "yes", "no"))
+    _choice("--invert", invert, INVERT_MODES)
     cfg = net.config
     return lambda path: load_for_model(path, cfg.image_size, cfg.channels, invert)
 
@@ -171,6 +180,18 @@ def _fmt(values: list[float]) -> str:
     return " ".join(f"{v:.3f}" for v in values)
 
 
+def _round(values: list[float]) -> list[float]:
+    return [round(v, 6) for v in values]
+
+
+def _code_row(path: Path, probs: list[float], labels: Optional[list[str]] = None) -> dict:
+    """The discrete-code fields of one result row, shared by encode and classify."""
+    cluster = max(range(len(probs)), key=probs.__getitem__)
+    name = {"name": labels[cluster]} if labels else {}
+    return {"path": str(path), "cluster": cluster, **name, "confidence": round(probs[cluster], 6),
+            "probabilities": _round(probs)}
+
+
 @app.command()
 def encode(
     images: list[Path] = typer.Argument(..., help="Image files (any size and mode)."),
@@ -189,12 +210,8 @@ def encode(
         for start in range(0, len(images), 256):  # batches: any number of files in bounded memory
             chunk = images[start:start + 256]
             found = engine.encode(net, torch.stack([load(p) for p in chunk]))
-            for i, path in enumerate(chunk):
-                row = {"path": str(path), "cluster": int(found.cluster[i]),
-                       "confidence": round(float(found.confidence[i]), 6),
-                       "probabilities": [round(v, 6) for v in found.probs[i].tolist()],
-                       "mu": [round(v, 6) for v in found.mu[i].tolist()],
-                       "sigma": [round(v, 6) for v in found.sigma[i].tolist()]}
+            for path, probs, mu, sigma in zip(chunk, found.probs.tolist(), found.mu.tolist(), found.sigma.tolist()):
+                row = _code_row(path, probs) | {"mu": _round(mu), "sigma": _round(sigma)}
                 if json_out:
                     print(json.dumps(row), flush=True)
                 else:
@@ -207,14 +224,17 @@ def _print_codes_table(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("image", "cluster", "confidence", "probabilities", "mu", "sigma")
+    table = Table("image", "cluster", "confidence", "q(s|x)", "mu", "sigma")
+    table.columns[0].overflow = "fold"  # a table may be piped to a file: never cut a path short
     for r in rows:
         table.add_row(r["path"], str(r["cluster"]), f"{r['confidence']:.3f}",
                       _fmt(r["probabilities"]), _fmt(r["mu"]), _fmt(r["sigma"]))
-    Console(soft_wrap=False).print(table)
+    # Piped to a file, rich would wrap at 80 columns: let the table be as wide as it needs.
+    Console(width=None if sys.stdout.isatty() else 10_000).print(table)
 
 
-@app.command(help="Generate the image with one image's continuous code and the other's discrete "
+@app.command(short_help="Image A's continuous code with image B's discrete code (or the reverse).",
+             help="Generate the image with one image's continuous code and the other's discrete "
                   "code (paper Fig. 3/6): by default A's continuous code (style) and B's discrete "
                   "code (e.g. rotation or class). Codes come from the encoder: the argmax category "
                   "and the mean of the continuous code, so the result is repeatable. " + NOISE_NOTE)
@@ -246,7 +266,8 @@ def swap(
         _say(f"wrote {out}", quiet)
 
 
-@app.command(help="Vary codes of one image and write a grid PNG (paper Fig. 9/13/17/19). Each "
+@app.command(short_help="Grid PNG varying one image's continuous codes, or its category.",
+             help="Vary codes of one image and write a grid PNG (paper Fig. 9/13/17/19). Each "
                   "--code N (0-based) gives one row sweeping continuous code N over --range in "
                   "--steps; --discrete gives one row with each of the K categories. Without either, "
                   "one row per continuous code. The other codes stay as the encoder infers them. "
@@ -270,11 +291,8 @@ def traverse(
 
         net = _load_model(model, revision, device)
         indices = code or list(range(net.config.c_dim))
-        if not discrete:
-            if not indices:
-                fail(f"{model}: this model has no continuous codes; use --discrete")
-            for i in indices:  # before decoding the image: a bad --code fails fast
-                engine.check_code(net, i)
+        if not discrete and not indices:
+            fail(f"{model}: this model has no continuous codes; use --discrete")
         x = _loader(net, invert)(image)
         if discrete:
             grid, per_row = engine.traverse_discrete(net, x, seed), net.config.n_classes
@@ -284,7 +302,10 @@ def traverse(
         _say(f"wrote {out}", quiet)
 
 
-@app.command()
+@app.command(short_help="The class grid, or N single samples from the priors.",
+             help="Generate from the priors: the class grid (columns = the K categories, rows = the "
+                  "first continuous code from -1 to 1, paper Fig. 12/15), or with --n N single images "
+                  "DIR/sample-0000.png, ... Repeatable for a given --seed.")
 def sample(
     rows: int = typer.Option(10, min=1, help="Rows of the class grid."),
     n: Optional[int] = typer.Option(None, "--n", min=1, help="Write N single samples into a folder instead."),
@@ -293,8 +314,6 @@ def sample(
     seed: SeedOpt = 0, model: ModelOpt = ..., revision: RevisionOpt = None, device: DeviceOpt = "auto",
     force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
-    """Generate from the priors: the class grid (columns = categories, rows = the first continuous
-    code from -1 to 1, paper Fig. 12/15), or with --n single images DIR/sample-0000.png, ..."""
     with user_errors(debug):
         from infoedit import engine
         from infoedit.images import make_grid, save_png
@@ -335,6 +354,8 @@ def _result_stream(path: Optional[Path]):
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
             yield f
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -373,14 +394,23 @@ def _place(src: Path, folder: Path, move: bool) -> Path:
         target, i = folder / f"{stem}-{i}{suffix}", i + 1
     if move:
         shutil.move(src, target)
-    else:  # via a temp name, so a half-copied file never carries the final name
-        tmp = folder / f".{target.name}.tmp"
+        return target
+    tmp = folder / f".{target.name}.tmp"  # a half-copied file never carries the final name
+    try:
         shutil.copy2(src, tmp)
         os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return target
 
 
-@app.command()
+@app.command(short_help="Cluster a folder of images by discrete code; CSV/JSON, optionally sort files.",
+             help="Cluster every image under FOLDER (recursively) by its discrete code. One row per "
+                  "image: path, cluster, name, confidence, p0..pK-1 (CSV with a header, or JSON lines "
+                  "with --json). Files stream in batches, so memory stays flat however many there are. "
+                  "Unreadable files are skipped, then counted and listed on stderr (unless --quiet). "
+                  "--copy-to and --move-to keep file names and never overwrite: a clash gets a -1, -2, "
+                  "... suffix.")
 def classify(
     folder: Path = typer.Argument(..., help="Folder of images, searched recursively."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the CSV (or JSON lines) here, not stdout."),
@@ -392,13 +422,6 @@ def classify(
     model: ModelOpt = ..., revision: RevisionOpt = None, device: DeviceOpt = "auto",
     invert: InvertOpt = "auto", force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
-    """Cluster every image under FOLDER by its discrete code.
-
-    One row per image: path, cluster, name, confidence, p0..pK-1 (CSV with a header, or JSON
-    lines with --json). Files are streamed in batches, so memory stays flat however many there
-    are. Unreadable files are skipped, then listed on stderr with their count. --copy-to and
-    --move-to keep file names and never overwrite: a clash gets a -1, -2, ... suffix.
-    """
     with user_errors(debug):
         from infoedit.images import iter_images
 
@@ -416,7 +439,7 @@ def classify(
         done, failed = _classify_stream(net, folder, out, json_out, dest, bool(move_to), labels,
                                         _loader(net, invert), batch_size, quiet)
         if failed and not quiet:  # a warning, so shown even when stderr is not a terminal
-            print(f"infoedit: skipped {len(failed)} unreadable file(s):", file=sys.stderr)
+            print(f"infoedit: {len(failed)} file(s) skipped:", file=sys.stderr)
             for path, reason in failed:
                 print(f"  {reason}" if str(path) in reason else f"  {path}: {reason}", file=sys.stderr)
         if not done:
@@ -447,16 +470,14 @@ def _classify_stream(net, folder: Path, out: Optional[Path], json_out: bool, des
             failed += batch.failed
             probs = batch.codes.probs.tolist() if batch.codes is not None else []
             for path, p in zip(batch.paths, probs):
-                cluster = max(range(k), key=p.__getitem__)
+                row = _code_row(path, p, labels)
                 if json_out:
-                    stream.write(json.dumps({"path": str(path), "cluster": cluster, "name": labels[cluster],
-                                             "confidence": round(p[cluster], 6),
-                                             "probabilities": [round(v, 6) for v in p]}) + "\n")
+                    stream.write(json.dumps(row) + "\n")
                 else:
-                    writer.writerow([path, cluster, labels[cluster], f"{p[cluster]:.6f}"] + [f"{v:.6f}" for v in p])
+                    writer.writerow([row[f] for f in ("path", "cluster", "name", "confidence")] + row["probabilities"])
                 if dest:
                     try:
-                        _place(path, dest / labels[cluster], move)
+                        _place(path, dest / row["name"], move)
                     except OSError as exc:
                         failed.append((path, f"cannot {'move' if move else 'copy'} ({exc.strerror or exc})"))
             done += len(batch.paths)

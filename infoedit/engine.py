@@ -1,8 +1,18 @@
-"""Operations on a loaded model: encode, generate grids. Shared by the CLI and the trainer."""
+"""Operations on a loaded model: encode, swap, traverse, sample, classify, grids.
+
+Shared by the CLI and the trainer. Functions take a loaded model and tensors in [0, 1].
+"""
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
 import torch
+import torch.nn.functional as F
 
 from infoedit import codes
 
@@ -28,3 +38,157 @@ def class_grid(model, rows: int = 10, seed: int = 0) -> torch.Tensor:
     if cfg.c_dim:
         c[:, 0] = codes.traversal_values(-1, 1, rows).to(model.device).repeat_interleave(k)
     return model.generate(z, s, c)
+
+
+# -- edits of real images: codes come from E, deterministically ------------------------------
+@dataclass
+class Codes:
+    """What E infers for a batch: q(s | x) as probabilities, q(c | x) as (mu, sigma)."""
+
+    probs: torch.Tensor  # [N, K]
+    mu: torch.Tensor     # [N, c_dim]
+    sigma: torch.Tensor  # [N, c_dim]
+
+    @property
+    def cluster(self) -> torch.Tensor:
+        return self.probs.argmax(dim=1)
+
+    @property
+    def confidence(self) -> torch.Tensor:
+        return self.probs.max(dim=1).values
+
+    def onehot(self) -> torch.Tensor:
+        """argmax as a one-hot s, not a Gumbel sample, so an edit gives the same image every time."""
+        return F.one_hot(self.cluster, self.probs.shape[1]).to(self.probs.dtype)
+
+
+@torch.inference_mode()
+def encode(model, x: torch.Tensor) -> Codes:
+    """Codes of images [N, C, H, W] in [0, 1]."""
+    mu, sigma, logits = model.encode(x.to(model.device))
+    return Codes(F.softmax(logits.float(), dim=1), mu.float(), sigma.float())
+
+
+@torch.inference_mode()
+def render(model, s: torch.Tensor, c: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Images for codes (s, c) of real images: G2(s, c) when the model has one, else G(z, s, c).
+
+    InfoVAEGAN2 (Sec. 4.4) adds G2, trained as the inverse of E, so it needs no noise. With G
+    every image shares the one noise vector ``fixed_noise(model, 1, seed)``: the edit then
+    depends on the codes alone, and rows of a traversal are comparable.
+    """
+    s, c = s.to(model.device), c.to(model.device)
+    if callable(getattr(model, "generate2", None)):
+        return model.generate2(s, c)
+    z = fixed_noise(model, 1, seed).expand(len(s), -1)
+    return model.generate(z, s, c)
+
+
+@torch.inference_mode()
+def swap(model, a: torch.Tensor, b: torch.Tensor, discrete_from: str = "b",
+         continuous_from: str = "a", seed: int = 0) -> torch.Tensor:
+    """Generate from the discrete code of one image and the continuous code of the other (Fig. 3/6).
+
+    ``a`` and ``b`` are batches [N, C, H, W] of pairs; ``*_from`` is "a" or "b".
+    """
+    for name, side in (("discrete_from", discrete_from), ("continuous_from", continuous_from)):
+        if side not in ("a", "b"):
+            raise ValueError(f"{name} must be 'a' or 'b', got {side!r}")
+    codes_ab = {"a": encode(model, a), "b": encode(model, b)}
+    return render(model, codes_ab[discrete_from].onehot(), codes_ab[continuous_from].mu, seed)
+
+
+def check_code(model, index: int) -> None:
+    c_dim = model.config.c_dim
+    if c_dim == 0:
+        raise ValueError(f"continuous code {index}: this model has no continuous codes")
+    if not 0 <= index < c_dim:
+        raise ValueError(f"continuous code {index} is out of range: this model has codes 0..{c_dim - 1}")
+
+
+@torch.inference_mode()
+def traverse(model, x: torch.Tensor, code_indices: list[int], low: float = -1.0, high: float = 1.0,
+             steps: int = 10, seed: int = 0) -> torch.Tensor:
+    """Images [len(code_indices) * steps, C, H, W]: row i sweeps continuous code i over [low, high].
+
+    One image x [C, H, W]; every other code stays at what E infers for it (Fig. 9/13/17/19).
+    """
+    if not code_indices:
+        raise ValueError("traverse needs at least one continuous code index")
+    for i in code_indices:
+        check_code(model, i)
+    found = encode(model, x.unsqueeze(0))
+    values = codes.traversal_values(low, high, steps).to(found.mu)
+    c = found.mu.repeat(len(code_indices) * steps, 1)
+    for row, i in enumerate(code_indices):
+        c[row * steps:(row + 1) * steps, i] = values
+    return render(model, found.onehot().expand(len(c), -1), c, seed)
+
+
+@torch.inference_mode()
+def traverse_discrete(model, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Images [K, C, H, W]: image x [C, H, W] rendered with each of the K categories in turn."""
+    found = encode(model, x.unsqueeze(0))
+    k = found.probs.shape[1]
+    return render(model, torch.eye(k, device=found.mu.device), found.mu.expand(k, -1), seed)
+
+
+@torch.inference_mode()
+def sample(model, n: int, seed: int | torch.Generator = 0) -> torch.Tensor:
+    """n images [n, C, H, W] from the priors of z, s and c, repeatable for a given seed.
+
+    Pass a torch.Generator instead of a seed to draw several batches of one sequence.
+    """
+    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    z, s, c = model.sample_prior(n, gen)
+    return model.generate(z, s, c)
+
+
+# -- classify: stream any number of files in bounded memory ---------------------------------
+@dataclass
+class Batch:
+    paths: list[Path]                # the files that decoded, in input order
+    codes: Codes | None              # their codes (None when none decoded)
+    failed: list[tuple[Path, str]]   # (file, one-line reason)
+
+
+def _chunks(items: Iterable[Path], size: int) -> Iterator[list[Path]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _collect(pending: list[tuple[Path, Future]]) -> tuple[list[Path], list[torch.Tensor], list[tuple[Path, str]]]:
+    ok, tensors, failed = [], [], []
+    for path, future in pending:
+        try:
+            tensors.append(future.result())
+            ok.append(path)
+        except (ValueError, OSError) as exc:  # ImageError is a ValueError; one line names the file
+            failed.append((path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+    return ok, tensors, failed
+
+
+def classify_files(model, paths: Iterable[Path], load: Callable[[Path], torch.Tensor],
+                   batch_size: int = 256, workers: int = 4) -> Iterator[Batch]:
+    """Codes for every file, one Batch at a time; a file that fails to load goes in ``failed``.
+
+    ``paths`` is consumed lazily. A thread pool decodes the next batch while the model runs on
+    the current one, so at most two batches of images are in memory, however many files.
+    """
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = None
+        for chunk in _chunks(paths, batch_size):
+            submitted = [(p, pool.submit(load, p)) for p in chunk]
+            if pending is not None:
+                yield _encode_batch(model, *_collect(pending))
+            pending = submitted
+        if pending is not None:
+            yield _encode_batch(model, *_collect(pending))
+
+
+def _encode_batch(model, ok: list[Path], tensors: list[torch.Tensor], failed: list[tuple[Path, str]]) -> Batch:
+    found = encode(model, torch.stack(tensors)) if tensors else None
+    if found is not None:
+        found = Codes(found.probs.cpu(), found.mu.cpu(), found.sigma.cpu())
+    return Batch(ok, found, failed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -95,15 +96,50 @@ def load_image(path: str | Path, size: int, channels: int) -> torch.Tensor:
         raise ImageError(f"{path}: cannot convert image ({exc})") from None
 
 
+INVERT_MODES = ("auto", "yes", "no")
+
+
+def match_polarity(image: torch.Tensor, invert: str = "auto") -> torch.Tensor:
+    """Make a 1-channel image light-on-dark, like the MNIST-style data such models learn.
+
+    Photos of ink on paper are dark-on-light, and a model trained on white-on-black digits
+    reads them as noise. ``auto`` inverts when the mean of the image's 1-pixel border is
+    > 0.5 (a light background); ``yes`` / ``no`` force it. 3-channel images are left alone.
+    """
+    if invert not in INVERT_MODES:
+        raise ValueError(f"invert must be one of {', '.join(INVERT_MODES)}, got {invert!r}")
+    if image.shape[0] != 1 or invert == "no":
+        return image
+    if invert == "auto":
+        g = image[0]
+        border = torch.cat([g[0], g[-1], g[1:-1, 0], g[1:-1, -1]])
+        if border.mean() <= 0.5:
+            return image
+    return 1 - image
+
+
+def load_for_model(path: str | Path, size: int, channels: int, invert: str = "auto") -> torch.Tensor:
+    """What every editing command feeds the encoder: load_image, then match_polarity."""
+    return match_polarity(load_image(path, size, channels), invert)
+
+
+def iter_images(root: str | Path, skip: Path | None = None) -> Iterator[Path]:
+    """Image files under root, lazily (constant memory), in a stable depth-first order.
+
+    Known image suffixes only; symlinked folders are not followed (no loops). ``skip`` prunes
+    one folder, e.g. an output folder inside root that files are being sorted into.
+    """
+    skip = skip.resolve() if skip is not None else None
+    for dirpath, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if skip is None or (Path(dirpath) / d).resolve() != skip)
+        for name in sorted(files):
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                yield Path(dirpath) / name
+
+
 def list_images(root: str | Path) -> list[Path]:
     """Every image file under root (recursive, symlink loops safe), sorted for a stable order."""
-    root = Path(root)
-    found = []
-    for dirpath, _dirs, files in os.walk(root, followlinks=False):
-        for name in files:
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                found.append(Path(dirpath) / name)
-    return sorted(found)
+    return sorted(iter_images(root))
 
 
 def make_grid(images: torch.Tensor, nrow: int, pad: int = 2) -> torch.Tensor:

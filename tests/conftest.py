@@ -9,6 +9,9 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# Tests run tiny models: one thread avoids thread-pool overhead that dominates such small ops
+# (and stalls badly when the machine is shared).
+torch.set_num_threads(1)
 
 
 def data_root() -> Path:

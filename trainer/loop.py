@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -192,6 +195,42 @@ def epoch_order(n: int, epoch: int, seed: int) -> torch.Tensor:
     return torch.tensor(list(sampler), dtype=torch.long)
 
 
+class TrainingStopped(Exception):
+    """Training ended early; ``exit_code`` is what the CLI exits with, the message one line."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class StopSignals:
+    """SIGINT/SIGTERM set a flag; the loop finishes its step, saves, then stops."""
+
+    CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+    def __enter__(self):
+        self.received = None
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.CODES:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame):
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def check_finite(values: dict[str, float], step: int) -> None:
+    for name, v in values.items():
+        if not math.isfinite(v):
+            raise TrainingStopped(f"loss {name} is {v} at step {step}; stopped, the model folder keeps "
+                                  "the last good epoch (try a lower learning rate)", 2)
+
+
 def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -> dict:
     """Train model on ds; after every epoch rank 0 writes the model folder (and friends) into out."""
     device = resolve_device(tc.device)
@@ -203,20 +242,21 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
     gen = torch.Generator().manual_seed(tc.seed + 7919 * dist.get_rank())
     opt = make_optimizers(model, tc)
     run = Run(model, ds, tc, out) if dist.is_main() else None
-    steps_per_epoch = len(ds) // (tc.batch_size * dist.get_world_size())
+    world = dist.get_world_size()
+    steps_per_epoch = len(ds) // (tc.batch_size * world)
     if steps_per_epoch == 0:
         raise ValueError(f"{ds.name}: {len(ds)} images is fewer than one batch of {tc.batch_size}")
     total = tc.epochs * steps_per_epoch if tc.max_steps is None else min(tc.max_steps, tc.epochs * steps_per_epoch)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
     step, start, data_time, record = 0, time.time(), 0.0, {}
-    with make_progress(progress and dist.is_main()) as bar:
+    with make_progress(progress and dist.is_main()) as bar, StopSignals() as stop:
         task = bar.add_task(f"{model.config.model} on {ds.name}", total=total, info="")
         for epoch in range(tc.epochs):
             order = epoch_order(len(ds), epoch, tc.seed)
             sums: dict[str, float] = {}
             epoch_steps = 0
             for i in range(steps_per_epoch):
-                if step >= total:
+                if step >= total or stop.received:
                     break
                 t0 = time.time()
                 x = ds.batch(order[i * tc.batch_size:(i + 1) * tc.batch_size])
@@ -226,22 +266,26 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
                     values = train_step(model, opt, x, gen)
                 step += 1
                 epoch_steps += 1
+                check_finite(values, step)
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v
                 if run and (step % tc.log_every == 0 or step == total):
                     run.log(step, values)
-                    rate = step * tc.batch_size * dist.get_world_size() / max(1e-9, time.time() - start)
+                    rate = step * tc.batch_size * world / max(1e-9, time.time() - start)
                     bar.update(task, completed=step, info=f"ep {epoch + 1}/{tc.epochs} {rate:.0f} img/s "
                                f"D {values['d']:.2f} G {values['g_adv']:.2f} MI {values['mi_s']:.2f}")
             dist.broadcast_buffers(model)
             seconds = time.time() - start
             record = {"epoch": epoch + 1, "step": step, "steps": step, "epochs_done": step / steps_per_epoch,
                       "seconds": round(seconds, 1), "data_fraction": round(data_time / max(seconds, 1e-9), 4),
-                      "img_per_s": round(step * tc.batch_size * dist.get_world_size() / max(seconds, 1e-9), 1),
-                      "device": str(device), "world_size": dist.get_world_size(),
+                      "img_per_s": round(step * tc.batch_size * world / max(seconds, 1e-9), 1),
+                      "device": str(device), "world_size": world,
                       **{k: dist.reduce_mean(v / max(1, epoch_steps)) for k, v in sums.items()}}
             if run:
                 record = run.checkpoint(record)
+            if stop.received:
+                raise TrainingStopped(f"interrupted at step {step}; saved the model folder {out}",
+                                      StopSignals.CODES[stop.received])
             if step >= total:
                 break
     return record
