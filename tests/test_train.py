@@ -112,3 +112,24 @@ def test_chairs_preset_crops_the_white_margin(tmp_path):
     # after cropping the margin the object fills the frame: the image is red, not white
     assert ds.images.shape == (1, 3, 64, 64)
     assert ds.images[0, 0].float().mean() > 150 and ds.images[0, 1].float().mean() < 60
+
+
+def test_non_finite_loss_stops_and_names_it(tmp_path, monkeypatch):
+    from trainer import loop
+
+    real_step, calls = loop.train_step, []
+
+    def step(*args):
+        values = real_step(*args)
+        calls.append(1)
+        return {**values, "mi_c": float("nan")} if len(calls) == 12 else values
+
+    monkeypatch.setattr(loop, "train_step", step)
+    model = InfoVAEGAN(InfoVAEGANConfig(n_classes=3, z_dim=4, width=0.125))
+    with pytest.raises(loop.TrainingStopped, match="mi_c is nan at step 12") as err:
+        loop.fit(model, shapes_dataset(256), TrainConfig(epochs=3, batch_size=32, device="cpu"), tmp_path, progress=False)
+    assert err.value.exit_code == 2
+    # epoch 1 (8 steps) was saved and is kept intact
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1]
+    hub.from_pretrained(str(tmp_path))
