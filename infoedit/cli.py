@@ -82,6 +82,9 @@ def train(
     c_prior: Optional[str] = typer.Option(None, help="Continuous prior: uniform or normal."),
     tau: Optional[float] = typer.Option(None, help="Gumbel-softmax temperature of the VAE loss."),
     width: Optional[float] = typer.Option(None, help="Network width multiplier (1.0 = the paper's)."),
+    mi_weight_s: Optional[float] = typer.Option(None, help="Weight of the discrete MI term (Eq. 30)."),
+    mi_weight_c: Optional[float] = typer.Option(None, help="Weight of the continuous MI term (Eq. 30)."),
+    mi_continuous: Optional[str] = typer.Option(None, help="Continuous MI term: mse (authors' code) or nll."),
     push_to_hub: Optional[str] = typer.Option(None, help="Upload the model folder to this Hub repo id."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     debug: bool = typer.Option(False, help=DEBUG_HELP),
@@ -96,7 +99,8 @@ def train(
         tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr_d=lr_d, lr_g=lr_g, lr_e=lr_e, seed=seed,
                          device=device, limit=limit, max_steps=max_steps,
                          command=" ".join(["infoedit"] + [shlex.quote(a) for a in sys.argv[1:]]))
-        overrides = dict(n_classes=classes, c_dim=c_dim, z_dim=z_dim, c_prior=c_prior, tau=tau, width=width)
+        overrides = dict(n_classes=classes, c_dim=c_dim, z_dim=z_dim, c_prior=c_prior, tau=tau, width=width,
+                         mi_weight_s=mi_weight_s, mi_weight_c=mi_weight_c, mi_continuous=mi_continuous)
         from trainer.loop import TrainingStopped
 
         try:
@@ -484,6 +488,41 @@ def _classify_stream(net, folder: Path, out: Optional[Path], json_out: bool, des
             stream.flush()
             bar.advance(task, len(batch.paths) + len(batch.failed))
     return done, failed
+
+
+@app.command(short_help="Score a model: clustering ACC/NMI/ARI, pseudo-label CNN, FactorVAE, FID.")
+def evaluate(
+    model: str = typer.Argument(..., help="Model folder or Hub repo id."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset to score on (default: the model's own)."),
+    data: Optional[str] = typer.Option(None, help="Data root (default: $INFOEDIT_DATA, else ~/.cache/infoedit/data)."),
+    split: str = typer.Option("test", help="train or test."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for confusion.png and evaluation.json."),
+    pseudo_label_cnn: bool = typer.Option(False, help="Also train Table 1's CNN on confident pseudo-labels."),
+    factorvae: bool = typer.Option(False, help="FactorVAE disentanglement score (dSprites models)."),
+    representation: str = typer.Option("mu", help="FactorVAE input: mu or mu+softmax."),
+    real_subset: bool = typer.Option(False, help="FactorVAE on the real dSprites grid (dsprites_downsampled.npz)."),
+    fid_against: Optional[str] = typer.Option(None, help="FID of generated samples against a folder or dataset."),
+    inception_weights: Optional[Path] = typer.Option(None, help="pytorch-fid pt_inception-2015-12-05 weights file."),
+    fid_samples: int = typer.Option(10_000, min=1, help="Generated samples for FID."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Score only the first N images."),
+    seed: int = typer.Option(0),
+    device: DeviceOpt = "auto",
+    json_out: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+    debug: DebugOpt = False,
+) -> None:
+    """Evaluate a trained model with the paper's metrics (Tables 1 and 2, FID)."""
+    with user_errors(debug):
+        _choice("--device", device, DEVICES)
+        _choice("--split", split, ("train", "test"))
+        _choice("--representation", representation, ("mu", "mu+softmax"))
+        from trainer.evaluate.command import evaluate as run_evaluate
+        from trainer.evaluate.command import report
+
+        result = run_evaluate(model, dataset=dataset, data=data, split=split, out=out,
+                              pseudo_label_cnn=pseudo_label_cnn, factorvae=factorvae, representation=representation,
+                              real_subset=real_subset, fid_against=fid_against, inception_weights=inception_weights,
+                              fid_samples=fid_samples, device=device, seed=seed, limit=limit)
+        print(report(result, as_json=json_out))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -32,6 +32,7 @@ class Dataset:
     length: int
     images: torch.Tensor | None = None           # uint8 [N, C, H, W], or None when rendered
     render: Callable[[torch.Tensor], torch.Tensor] | None = None  # indices -> uint8 batch
+    labels: torch.Tensor | None = None           # training labels, when the dataset has them
     test_images: torch.Tensor | None = None      # held-out labelled split, when there is one
     test_labels: torch.Tensor | None = None
     scale: float = 255.0                         # uint8 value of white (dSprites stores {0, 1})
@@ -100,7 +101,7 @@ def load_mnist_like(name: str, root: Path) -> Dataset:
             raise DataError(f"{raw}: unreadable {name} files ({exc})") from None
         arrays[split] = (torch.from_numpy(imgs.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
     train, test = arrays["train"], arrays["test"]
-    return Dataset(name, 28, 1, 10, len(train[0]), images=train[0],
+    return Dataset(name, 28, 1, 10, len(train[0]), images=train[0], labels=train[1],
                    test_images=test[0], test_labels=test[1])
 
 
@@ -198,6 +199,7 @@ def load(name: str, data: str | Path | None = None, limit: int | None = None, pr
         raise DataError(f"{name}: unknown dataset; use mnist, fashion-mnist, dsprites, celeba, chairs or folder:PATH")
     if limit and ds.images is not None:
         ds.images, ds.length = ds.images[:limit], min(limit, ds.length)
+        ds.labels = ds.labels[:limit] if ds.labels is not None else None
     elif limit and limit < ds.length:
         # The first N images of a factor grid all share the slow factors (one shape, one
         # scale), so a limited rendered dataset is a fixed random subset instead.

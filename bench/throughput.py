@@ -1,0 +1,88 @@
+"""Training throughput per model config, against the machine's own sgemm speed.
+
+    python bench/throughput.py [--steps 30] [--batch-size 64] [--widths 1.0 0.5]
+
+For each config: img/s of `train_step`, the FLOPs of one step (torch.utils.flop_counter),
+achieved GFLOP/s, and the ratio to a float32 matmul (sgemm) measured in the same run, so the
+numbers survive a noisy, shared machine. Writes bench/results/throughput.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig  # noqa: E402
+from trainer.loop import TrainConfig, make_optimizers, train_step  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CONFIGS = {"28px-mnist": dict(image_size=28, channels=1, z_dim=62, n_classes=10, c_dim=2),
+           "64px-rgb": dict(image_size=64, channels=3, z_dim=100, n_classes=10, c_dim=10)}
+
+
+def sgemm_gflops(n: int = 1024, repeats: int = 20) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n ** 3 * repeats / (time.perf_counter() - t) / 1e9
+
+
+def measure(name: str, width: float, batch: int, steps: int) -> dict:
+    torch.manual_seed(0)
+    model = InfoVAEGAN(InfoVAEGANConfig(width=width, **CONFIGS[name]))
+    opt, gen = make_optimizers(model, TrainConfig()), torch.Generator().manual_seed(0)
+    cfg = model.config
+    x = torch.rand(batch, cfg.channels, cfg.image_size, cfg.image_size)
+    with FlopCounterMode(display=False) as counter:
+        train_step(model, opt, x, gen)
+    flops = counter.get_total_flops()
+    for _ in range(3):
+        train_step(model, opt, x, gen)
+    gemm_before = sgemm_gflops()
+    t = time.perf_counter()
+    for _ in range(steps):
+        train_step(model, opt, x, gen)
+    seconds = time.perf_counter() - t
+    gemm = (gemm_before + sgemm_gflops()) / 2
+    achieved = flops * steps / seconds / 1e9
+    return {"config": name, "width": width, "batch": batch, "img_per_s": round(batch * steps / seconds, 1),
+            "gflop_per_step": round(flops / 1e9, 2), "achieved_gflops": round(achieved, 1),
+            "sgemm_gflops": round(gemm, 1), "ratio_to_sgemm": round(achieved / gemm, 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--widths", type=float, nargs="+", default=[1.0])
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    args = ap.parse_args()
+    rows = [measure(c, w, args.batch_size, args.steps) for c in args.configs for w in args.widths]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    machine = f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads".strip()
+    header = "| config | width | batch | img/s | GFLOP/step | GFLOP/s | sgemm GFLOP/s | ratio |\n|---|---|---|---|---|---|---|---|"
+    lines = [f"| {r['config']} | {r['width']} | {r['batch']} | {r['img_per_s']} | {r['gflop_per_step']} | "
+             f"{r['achieved_gflops']} | {r['sgemm_gflops']} | {r['ratio_to_sgemm']} |" for r in rows]
+    table = "\n".join([f"Training throughput, commit {commit or 'uncommitted'}, {machine}, torch {torch.__version__}",
+                       "", header, *lines])
+    print(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "throughput.md").write_text(table + "\n")
+    (RESULTS / "throughput.json").write_text(json.dumps({"commit": commit, "machine": machine,
+                                                        "torch": torch.__version__, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""`infoedit evaluate`: the paper's metrics on a trained model, as one JSON-able dict.
+
+- clustering: argmax q(s|x) in eval mode vs the labels, Hungarian-matched ACC, NMI, ARI;
+- pseudo-label CNN (Table 1 "Proposed CNN"), FactorVAE score (Table 2) and FID on request.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainer.evaluate.factorvae import FactorVAEProtocol
+from trainer.evaluate.pseudo_label import PseudoLabelConfig
+
+CLUSTERING_PROTOCOL = ("argmax q(s|x) in eval mode; clusters matched to labels one-to-one by the Hungarian "
+                       "method (scipy.optimize.linear_sum_assignment) on the contingency matrix; "
+                       "NMI normalised by the arithmetic mean of the entropies; ARI of Hubert & Arabie")
+LABELLED = ("mnist", "fashion-mnist")
+DSPRITES_GRID = Path("dsprites") / "dsprites_downsampled.npz"
+
+
+def _dsprites_grid(data: str | None) -> Path:
+    from trainer.data import default_root
+
+    path = (Path(data).expanduser() if data else default_root()) / DSPRITES_GRID
+    if not path.is_file():
+        raise ValueError(f"{path}: not found; --real-subset needs the real dSprites grid under --data DIR")
+    return path
+
+
+def labelled_split(ds, name: str, data: str | None, split: str, real_grid: Path | None, seed: int,
+                   limit: int | None) -> tuple[torch.Tensor, torch.Tensor, float, str] | None:
+    """(uint8 images, labels, scale, description) to cluster, or None when there are no labels."""
+    if name == "dsprites":  # the shape factor is dSprites' class (K=3 in the paper)
+        from trainer.evaluate.factorvae import dsprites_source
+
+        sizes, observe, what = dsprites_source(real_grid)
+        factors = np.random.default_rng(seed).integers(0, sizes, size=(limit or 10_000, len(sizes)))
+        return observe(factors), torch.from_numpy(factors[:, 0]), 1.0, f"{what}, shape factor as label"
+    if ds is None:
+        return None
+    if split == "test":
+        images, labels = ds.test_images, ds.test_labels
+    else:
+        images, labels = ds.images, ds.labels
+    if images is None or labels is None:
+        return None
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    return images, labels, ds.scale, f"{name} {split} split"
+
+
+def clustering(model, images: torch.Tensor, labels: torch.Tensor, scale: float, out: Path | None,
+               title: str) -> dict:
+    from trainer.evaluate.clustering import clustering_report, matched_confusion, save_confusion_png
+    from trainer.loop import predict_clusters
+
+    pred, confidence = predict_clusters(model, images, scale=scale)
+    pred, labels = pred.numpy(), labels.numpy()
+    result = clustering_report(pred, labels)
+    mapping = {int(k): v for k, v in result["cluster_to_label"].items()}
+    matrix, names = matched_confusion(pred, labels, mapping)
+    png = None
+    if out is not None:
+        png = str(save_confusion_png(matrix, Path(out) / "confusion.png", names, title))
+    return {**result, "confusion": matrix.tolist(), "confusion_columns": names, "confusion_png": png,
+            "mean_confidence": float(confidence.mean()),
+            "fraction_confident": float((confidence > 0.9).float().mean())}
+
+
+def evaluate(model: str, dataset: str | None = None, data: str | None = None, split: str = "test",
+             out: Path | None = None, pseudo_label_cnn: bool = False, factorvae: bool = False,
+             representation: str = "mu", real_subset: bool = False, fid_against: str | None = None,
+             inception_weights: Path | None = None, fid_samples: int = 10_000, device: str = "auto",
+             seed: int = 0, limit: int | None = None, factorvae_protocol: FactorVAEProtocol | None = None,
+             pseudo_label: PseudoLabelConfig | None = None, extractor=None) -> dict:
+    """Evaluate a model folder (or Hub id); ValueError with one line on bad input.
+
+    ``dataset`` defaults to the one in the model's config. ``real_subset`` implies ``factorvae``.
+    ``extractor`` replaces the Inception network for FID (tests use a tiny stand-in).
+    """
+    from infoedit import hub
+    from trainer import data as data_mod
+    from trainer.loop import resolve_device
+
+    start = time.time()
+    dev = resolve_device(device)
+    net = hub.from_pretrained(model, device=str(dev))
+    cfg = net.config
+    name = dataset or cfg.dataset
+    factorvae = factorvae or real_subset
+    _check(model, cfg, name, split, representation, pseudo_label_cnn, factorvae,
+           fid_against is not None and extractor is None and inception_weights is None)
+    real_grid = _dsprites_grid(data) if real_subset else None
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    result: dict = {"model": str(model), "dataset": name, "split": split, "device": str(dev), "seed": seed,
+                    "model_config": cfg.to_dict(), "protocol": {"clustering": CLUSTERING_PROTOCOL}}
+
+    # Only MNIST and Fashion-MNIST carry labels; other datasets are not loaded just to be unused.
+    ds = data_mod.load(name, data, progress=False) if name in LABELLED else None
+    if ds is not None and (ds.image_size, ds.channels) != (cfg.image_size, cfg.channels):
+        raise ValueError(f"{name} has {ds.image_size}px {ds.channels}-channel images, the model expects "
+                         f"{cfg.image_size}px {cfg.channels}-channel")
+    labelled = labelled_split(ds, name, data, split, real_grid, seed, limit)
+    if labelled is None and not (pseudo_label_cnn or factorvae or fid_against):
+        raise ValueError(f"{name} has no labels for the {split} split: nothing to evaluate "
+                         "(add --fid-against FOLDER_OR_DATASET)")
+    if labelled is not None:
+        images, labels, scale, what = labelled
+        result.update(clustering(net, images, labels, scale, out, f"{cfg.model} on {what}"))
+        result["evaluated_on"] = what
+
+    if pseudo_label_cnn:
+        result["pseudo_label_cnn"] = _pseudo_label(net, ds, pseudo_label, seed, limit)
+    if factorvae:
+        from trainer.evaluate.factorvae import dsprites_source, factorvae_score, model_representation
+
+        sizes, observe, what = dsprites_source(real_grid)
+        protocol = factorvae_protocol or FactorVAEProtocol(seed=seed)
+        score = factorvae_score(sizes, observe, model_representation(net, representation), protocol)
+        score["protocol"].update(representation=representation, data=what)
+        result["factorvae"] = score
+    if fid_against:
+        from trainer.evaluate.fid import InceptionExtractor, fid
+
+        extractor = extractor or InceptionExtractor(inception_weights, dev)
+        result["fid"] = fid(net, fid_against, extractor, fid_samples, split, data, seed)
+    result["seconds"] = round(time.time() - start, 1)
+    if out is not None:
+        (Path(out) / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _check(model: str, cfg, name: str, split: str, representation: str, pseudo_label_cnn: bool,
+           factorvae: bool, fid_without_weights: bool) -> None:
+    """Refuse bad arguments before any slow work, with one line each."""
+    from trainer.train import defaults_for
+
+    if not name:
+        raise ValueError(f"{model}: the config names no dataset; pass --dataset NAME")
+    defaults_for(name)  # DataError (a ValueError) for an unknown name
+    if split not in ("train", "test"):
+        raise ValueError(f"--split {split}: use 'train' or 'test'")
+    if representation not in ("mu", "mu+softmax"):
+        raise ValueError(f"--representation {representation}: use 'mu' or 'mu+softmax'")
+    if fid_without_weights:
+        raise ValueError("--fid-against needs --inception-weights PATH (pytorch-fid's pt_inception-2015-12-05)")
+    if (factorvae or name == "dsprites") and (cfg.image_size, cfg.channels) != (64, 1):
+        raise ValueError(f"dSprites (and --factorvae) needs a 64px 1-channel model; {model} is "
+                         f"{cfg.image_size}px {cfg.channels}-channel")
+    if pseudo_label_cnn and name not in LABELLED:
+        raise ValueError(f"--pseudo-label-cnn needs training images and test labels ({', '.join(LABELLED)}), "
+                         f"not {name}")
+
+
+def _pseudo_label(net, ds, config: PseudoLabelConfig | None, seed: int, limit: int | None) -> dict:
+    from trainer.evaluate.pseudo_label import pseudo_label_accuracy
+
+    config = config or PseudoLabelConfig(seed=seed)
+    train = ds.images[:limit] if limit else ds.images
+    return pseudo_label_accuracy(net, train, ds.test_images, ds.test_labels, config, ds.scale)
+
+
+def report(result: dict, as_json: bool = False) -> str:
+    """What the CLI prints: the JSON, or a few readable lines."""
+    if as_json:
+        return json.dumps(result, indent=2)
+    lines = [f"{result['model']} on {result.get('evaluated_on', result['dataset'])}"]
+    if "accuracy" in result:
+        lines.append(f"  accuracy {100 * result['accuracy']:.2f}%  NMI {result['nmi']:.4f}  "
+                     f"ARI {result['ari']:.4f}  (n={result['n']})")
+        pairs = ", ".join(f"s={k}->{v}" for k, v in result["cluster_to_label"].items())
+        lines.append(f"  clusters -> labels: {pairs}")
+        if result.get("confusion_png"):
+            lines.append(f"  confusion matrix: {result['confusion_png']}")
+    if "pseudo_label_cnn" in result:
+        p = result["pseudo_label_cnn"]
+        if p["accuracy"] is None:
+            lines.append(f"  pseudo-label CNN: skipped, {p['skipped']}")
+        else:
+            lines.append(f"  pseudo-label CNN: accuracy {100 * p['accuracy']:.2f}% (trained on {p['n_selected']} "
+                         f"images with confidence > {p['config']['threshold']})")
+    if "factorvae" in result:
+        f = result["factorvae"]
+        lines.append(f"  FactorVAE score {f['eval_accuracy']:.4f} ({f['protocol']['representation']}, "
+                     f"{f['num_active_dims']}/{f['code_dim']} active dims, {f['protocol']['data']})")
+    if "fid" in result:
+        lines.append(f"  FID {result['fid']['fid']:.2f} ({result['fid']['n_generated']} samples)")
+    return "\n".join(lines)
