@@ -85,6 +85,8 @@ def train(
     mi_weight_s: Optional[float] = typer.Option(None, help="Weight of the discrete MI term (Eq. 30)."),
     mi_weight_c: Optional[float] = typer.Option(None, help="Weight of the continuous MI term (Eq. 30)."),
     mi_continuous: Optional[str] = typer.Option(None, help="Continuous MI term: mse (authors' code) or nll."),
+    precision: str = typer.Option("fp32", help="fp32, or bf16 autocast (for GPUs; far slower on most CPUs)."),
+    nproc: int = typer.Option(1, min=1, help="Processes for distributed data-parallel training (torchrun)."),
     push_to_hub: Optional[str] = typer.Option(None, help="Upload the model folder to this Hub repo id."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     debug: bool = typer.Option(False, help=DEBUG_HELP),
@@ -92,12 +94,15 @@ def train(
     """Train a model on a dataset and write its model folder (config.json + model.safetensors)."""
     with user_errors(debug):
         _choice("--device", device, DEVICES)
+        _choice("--precision", precision, ("fp32", "bf16"))
+        if nproc > 1:
+            _relaunch_distributed(nproc)
         from trainer.loop import TrainConfig
         from trainer.train import train as run_train
 
         out = out or Path("runs") / dataset.replace("folder:", "").strip("/").replace("/", "_")
         tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr_d=lr_d, lr_g=lr_g, lr_e=lr_e, seed=seed,
-                         device=device, limit=limit, max_steps=max_steps,
+                         device=device, precision=precision, limit=limit, max_steps=max_steps,
                          command=" ".join(["infoedit"] + [shlex.quote(a) for a in sys.argv[1:]]))
         overrides = dict(n_classes=classes, c_dim=c_dim, z_dim=z_dim, c_prior=c_prior, tau=tau, width=width,
                          mi_weight_s=mi_weight_s, mi_weight_c=mi_weight_c, mi_continuous=mi_continuous)
@@ -107,6 +112,8 @@ def train(
             record = run_train(dataset, out, model, data, overrides, tc, progress=not quiet and sys.stderr.isatty())
         except TrainingStopped as stop:
             fail(str(stop), stop.exit_code)
+        if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports and pushes
+            return
         summary = f"wrote {out}"
         if record.get("test_acc") is not None:
             summary += f" (held-out accuracy {100 * record['test_acc']:.2f}%)"
@@ -115,6 +122,23 @@ def train(
             from infoedit.hub import push_to_hub as push
 
             print(f"pushed to {push(out, push_to_hub)}", file=sys.stderr)
+
+
+def _relaunch_distributed(nproc: int) -> None:
+    """Run this same train command under torchrun with nproc processes, then exit with its code."""
+    import subprocess
+
+    args, skip = [], False
+    for arg in sys.argv[2:]:  # drop "train" and the --nproc option itself
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            args.append(arg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "trainer", *args]
+    raise typer.Exit(subprocess.call(cmd))
 
 
 # -- the editing commands: encode, swap, traverse, sample, classify ---------------------------
