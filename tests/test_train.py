@@ -133,3 +133,17 @@ def test_non_finite_loss_stops_and_names_it(tmp_path, monkeypatch):
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1]
     hub.from_pretrained(str(tmp_path))
+
+
+def test_eval_every_and_time_budget(tmp_path):
+    from trainer import loop
+
+    model = InfoVAEGAN(InfoVAEGANConfig(n_classes=3, z_dim=4, width=0.125))
+    tc = TrainConfig(epochs=50, batch_size=32, device="cpu", eval_every=4, max_seconds=1.0)
+    record = loop.fit(model, shapes_dataset(256), tc, tmp_path, progress=False)
+    assert record["steps"] < 50 * 8  # the budget, not the epochs, ended the run
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    mid = [r for r in records if "epoch" not in r]
+    assert mid and all(r["step"] % 4 == 0 and 0 <= r["test_acc"] <= 1 for r in mid)
+    assert records[-1]["steps"] == record["steps"]
+    hub.from_pretrained(str(tmp_path))

@@ -34,6 +34,8 @@ class TrainConfig:
     precision: str = "fp32"      # "bf16": autocast on GPU (on CPUs without bf16 units it is far slower)
     limit: int | None = None
     max_steps: int | None = None
+    max_seconds: float | None = None  # stop (and save) after this much training time
+    eval_every: int | None = None     # also log held-out accuracy every N steps (time not counted)
     command: str = ""            # the command line, recorded in the model card
     log_every: int = 10
     extra: dict = field(default_factory=dict)
@@ -164,23 +166,31 @@ class Run:
         for k, v in values.items():
             self.history.setdefault(k, []).append((step, v))
 
-    def checkpoint(self, record: dict) -> dict:
-        """Evaluate, then write model folder, sample grid, loss curve and metrics.jsonl."""
-        model = self.model
-        model.eval()
+    def evaluate(self, record: dict) -> dict:
+        """Add the held-out accuracy (Hungarian-matched argmax q(s|x)) when the data has labels."""
         if self.ds.test_images is not None:
-            pred, _ = predict_clusters(model, self.ds.test_images, scale=self.ds.scale)
+            pred, _ = predict_clusters(self.model, self.ds.test_images, scale=self.ds.scale)
             record["test_acc"], mapping = cluster_accuracy(pred.numpy(), self.ds.test_labels.numpy())
             record["test_n"] = len(pred)
             record["cluster_to_label"] = mapping
+        return record
+
+    def write_metrics(self) -> None:
+        lines = "".join(json.dumps(r) + "\n" for r in self.records)
+        hub.atomic_write_bytes(self.out / "metrics.jsonl", lines.encode())
+
+    def checkpoint(self, record: dict) -> dict:
+        """Evaluate, then write model folder, sample grid, loss curve and metrics.jsonl."""
+        model = self.model
+        record = self.evaluate(record)
+        model.eval()
         grid = engine.class_grid(model, rows=10, seed=self.tc.seed)
         model.train()
         self.records.append(record)
         hub.save_pretrained(model, self.out, model_card(model, self.tc, record))
         save_png(make_grid(grid.cpu(), nrow=model.config.n_classes), self.out / "samples.png")
         plot_curves(self.history, self.out / "loss_curve.png", title=f"{model.config.model} on {self.ds.name}")
-        lines = "".join(json.dumps(r) + "\n" for r in self.records)
-        hub.atomic_write_bytes(self.out / "metrics.jsonl", lines.encode())
+        self.write_metrics()
         (self.out / "train_config.json").write_text(json.dumps(asdict(self.tc), indent=2) + "\n")
         return record
 
@@ -248,7 +258,14 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
         raise ValueError(f"{ds.name}: {len(ds)} images is fewer than one batch of {tc.batch_size}")
     total = tc.epochs * steps_per_epoch if tc.max_steps is None else min(tc.max_steps, tc.epochs * steps_per_epoch)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
-    step, start, data_time, record = 0, time.time(), 0.0, {}
+    step, start, data_time, eval_time, record = 0, time.time(), 0.0, 0.0, {}
+
+    def elapsed() -> float:
+        return time.time() - start - eval_time
+
+    def out_of_time() -> bool:
+        return tc.max_seconds is not None and elapsed() >= tc.max_seconds
+
     with make_progress(progress and dist.is_main()) as bar, StopSignals() as stop:
         task = bar.add_task(f"{model.config.model} on {ds.name}", total=total, info="")
         for epoch in range(tc.epochs):
@@ -256,7 +273,7 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
             sums: dict[str, float] = {}
             epoch_steps = 0
             for i in range(steps_per_epoch):
-                if step >= total or stop.received:
+                if step >= total or stop.received or out_of_time():
                     break
                 t0 = time.time()
                 x = ds.batch(order[i * tc.batch_size:(i + 1) * tc.batch_size])
@@ -271,11 +288,16 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
                     sums[k] = sums.get(k, 0.0) + v
                 if run and (step % tc.log_every == 0 or step == total):
                     run.log(step, values)
-                    rate = step * tc.batch_size * world / max(1e-9, time.time() - start)
+                    rate = step * tc.batch_size * world / max(1e-9, elapsed())
                     bar.update(task, completed=step, info=f"ep {epoch + 1}/{tc.epochs} {rate:.0f} img/s "
                                f"D {values['d']:.2f} G {values['g_adv']:.2f} MI {values['mi_s']:.2f}")
+                if run and tc.eval_every and step % tc.eval_every == 0:
+                    t0 = time.time()
+                    run.records.append(run.evaluate({"step": step, "seconds": round(elapsed(), 1)}))
+                    run.write_metrics()
+                    eval_time += time.time() - t0
             dist.broadcast_buffers(model)
-            seconds = time.time() - start
+            seconds = elapsed()
             record = {"epoch": epoch + 1, "step": step, "steps": step, "epochs_done": step / steps_per_epoch,
                       "seconds": round(seconds, 1), "data_fraction": round(data_time / max(seconds, 1e-9), 4),
                       "img_per_s": round(step * tc.batch_size * world / max(seconds, 1e-9), 1),
@@ -286,6 +308,6 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
             if stop.received:
                 raise TrainingStopped(f"interrupted at step {step}; saved the model folder {out}",
                                       StopSignals.CODES[stop.received])
-            if step >= total:
+            if step >= total or out_of_time():
                 break
     return record
