@@ -67,6 +67,7 @@ def train(
     out: Path = typer.Option(None, "--out", "-o", help="Model folder to write (default: runs/DATASET)."),
     data: Optional[str] = typer.Option(None, help="Data root (default: $INFOEDIT_DATA, else ~/.cache/infoedit/data)."),
     model: str = typer.Option("infovaegan", help="Model family."),
+    preset: str = typer.Option("paper", help="paper (the paper's settings) or cpu-fast (narrower nets for CPUs)."),
     epochs: Optional[int] = typer.Option(None, min=1, help="Epochs (default: per dataset)."),
     batch_size: int = typer.Option(64, min=1),
     lr_d: float = typer.Option(2e-4, help="Discriminator learning rate."),
@@ -76,6 +77,8 @@ def train(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     limit: Optional[int] = typer.Option(None, min=1, help="Use only the first N training images."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Stop after N steps (still writes the model folder)."),
+    max_minutes: Optional[float] = typer.Option(None, min=0, help="Stop after this much training time (still writes)."),
+    eval_every: Optional[int] = typer.Option(None, min=1, help="Log held-out accuracy every N steps (labelled data)."),
     classes: Optional[int] = typer.Option(None, "--classes", "-k", min=1, help="K, categories of the discrete code."),
     c_dim: Optional[int] = typer.Option(None, min=0, help="Continuous code dimensions."),
     z_dim: Optional[int] = typer.Option(None, min=1, help="Noise dimensions."),
@@ -103,13 +106,15 @@ def train(
         out = out or Path("runs") / dataset.replace("folder:", "").strip("/").replace("/", "_")
         tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr_d=lr_d, lr_g=lr_g, lr_e=lr_e, seed=seed,
                          device=device, precision=precision, limit=limit, max_steps=max_steps,
+                         max_seconds=None if max_minutes is None else 60 * max_minutes, eval_every=eval_every,
                          command=" ".join(["infoedit"] + [shlex.quote(a) for a in sys.argv[1:]]))
         overrides = dict(n_classes=classes, c_dim=c_dim, z_dim=z_dim, c_prior=c_prior, tau=tau, width=width,
                          mi_weight_s=mi_weight_s, mi_weight_c=mi_weight_c, mi_continuous=mi_continuous)
         from trainer.loop import TrainingStopped
 
         try:
-            record = run_train(dataset, out, model, data, overrides, tc, progress=not quiet and sys.stderr.isatty())
+            record = run_train(dataset, out, model, data, overrides, tc, progress=not quiet and sys.stderr.isatty(),
+                               preset=preset)
         except TrainingStopped as stop:
             fail(str(stop), stop.exit_code)
         if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports and pushes

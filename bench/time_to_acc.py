@@ -1,0 +1,70 @@
+"""Minutes of CPU training until MNIST test accuracy first reaches 90% and 95%.
+
+    python bench/time_to_acc.py [--preset paper|cpu-fast] [--budget-minutes 30] [--seed 0]
+
+Trains with held-out accuracy logged every --eval-every steps (evaluation time is not
+counted), then reads the curve from metrics.jsonl. Data root: $INFOEDIT_DATA, default
+../shared/data. Writes bench/results/time_to_acc.{md,json} (one row per run, appended).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import commit, data_root, machine  # noqa: E402
+from trainer.loop import TrainConfig  # noqa: E402
+from trainer.train import PRESETS, train  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def first_reach(curve: list[tuple[float, float]], target: float) -> float | None:
+    """Minutes at the first logged point whose accuracy is >= target."""
+    for seconds, acc in curve:
+        if acc >= target:
+            return round(seconds / 60, 2)
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="cpu-fast", choices=sorted(PRESETS))
+    ap.add_argument("--budget-minutes", type=float, default=30)
+    ap.add_argument("--eval-every", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=None, help="Model folder (default: a temp dir).")
+    args = ap.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="time_to_acc_"))
+    tc = TrainConfig(epochs=1000, seed=args.seed, max_seconds=60 * args.budget_minutes, eval_every=args.eval_every,
+                     command=f"bench/time_to_acc.py --preset {args.preset} --seed {args.seed}")
+    train("mnist", out, data_root=str(data_root()), preset=args.preset, tc=tc, progress=sys.stderr.isatty())
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    curve = [(r["seconds"], r["test_acc"]) for r in records if "test_acc" in r]
+    row = {"preset": args.preset, "seed": args.seed, "budget_minutes": args.budget_minutes,
+           "minutes_to_90": first_reach(curve, 0.90), "minutes_to_95": first_reach(curve, 0.95),
+           "final_acc": curve[-1][1] if curve else None, "best_acc": max((a for _, a in curve), default=None),
+           "steps": records[-1].get("steps", records[-1].get("step")), "commit": commit(), "machine": machine(),
+           "curve": curve}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    log = RESULTS / "time_to_acc.json"
+    rows = json.loads(log.read_text()) if log.exists() else []
+    rows.append(row)
+    log.write_text(json.dumps(rows, indent=2) + "\n")
+    fmt = lambda v: "not reached" if v is None else v  # noqa: E731
+    lines = ["| preset | seed | budget min | min to 90% | min to 95% | final ACC | best ACC | commit |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['preset']} | {r['seed']} | {r['budget_minutes']} | {fmt(r['minutes_to_90'])} | "
+              f"{fmt(r['minutes_to_95'])} | {r['final_acc']} | {r['best_acc']} | {r['commit']} |" for r in rows]
+    m = row["machine"]
+    table = "\n".join([f"MNIST time to accuracy, {m['processor']} x{m['cpu_count']}, torch {m['torch']}", "", *lines])
+    (RESULTS / "time_to_acc.md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
