@@ -3,9 +3,9 @@ folder's config.json and names its family in its ``model`` field."""
 
 from __future__ import annotations
 
-from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
+from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGAN2, InfoVAEGANConfig
 
-FAMILIES = {"infovaegan": (InfoVAEGANConfig, InfoVAEGAN)}
+FAMILIES = {"infovaegan": (InfoVAEGANConfig, InfoVAEGAN), "infovaegan2": (InfoVAEGANConfig, InfoVAEGAN2)}
 
 
 def config_from_dict(data: dict):

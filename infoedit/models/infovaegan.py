@@ -105,3 +105,17 @@ class InfoVAEGAN(nn.Module):
 
     def discriminate(self, x: torch.Tensor, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return self.D(x, torch.cat([s, c], dim=1))
+
+
+class InfoVAEGAN2(InfoVAEGAN):
+    """InfoVAEGAN2 (Sec. 4.4): adds G2(s, c), the inverse of E, trained on real images with
+    L_VAE2 (Eq. 32), which replaces the VAE loss of Eq. 31. Reconstructions use G2."""
+
+    def __init__(self, config: InfoVAEGANConfig):
+        super().__init__(config)
+        cfg = config
+        # Same builder as G with no noise input: G2 sees only the codes E infers.
+        self.G2 = Generator(cfg.code_dim, cfg.image_size, cfg.channels, cfg.width)
+
+    def generate2(self, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.G2(s.new_zeros(s.shape[0], 0), torch.cat([s, c], dim=1))
