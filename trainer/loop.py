@@ -208,6 +208,13 @@ class Run:
         return record
 
 
+def family_trainer(name: str):
+    """(make_optimizers, train_step) for a model family; each step returns a dict of floats."""
+    if name in ("infovaegan", "infovaegan2"):
+        return make_optimizers, lambda *args: train_step(*args)  # late-bound: tests patch train_step
+    raise ValueError(f"no trainer for model family {name!r}")
+
+
 def epoch_order(n: int, epoch: int, seed: int) -> torch.Tensor:
     """This rank's share of a seeded shuffle of range(n) (DistributedSampler, drop_last)."""
     from torch.utils.data import DistributedSampler
@@ -263,7 +270,8 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
     model.to(device).train()
     # Each rank draws its own z, s, c; the weights start equal because every rank seeds alike.
     gen = torch.Generator().manual_seed(tc.seed + 7919 * dist.get_rank())
-    opt = make_optimizers(model, tc)
+    make_opt, step_fn = family_trainer(model.config.model)
+    opt = make_opt(model, tc)
     run = Run(model, ds, tc, out) if dist.is_main() else None
     world = dist.get_world_size()
     steps_per_epoch = len(ds) // (tc.batch_size * world)
@@ -293,7 +301,7 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
                 x = (x.pin_memory() if device.type == "cuda" else x).to(device, non_blocking=True)
                 data_time += time.time() - t0
                 with autocast:
-                    values = train_step(model, opt, x, gen)
+                    values = step_fn(model, opt, x, gen)
                 step += 1
                 epoch_steps += 1
                 check_finite(values, step)
