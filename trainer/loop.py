@@ -66,8 +66,10 @@ def make_optimizers(model, tc: TrainConfig) -> dict[str, torch.optim.Optimizer]:
     return opt
 
 
-def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
-    """One iteration of Alg. 1 on a real batch x; returns the loss values.
+def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch.Tensor | None = None
+               ) -> dict[str, float]:
+    """One iteration of Alg. 1 on a real batch x (unsupervised: labels y are ignored); returns
+    the loss values.
 
     Leaves each network's .grad from this step in place (tests read them).
     """
@@ -209,7 +211,11 @@ class Run:
 
 
 def family_trainer(name: str):
-    """(make_optimizers, train_step) for a model family; each step returns a dict of floats."""
+    """(make_optimizers, train_step) for a model family.
+
+    A step is ``step(model, opt, x, gen, y)`` (y: the batch's labels, or None) and returns a
+    dict of floats; it leaves this step's .grad in place.
+    """
     if name in ("infovaegan", "infovaegan2"):
         return make_optimizers, lambda *args: train_step(*args)  # late-bound: tests patch train_step
     raise ValueError(f"no trainer for model family {name!r}")
@@ -297,11 +303,13 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
                 if step >= total or stop.received or out_of_time():
                     break
                 t0 = time.time()
-                x = ds.batch(order[i * tc.batch_size:(i + 1) * tc.batch_size])
+                idx = order[i * tc.batch_size:(i + 1) * tc.batch_size]
+                x = ds.batch(idx)
                 x = (x.pin_memory() if device.type == "cuda" else x).to(device, non_blocking=True)
+                y = ds.labels[idx].to(device) if ds.labels is not None else None
                 data_time += time.time() - t0
                 with autocast:
-                    values = step_fn(model, opt, x, gen)
+                    values = step_fn(model, opt, x, gen, y)
                 step += 1
                 epoch_steps += 1
                 check_finite(values, step)
