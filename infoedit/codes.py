@@ -72,6 +72,13 @@ def gumbel_softmax(logits: torch.Tensor, tau: float, generator: torch.Generator 
     return F.softmax((F.log_softmax(logits, dim=1) + g) / tau, dim=1)
 
 
+def sample_onehot(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """An exact one-hot sample of Cat(softmax(logits)) (Gumbel-max: argmax of log p + g)."""
+    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    g = -torch.log(-torch.log(u.clamp_min(1e-10)) + 1e-10)
+    return F.one_hot((F.log_softmax(logits, dim=1) + g).argmax(dim=1), logits.shape[1]).to(logits.dtype)
+
+
 def reparameterize(mu: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Eq. 7: c = mu + xi * sigma, xi ~ N(0, I)."""
     xi = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)

@@ -141,3 +141,11 @@ def test_infovaegan2_trains_g2_and_e_on_real_images():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.E.parameters())
     s = F.one_hot(torch.tensor([0, 2]), 3).float()
     assert model.generate2(s, torch.zeros(2, 2)).shape == (2, 1, 28, 28)
+
+
+def test_onehot_sample_is_exact_and_follows_q():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[math.log(0.6), math.log(0.3), math.log(0.1)]]).repeat(20000, 1)
+    y = codes.sample_onehot(logits, g)
+    assert set(y.unique().tolist()) == {0.0, 1.0} and torch.equal(y.sum(1), torch.ones(20000))
+    assert torch.allclose(y.mean(0), torch.tensor([0.6, 0.3, 0.1]), atol=0.02)

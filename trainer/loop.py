@@ -84,7 +84,8 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     # for its real-image VAE loss (Eq. 32), so E(x) is computed once for both.
     with torch.set_grad_enabled(infovaegan2):
         mu_r, sigma_r, logits_r = model.encode(x)
-        s_r = codes.gumbel_softmax(logits_r, cfg.tau, gen)
+        s_r = (codes.sample_onehot(logits_r, gen) if cfg.d_real_s == "onehot"
+               else codes.gumbel_softmax(logits_r, cfg.tau, gen))
         c_r = codes.reparameterize(mu_r, sigma_r, gen)
     s_r, c_r = s_r.detach(), c_r.detach()
     requires_grad(model.D, True)

@@ -27,6 +27,10 @@ class InfoVAEGANConfig:
     mi_weight_s: float = 1.0
     mi_weight_c: float = 1.0
     width: float = 1.0        # multiplies every hidden width; 1.0 = the paper's networks
+    # s in D's real pair (x, s ~ q(s|x)): "onehot" samples Cat(q(s|x)) exactly, as Eq. 16 reads
+    # and with the same support as the fake pair's one-hot s; "gumbel" is the authors' code
+    # (a tau-relaxed sample, which D can tell from an exact one-hot by its softness alone).
+    d_real_s: str = "onehot"
     model: str = "infovaegan"
     dataset: str = ""
     format_version: int = FORMAT_VERSION
@@ -52,6 +56,8 @@ class InfoVAEGANConfig:
             raise ValueError(f"c_prior must be one of {codes.PRIORS}, got {self.c_prior!r}")
         if self.mi_continuous not in ("mse", "nll"):
             raise ValueError(f"mi_continuous must be 'mse' or 'nll', got {self.mi_continuous!r}")
+        if self.d_real_s not in ("onehot", "gumbel"):
+            raise ValueError(f"d_real_s must be 'onehot' or 'gumbel', got {self.d_real_s!r}")
         if not self.tau > 0 or not self.width > 0:
             raise ValueError("tau and width must be > 0")
 
