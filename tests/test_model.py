@@ -94,3 +94,17 @@ def test_truncated_weights_and_missing_folder(tiny_model_dir, tmp_path):
         hub.from_pretrained(str(folder))
     with pytest.raises(hub.ModelLoadError, match="no model folder"):
         hub.from_pretrained(str(tmp_path / "does-not-exist"))
+
+
+def test_shared_trunk_is_one_module_saved_once(tmp_path):
+    model = InfoVAEGAN(InfoVAEGANConfig(width=0.125, shared_trunk=True))
+    assert model.E.trunk is model.D.trunk
+    e_params = {id(p) for p in model.E.parameters()}
+    assert not e_params & {id(p) for p in model.D.trunk.parameters()}  # owned and optimised by D
+    assert not any(k.startswith("E.trunk") for k in model.state_dict())
+    hub.save_pretrained(model, tmp_path)
+    again = hub.from_pretrained(str(tmp_path))
+    assert again.E.trunk is again.D.trunk
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model.eval().encode(x)[2], again.encode(x)[2])

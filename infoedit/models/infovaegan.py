@@ -31,6 +31,9 @@ class InfoVAEGANConfig:
     # and with the same support as the fake pair's one-hot s; "gumbel" is the authors' code
     # (a tau-relaxed sample, which D can tell from an exact one-hot by its softness alone).
     d_real_s: str = "onehot"
+    # Not in the paper (a lever): E reads D's convolutional trunk, as InfoGAN's Q does. The
+    # trunk then learns only from the D loss; E's own layers from the MI and VAE losses.
+    shared_trunk: bool = False
     model: str = "infovaegan"
     dataset: str = ""
     format_version: int = FORMAT_VERSION
@@ -85,8 +88,9 @@ class InfoVAEGAN(nn.Module):
         self.config = config
         cfg = config
         self.G = Generator(cfg.z_dim + cfg.code_dim, cfg.image_size, cfg.channels, cfg.width)
-        self.E = Encoder(cfg.image_size, cfg.channels, cfg.n_classes, cfg.c_dim, cfg.width)
         self.D = JointDiscriminator(cfg.image_size, cfg.channels, cfg.code_dim, cfg.width)
+        shared = (self.D.trunk, self.D.trunk_features) if cfg.shared_trunk else None
+        self.E = Encoder(cfg.image_size, cfg.channels, cfg.n_classes, cfg.c_dim, cfg.width, shared)
 
     # -- codes ---------------------------------------------------------------------------
     def sample_prior(self, n: int, generator: torch.Generator | None = None):

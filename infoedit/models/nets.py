@@ -74,9 +74,16 @@ def conv_trunk(image_size: int, channels: int, width: float = 1.0) -> tuple[nn.S
 class Encoder(nn.Module):
     """E(x) -> (mu_c, sigma_c, logits_s): the inference network q(s, c | x)."""
 
-    def __init__(self, image_size: int, channels: int, n_classes: int, c_dim: int, width: float = 1.0):
+    def __init__(self, image_size: int, channels: int, n_classes: int, c_dim: int, width: float = 1.0,
+                 shared_trunk: tuple[nn.Module, int] | None = None):
         super().__init__()
-        self.trunk, feat = conv_trunk(image_size, channels, width)
+        if shared_trunk is None:
+            self.trunk, feat = conv_trunk(image_size, channels, width)
+        else:
+            # Read another network's trunk (InfoGAN's Q-on-D). Held outside the module tree so
+            # its parameters belong to, are saved with and are optimised by their owner only.
+            trunk, feat = shared_trunk
+            object.__setattr__(self, "trunk", trunk)
         hidden = _w(1024, width)
         self.fc = nn.Sequential(nn.Linear(feat, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(0.1, True))
         self.logits = nn.Linear(hidden, n_classes)
@@ -97,6 +104,7 @@ class JointDiscriminator(nn.Module):
     def __init__(self, image_size: int, channels: int, code_dim: int, width: float = 1.0):
         super().__init__()
         self.trunk, feat = conv_trunk(image_size, channels, width)
+        self.trunk_features = feat
         hidden = _w(1024, width)
         self.head = nn.Sequential(nn.Linear(feat + code_dim, hidden), nn.LeakyReLU(0.1, True),
                                   nn.Linear(hidden, 1))
