@@ -62,12 +62,24 @@ def measure(name: str, width: float, batch: int, steps: int) -> dict:
             "sgemm_gflops": round(gemm, 1), "ratio_to_sgemm": round(achieved / gemm, 3)}
 
 
+def training_peak_rss_mib(data: str, steps: int = 30) -> float:
+    """Peak RSS of a real `infoedit train mnist` child process (all of MNIST in memory)."""
+    import resource
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([sys.executable, "-m", "trainer", "mnist", "--data", data, "--max-steps", str(steps),
+                        "--out", out, "--quiet"], check=True, capture_output=True)
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--widths", type=float, nargs="+", default=[1.0])
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--rss", action="store_true", help="Also measure peak RSS of MNIST training (needs the data).")
     args = ap.parse_args()
     rows = [measure(c, w, args.batch_size, args.steps) for c in args.configs for w in args.widths]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -77,11 +89,18 @@ def main() -> None:
              f"{r['achieved_gflops']} | {r['sgemm_gflops']} | {r['ratio_to_sgemm']} |" for r in rows]
     table = "\n".join([f"Training throughput, commit {commit or 'uncommitted'}, {machine}, torch {torch.__version__}",
                        "", header, *lines])
+    rss = None
+    if args.rss:
+        from bench.common import data_root
+
+        rss = round(training_peak_rss_mib(data_root()), 1)
+        table += f"\n\nPeak RSS of `infoedit train mnist` (full width, 30 steps): {rss} MiB"
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "throughput.md").write_text(table + "\n")
     (RESULTS / "throughput.json").write_text(json.dumps({"commit": commit, "machine": machine,
-                                                        "torch": torch.__version__, "rows": rows}, indent=2) + "\n")
+                                                        "torch": torch.__version__, "rows": rows,
+                                                        "train_mnist_peak_rss_mib": rss}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

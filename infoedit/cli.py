@@ -28,6 +28,10 @@ DEVICES = ("auto", "cpu", "cuda")
 @app.callback()
 def _root() -> None:
     """Learn disentangled image codes with InfoVAEGAN and edit images with them."""
+    # A file name that is not valid UTF-8 (a Linux name is bytes) is printed back as its own
+    # bytes, not a UnicodeEncodeError that would cost the whole output.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -63,10 +67,13 @@ def user_errors(debug: bool):
 
 @app.command()
 def train(
-    dataset: str = typer.Argument(..., help="mnist, fashion-mnist, dsprites, celeba, chairs or folder:PATH"),
+    ctx: typer.Context,
+    dataset: str = typer.Argument(..., help="mnist, fashion-mnist, rotated-mnist, rotated-fashion, dsprites, "
+                                             "celeba, chairs or folder:PATH"),
     out: Path = typer.Option(None, "--out", "-o", help="Model folder to write (default: runs/DATASET)."),
     data: Optional[str] = typer.Option(None, help="Data root (default: $INFOEDIT_DATA, else ~/.cache/infoedit/data)."),
-    model: str = typer.Option("infovaegan", help="Model family."),
+    model: str = typer.Option("infovaegan", help="Model family: infovaegan, infovaegan2 (Sec. 4.4), or "
+                              "supervised-single / supervised-dual (Sec. 3, Fig. 1; labelled data, e.g. rotated-mnist)."),
     preset: str = typer.Option("paper", help="paper (the paper's settings) or cpu-fast (narrower nets for CPUs)."),
     epochs: Optional[int] = typer.Option(None, min=1, help="Epochs (default: per dataset)."),
     batch_size: int = typer.Option(64, min=1),
@@ -79,6 +86,11 @@ def train(
     max_steps: Optional[int] = typer.Option(None, min=1, help="Stop after N steps (still writes the model folder)."),
     max_minutes: Optional[float] = typer.Option(None, min=0, help="Stop after this much training time (still writes)."),
     eval_every: Optional[int] = typer.Option(None, min=1, help="Log held-out accuracy every N steps (labelled data)."),
+    checkpoint_every: int = typer.Option(500, min=1, help="Also write the resumable checkpoint (OUT/checkpoint) "
+                                         "every N steps; it is written at each epoch end and on Ctrl-C too."),
+    resume: Optional[Path] = typer.Option(None, help="Continue the run saved in this folder, with its model and "
+                                          "run settings (writes there unless --out)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Train into --out even if it already holds a model."),
     classes: Optional[int] = typer.Option(None, "--classes", "-k", min=1, help="K, categories of the discrete code."),
     c_dim: Optional[int] = typer.Option(None, min=0, help="Continuous code dimensions."),
     z_dim: Optional[int] = typer.Option(None, min=1, help="Noise dimensions."),
@@ -88,6 +100,11 @@ def train(
     mi_weight_s: Optional[float] = typer.Option(None, help="Weight of the discrete MI term (Eq. 30)."),
     mi_weight_c: Optional[float] = typer.Option(None, help="Weight of the continuous MI term (Eq. 30)."),
     mi_continuous: Optional[str] = typer.Option(None, help="Continuous MI term: mse (authors' code) or nll."),
+    digit: Optional[int] = typer.Option(None, min=0, max=9, help="rotated-mnist: the digit to rotate (default 3)."),
+    item: Optional[int] = typer.Option(None, min=0, max=9, help="rotated-fashion: the clothing item (default 0)."),
+    rho1: Optional[float] = typer.Option(None, min=0, help="Supervised: weight of the label cross-entropy (Eq. 13)."),
+    rho2: Optional[float] = typer.Option(None, min=0, help="Supervised: weight of the adversarial entropy term "
+                                         "(Eq. 13); 0 switches the adversary off."),
     precision: str = typer.Option("fp32", help="fp32, or bf16 autocast (for GPUs; far slower on most CPUs)."),
     nproc: int = typer.Option(1, min=1, help="Processes for distributed data-parallel training (torchrun)."),
     push_to_hub: Optional[str] = typer.Option(None, help="Upload the model folder to this Hub repo id."),
@@ -98,23 +115,36 @@ def train(
     with user_errors(debug):
         _choice("--device", device, DEVICES)
         _choice("--precision", precision, ("fp32", "bf16"))
+        if digit is not None and dataset != "rotated-mnist":
+            fail(f"--digit applies to rotated-mnist, not {dataset}")
+        if item is not None and dataset != "rotated-fashion":
+            fail(f"--item applies to rotated-fashion, not {dataset}")
         if nproc > 1:
             _relaunch_distributed(nproc)
         from trainer.loop import TrainConfig
         from trainer.train import train as run_train
 
-        out = out or Path("runs") / dataset.replace("folder:", "").strip("/").replace("/", "_")
+        out = out or resume or Path("runs") / _safe_name(dataset.replace("folder:", "").strip("/").replace("/", "_"))
+        if not force and (resume is None or out.resolve() != resume.resolve()) and \
+                any((out / name).exists() for name in ("config.json", "checkpoint")):
+            fail(f"{out}: already holds a model (--force replaces it, --resume {out} continues it)")
         tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr_d=lr_d, lr_g=lr_g, lr_e=lr_e, seed=seed,
                          device=device, precision=precision, limit=limit, max_steps=max_steps,
                          max_seconds=None if max_minutes is None else 60 * max_minutes, eval_every=eval_every,
+                         checkpoint_every=checkpoint_every, resume=resume,
                          command=" ".join(["infoedit"] + [shlex.quote(a) for a in sys.argv[1:]]))
         overrides = dict(n_classes=classes, c_dim=c_dim, z_dim=z_dim, c_prior=c_prior, tau=tau, width=width,
-                         mi_weight_s=mi_weight_s, mi_weight_c=mi_weight_c, mi_continuous=mi_continuous)
+                         mi_weight_s=mi_weight_s, mi_weight_c=mi_weight_c, mi_continuous=mi_continuous,
+                         rho1=rho1, rho2=rho2)
         from trainer.loop import TrainingStopped
 
         try:
-            record = run_train(dataset, out, model, data, overrides, tc, progress=not quiet and sys.stderr.isatty(),
-                               preset=preset)
+            if resume is not None:
+                record = _resume_train(ctx, dataset, out, model, data, overrides, tc,
+                                       not quiet and sys.stderr.isatty(), preset)
+            else:
+                record = run_train(dataset, out, model, data, overrides, tc, progress=not quiet and sys.stderr.isatty(),
+                                   preset=preset, source_class=item if digit is None else digit)
         except TrainingStopped as stop:
             fail(str(stop), stop.exit_code)
         if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports and pushes
@@ -127,6 +157,17 @@ def train(
             from infoedit.hub import push_to_hub as push
 
             print(f"pushed to {push(out, push_to_hub)}", file=sys.stderr)
+
+
+def _resume_train(ctx: typer.Context, dataset: str, out: Path, model: str, data: Optional[str], overrides: dict,
+                  tc, progress: bool, preset: str) -> dict:
+    """--resume: the run's own model and run settings; flags typed anyway must agree with them."""
+    from trainer.train import resume_training
+
+    given = {name for name in ctx.params
+             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+    return resume_training(dataset, out, model if "model" in given else None, data, overrides, tc, progress,
+                           preset if "preset" in given else None, given)
 
 
 def _relaunch_distributed(nproc: int) -> None:
@@ -335,6 +376,68 @@ def traverse(
         _say(f"wrote {out}", quiet)
 
 
+@app.command(short_help="Regenerate images from their own codes (G2 of InfoVAEGAN2 when present).",
+             help="Encode each image and generate it back from its codes (argmax category, mean of the "
+                  "continuous code), paper Fig. 11. One image: -o OUT.png (default reconstruct.png). "
+                  "Several: --strip writes one PNG (inputs above their reconstructions, 10 per row), "
+                  "otherwise -o is a folder (default reconstructions) receiving FOLDER/<name>.png per input. "
+                  + NOISE_NOTE)
+def reconstruct(
+    images: list[Path] = typer.Argument(..., help="Image files."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output PNG, or a folder for several images."),
+    strip: bool = typer.Option(False, help="Write inputs above their reconstructions in one PNG."),
+    seed: SeedOpt = 0, model: ModelOpt = ..., revision: RevisionOpt = None, device: DeviceOpt = "auto",
+    invert: InvertOpt = "auto", force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+) -> None:
+    with user_errors(debug):
+        one_png = strip or len(images) == 1
+        files = _reconstruct_targets(images, out, one_png, force)
+        import torch
+
+        from infoedit import engine
+        from infoedit.images import make_grid, save_png
+
+        net = _load_model(model, revision, device)
+        load = _loader(net, invert)
+        pairs = []
+        for start in range(0, len(images), 256):  # batches: bounded memory however many files
+            x = torch.stack([load(p) for p in images[start:start + 256]])
+            result = engine.reconstruct(net, x, seed).cpu()
+            if one_png:
+                pairs.append((x, result))
+            else:
+                for path, img in zip(files[start:start + 256], result):
+                    save_png(img, path)
+        if one_png:
+            x, result = (torch.cat(t) for t in zip(*pairs))
+            if strip:  # rows of up to 10 inputs, each row followed by their reconstructions
+                rows = [t[i:i + 10] for i in range(0, len(x), 10) for t in (x, result)]
+                save_png(make_grid(torch.cat(rows), nrow=min(10, len(x))), files[0])
+            else:
+                save_png(result[0], files[0])
+        _say(f"wrote {files[0]}" if one_png else f"wrote {len(files)} images to {files[0].parent}", quiet)
+
+
+def _reconstruct_targets(images: list[Path], out: Optional[Path], one_png: bool, force: bool) -> list[Path]:
+    """The file(s) reconstruct writes, checked before any work: one PNG, or FOLDER/<stem>.png each."""
+    if one_png:
+        out = out or Path("reconstruct.png")
+        _check_new(out, force)
+        return [out]
+    folder = out or Path("reconstructions")
+    if folder.suffix.lower() == ".png" and not folder.is_dir():
+        fail(f"{folder}: {len(images)} images give {len(images)} PNGs; pass --strip for one PNG, or -o FOLDER")
+    if folder.exists() and not folder.is_dir():
+        fail(f"{folder}: exists and is not a folder")
+    files, seen = [folder / f"{p.stem}.png" for p in images], {}
+    for src, path in zip(images, files):
+        if path in seen:
+            fail(f"{src} and {seen[path]} would both be written to {path}; reconstruct them separately")
+        seen[path] = src
+        _check_new(path, force)
+    return files
+
+
 @app.command(short_help="The class grid, or N single samples from the priors.",
              help="Generate from the priors: the class grid (columns = the K categories, rows = the "
                   "first continuous code from -1 to 1, paper Fig. 12/15), or with --n N single images "
@@ -385,7 +488,7 @@ def _result_stream(path: Optional[Path]):
 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -420,6 +523,8 @@ def _place(src: Path, folder: Path, move: bool) -> Path:
     """Copy or move src into folder under its own (sanitised) name, adding -1, -2, ... on a clash."""
     import shutil
 
+    if folder.is_symlink():  # a link planted in the output folder must not lead files out of it
+        raise OSError(f"{folder} is a symbolic link, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
     stem, suffix = Path(_safe_name(src.name)).stem, src.suffix
     target, i = folder / f"{stem}{suffix}", 1

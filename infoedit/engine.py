@@ -98,6 +98,14 @@ def swap(model, a: torch.Tensor, b: torch.Tensor, discrete_from: str = "b",
     return render(model, codes_ab[discrete_from].onehot(), codes_ab[continuous_from].mu, seed)
 
 
+@torch.inference_mode()
+def reconstruct(model, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Images [N, C, H, W] regenerated from their own codes (argmax s, mean c): G2 when present
+    (InfoVAEGAN2, Sec. 4.4 / Fig. 11e), else G with the fixed noise, else a VAE's decoder."""
+    found = encode(model, x)
+    return render(model, found.onehot(), found.mu, seed)
+
+
 def check_code(model, index: int) -> None:
     c_dim = model.config.c_dim
     if c_dim == 0:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -16,6 +17,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # A decompression bomb (a tiny file that decodes to gigapixels) is refused, not decoded.
 Image.MAX_IMAGE_PIXELS = 64_000_000
+# Between that limit and twice it PIL only warns (two stray lines on stderr) and decodes;
+# open_image refuses those itself, once a JPEG draft has had its chance to shrink the decode.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# PIL also warns about damaged metadata (EXIF, TIFF tags) in files that decode fine: noise on
+# stderr that the user can do nothing about, so the image is simply used.
+warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 
 
@@ -33,6 +40,8 @@ def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
         with Image.open(path) as img:
             if draft_size and img.format == "JPEG":
                 img.draft("RGB", (draft_size, draft_size))
+            if img.width * img.height > Image.MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError("over MAX_IMAGE_PIXELS")
             img.seek(0)
             img.load()
             img = ImageOps.exif_transpose(img)

@@ -1,7 +1,7 @@
 """Training datasets, held in memory as uint8 tensors so a batch is one indexing op.
 
-Names: ``mnist``, ``fashion-mnist``, ``dsprites`` (procedural, rendered on demand),
-``celeba``, ``chairs`` and ``folder:PATH``. Roots come from ``--data DIR``, else the
+Names: ``mnist``, ``fashion-mnist``, ``rotated-mnist``, ``rotated-fashion`` (Sec. 5.1),
+``dsprites`` (procedural, rendered on demand), ``celeba``, ``chairs`` and ``folder:PATH``. Roots come from ``--data DIR``, else the
 ``INFOEDIT_DATA`` environment variable, else a per-user cache folder.
 """
 
@@ -122,6 +122,51 @@ def _download(name: str, root: Path) -> Path:
     return target / folder / "raw"
 
 
+# -- rotated MNIST / Fashion-MNIST (Sec. 5.1): one class, the rotation angle is the label -----
+# name -> (source dataset, default class: the paper's digit 3; a T-shirt for Fashion)
+ROTATED = {"rotated-mnist": ("mnist", 3), "rotated-fashion": ("fashion-mnist", 0)}
+# "rotate these images nine times, with angle values at equal intervals between 0 and 80
+# degrees ... resulting in 10 classes": we read it as the original (0 deg) plus nine rotated
+# copies, 10 angles evenly spaced over [0, 80] with both ends included (0, 8.9, ..., 80 deg).
+ROTATION_ANGLES = tuple(float(a) for a in torch.linspace(0, 80, 10))
+ROTATED_PER_CLASS = 5000
+ROTATED_SPLIT_SEED = 0  # fixed, not the training seed: every run is scored on the same test split
+
+
+def rotated_dataset(name: str, source: torch.Tensor, angles: tuple[float, ...] = ROTATION_ANGLES,
+                    split_seed: int = ROTATED_SPLIT_SEED, test_fraction: float = 0.1) -> Dataset:
+    """Every uint8 image of ``source`` [N, C, H, W] at every angle; label = angle index.
+
+    The paper counts 45,000 images (5,000 x nine rotations) yet 10 classes; with the original
+    kept as class 0 there are 5,000 x 10 = 50,000. Like the paper ("90 [percent] from among both
+    original and rotated images for training") the split is random over all of them, so one
+    source image can appear in train at one angle and in test at another.
+    """
+    from torchvision.transforms.functional import InterpolationMode, rotate
+
+    x = source.float()
+    images = torch.cat([rotate(x, a, InterpolationMode.BILINEAR).round_().clamp_(0, 255).to(torch.uint8)
+                        for a in angles])
+    labels = torch.arange(len(angles)).repeat_interleave(len(source))
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(split_seed))
+    n_test = int(round(test_fraction * len(images)))
+    train, test = order[n_test:], order[:n_test]
+    size = source.shape[-1]
+    return Dataset(name, size, source.shape[1], len(angles), len(train), images=images[train],
+                   labels=labels[train], test_images=images[test], test_labels=labels[test])
+
+
+def load_rotated(name: str, root: Path, source_class: int | None = None) -> Dataset:
+    """The first 5,000 training images of one class of MNIST / Fashion-MNIST, rotated."""
+    base, default = ROTATED[name]
+    source_class = default if source_class is None else source_class
+    if not 0 <= source_class <= 9:
+        raise DataError(f"{name}: class {source_class} is out of range 0..9")
+    full = load_mnist_like(base, root)
+    picked = full.images[full.labels == source_class][:ROTATED_PER_CLASS]
+    return rotated_dataset(name, picked)
+
+
 # -- folders of images, and the CelebA / 3D Chairs presets ----------------------------------
 def crop_white_margin(img, threshold: int = 250):
     """3D Chairs renders sit on a wide white margin: crop to the non-white bounding box."""
@@ -176,11 +221,21 @@ def load_dsprites() -> Dataset:
     return Dataset("dsprites", 64, 1, 3, N_IMAGES, render=sprites.images, scale=1.0)
 
 
-def load(name: str, data: str | Path | None = None, limit: int | None = None, progress: bool = True) -> Dataset:
-    """The dataset called ``name``; DataError with one line when it cannot be had."""
+def load(name: str, data: str | Path | None = None, limit: int | None = None, progress: bool = True,
+         source_class: int | None = None) -> Dataset:
+    """The dataset called ``name``; DataError with one line when it cannot be had.
+
+    ``source_class``: the digit / item of ``rotated-*``; None or -1 (a supervised config's "none")
+    mean the default, ``ROTATED[name][1]``.
+    """
     root = Path(data).expanduser() if data else default_root()
+    source_class = None if source_class is not None and source_class < 0 else source_class
+    if source_class is not None and name not in ROTATED:
+        raise DataError(f"{name}: a source class (--digit/--item) applies only to {', '.join(ROTATED)}")
     if name in _TORCHVISION:
         ds = load_mnist_like(name, root)
+    elif name in ROTATED:
+        ds = load_rotated(name, root, source_class)
     elif name == "dsprites":
         ds = load_dsprites()
     elif name == "celeba":
@@ -196,7 +251,8 @@ def load(name: str, data: str | Path | None = None, limit: int | None = None, pr
     elif name.startswith("folder:"):
         ds = load_folder(Path(name[len("folder:"):]).expanduser(), name, limit=limit, progress=progress)
     else:
-        raise DataError(f"{name}: unknown dataset; use mnist, fashion-mnist, dsprites, celeba, chairs or folder:PATH")
+        raise DataError(f"{name}: unknown dataset; use mnist, fashion-mnist, rotated-mnist, rotated-fashion, "
+                        "dsprites, celeba, chairs or folder:PATH")
     if limit and ds.images is not None:
         ds.images, ds.length = ds.images[:limit], min(limit, ds.length)
         ds.labels = ds.labels[:limit] if ds.labels is not None else None

@@ -14,7 +14,7 @@ import torch
 
 from infoedit import codes, engine, hub
 from infoedit.images import make_grid, save_png
-from trainer import dist, losses
+from trainer import checkpoint, dist, losses
 from trainer.data import Dataset
 from trainer.evaluate.clustering import cluster_accuracy
 from trainer.plots import plot_curves
@@ -38,7 +38,36 @@ class TrainConfig:
     eval_every: int | None = None     # also log held-out accuracy every N steps (time not counted)
     command: str = ""            # the command line, recorded in the model card
     log_every: int = 10
+    checkpoint_every: int | None = 500  # also write the resumable checkpoint every N steps (None: epoch ends)
+    resume: Path | None = None          # a run folder: continue the run its checkpoint/ holds
     extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self), default=str))  # Path -> str
+
+
+@dataclass
+class Cursor:
+    """Where a run is: its position in the data order (epoch, next batch) and running totals."""
+
+    epoch: int = 0
+    index: int = 0           # next batch within the epoch (fit uses epoch_order, so this is the position)
+    step: int = 0            # steps done, all sessions
+    seconds: float = 0.0     # training time of earlier sessions
+    sums: dict = field(default_factory=dict)  # this epoch's loss sums, for its means
+    epoch_steps: int = 0
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Cursor":
+        return cls(**{f: state[f] for f in ("epoch", "index", "step", "seconds", "sums", "epoch_steps")})
+
+    def advance(self, values: dict[str, float]) -> None:
+        self.step, self.index, self.epoch_steps = self.step + 1, self.index + 1, self.epoch_steps + 1
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+
+    def next_epoch(self) -> None:
+        self.epoch, self.index, self.sums, self.epoch_steps = self.epoch + 1, 0, {}, 0
 
 
 def requires_grad(module: torch.nn.Module, flag: bool) -> None:
@@ -152,12 +181,13 @@ def predict_clusters(model, images: torch.Tensor, batch_size: int = 500, scale: 
 
 def model_card(model, tc: TrainConfig, summary: dict) -> str:
     cfg = model.config
-    lines = [f"---\nlibrary_name: infoedit\ntags: [infovaegan, disentanglement]\n---\n",
+    lines = [f"---\nlibrary_name: infoedit\ntags: [{cfg.model}, disentanglement]\n---\n",
              f"# {cfg.model} on {cfg.dataset}\n",
-             "InfoVAEGAN (Ye & Bors, Information Sciences 2021) trained with "
-             "[infoedit](https://github.com/infoedit/infoedit).\n",
+             f"A `{cfg.model}` model trained with infoedit, the command-line tool for InfoVAEGAN "
+             "(Ye & Bors, Information Sciences 2021) and its baselines.\n",
              f"- images: {cfg.image_size}x{cfg.image_size}, {cfg.channels} channel(s)",
-             f"- codes: z {cfg.z_dim}, discrete s K={cfg.n_classes}, continuous c {cfg.c_dim} ({cfg.c_prior} prior)",
+             f"- codes: z {getattr(cfg, 'z_dim', 0)}, discrete s K={getattr(cfg, 'n_classes', 0)}, "
+             f"continuous c {cfg.c_dim} ({getattr(cfg, 'c_prior', 'normal')} prior)",
              f"- command: `{tc.command}`" if tc.command else "- command: (library call)",
              f"- seed: {tc.seed}",
              f"- trained: {summary.get('steps', 0)} steps, {summary.get('epochs_done', 0):.2f} epochs, "
@@ -172,11 +202,30 @@ def model_card(model, tc: TrainConfig, summary: dict) -> str:
 class Run:
     """Everything written into the output folder during training."""
 
+    FILES = (hub.CONFIG_NAME, hub.WEIGHTS_NAME, hub.CARD_NAME, "samples.png", "loss_curve.png", "metrics.jsonl")
+
     def __init__(self, model, ds: Dataset, tc: TrainConfig, out: Path):
         self.model, self.ds, self.tc, self.out = model, ds, tc, Path(out)
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.records: list[dict] = []
         self.out.mkdir(parents=True, exist_ok=True)
+        for name in self.FILES:  # temp files of atomic writes a killed run never renamed
+            for stale in self.out.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+
+    def restore(self, src: Path, state: dict) -> None:
+        """Carry a resumed run's loss history and metrics records over, up to its checkpoint."""
+        self.history = {k: [tuple(p) for p in pts] for k, pts in state.get("history", {}).items()}
+        path = Path(src) / "metrics.jsonl"
+        lines = path.read_text().splitlines() if path.is_file() else []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            # later records belong to steps that will be trained again
+            if isinstance(record, dict) and record.get("step", 0) <= state["step"]:
+                self.records.append(record)
 
     def log(self, step: int, values: dict[str, float]) -> None:
         for k, v in values.items():
@@ -184,12 +233,19 @@ class Run:
 
     def evaluate(self, record: dict) -> dict:
         """Add the held-out accuracy (Hungarian-matched argmax q(s|x)) when the data has labels."""
-        if self.ds.test_images is not None:
+        if self.ds.test_images is not None and self.model.config.n_classes > 1:
             pred, _ = predict_clusters(self.model, self.ds.test_images, scale=self.ds.scale)
             record["test_acc"], mapping = cluster_accuracy(pred.numpy(), self.ds.test_labels.numpy())
             record["test_n"] = len(pred)
             record["cluster_to_label"] = mapping
         return record
+
+    def save_state(self, opt: dict, generators: dict, at: Cursor, seconds: float) -> None:
+        """The resumable checkpoint: weights, optimizers, RNGs, position, history, settings."""
+        state = {**asdict(at), "seconds": seconds, "dataset": self.ds.name, "dataset_length": len(self.ds),
+                 "world_size": dist.get_world_size(), "model_config": self.model.config.to_dict(),
+                 "train_config": self.tc.to_dict(), "history": self.history}
+        checkpoint.save_checkpoint(self.out, self.model, opt, state, generators)
 
     def write_metrics(self) -> None:
         lines = "".join(json.dumps(r) + "\n" for r in self.records)
@@ -207,7 +263,7 @@ class Run:
         save_png(make_grid(grid.cpu(), nrow=model.config.n_classes), self.out / "samples.png")
         plot_curves(self.history, self.out / "loss_curve.png", title=f"{model.config.model} on {self.ds.name}")
         self.write_metrics()
-        (self.out / "train_config.json").write_text(json.dumps(asdict(self.tc), indent=2) + "\n")
+        (self.out / "train_config.json").write_text(json.dumps(self.tc.to_dict(), indent=2) + "\n")
         return record
 
 
@@ -219,6 +275,14 @@ def family_trainer(name: str):
     """
     if name in ("infovaegan", "infovaegan2"):
         return make_optimizers, lambda *args: train_step(*args)  # late-bound: tests patch train_step
+    if name in ("supervised-single", "supervised-dual"):
+        from trainer import supervised  # imports this module: import it late
+
+        return supervised.make_optimizers, supervised.train_step
+    if name in ("infogan", "ali", "beta-vae", "jointvae"):
+        from trainer import baselines  # it imports this module: import it late
+
+        return baselines.TRAINERS[name]
     raise ValueError(f"no trainer for model family {name!r}")
 
 
@@ -261,15 +325,28 @@ class StopSignals:
             signal.signal(sig, handler)
 
 
-def check_finite(values: dict[str, float], step: int) -> None:
+def check_finite(values: dict[str, float], step: int, out: Path | None = None) -> None:
     for name, v in values.items():
         if not math.isfinite(v):
-            raise TrainingStopped(f"loss {name} is {v} at step {step}; stopped, the model folder keeps "
-                                  "the last good epoch (try a lower learning rate)", 2)
+            where = f"{out} keeps" if out is not None else "the run folder keeps"
+            raise TrainingStopped(f"loss {name} is {v} at step {step}; stopped, {where} the last good "
+                                  "checkpoint (try a lower learning rate)", 2)
+
+
+def resume(model, opt: dict, gen: torch.Generator, ds: Dataset, tc: TrainConfig) -> dict:
+    """Load the checkpoint of the run folder ``tc.resume`` into model, opt and gen, once it is
+    checked to be this model's, on this data, with this setup; return its state."""
+    src = Path(tc.resume)
+    state = checkpoint.read_state(src)
+    checkpoint.check_resumable(state, model, ds, tc, src)
+    checkpoint.load_checkpoint(src, model, opt, {f"rank{dist.get_rank()}": gen})
+    return state
 
 
 def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -> dict:
-    """Train model on ds; after every epoch rank 0 writes the model folder (and friends) into out."""
+    """Train model on ds. Rank 0 writes the model folder into out after every epoch, and the
+    resumable checkpoint (out/checkpoint) then, every ``tc.checkpoint_every`` steps and when
+    stopped early. With ``tc.resume`` it continues the run saved in that folder."""
     device = resolve_device(tc.device)
     dist.init_from_env(device)
     if device.type == "cuda":
@@ -279,65 +356,73 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
     gen = torch.Generator().manual_seed(tc.seed + 7919 * dist.get_rank())
     make_opt, step_fn = family_trainer(model.config.model)
     opt = make_opt(model, tc)
-    run = Run(model, ds, tc, out) if dist.is_main() else None
     world = dist.get_world_size()
     steps_per_epoch = len(ds) // (tc.batch_size * world)
     if steps_per_epoch == 0:
         raise ValueError(f"{ds.name}: {len(ds)} images is fewer than one batch of {tc.batch_size}")
+    state = resume(model, opt, gen, ds, tc) if tc.resume is not None else None
+    at = Cursor.from_state(state) if state else Cursor()
+    run = Run(model, ds, tc, out) if dist.is_main() else None
+    if run and state:
+        run.restore(Path(tc.resume), state)
     total = tc.epochs * steps_per_epoch if tc.max_steps is None else min(tc.max_steps, tc.epochs * steps_per_epoch)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
-    step, start, data_time, eval_time, record = 0, time.time(), 0.0, 0.0, {}
+    first, start, data_time, eval_time, record = at.step, time.time(), 0.0, 0.0, {}
 
-    def elapsed() -> float:
+    def elapsed() -> float:  # this session's training time
         return time.time() - start - eval_time
 
     def out_of_time() -> bool:
         return tc.max_seconds is not None and elapsed() >= tc.max_seconds
 
+    def save() -> None:
+        gens = checkpoint.generator_states(gen)  # a collective: every rank calls it
+        if run:
+            run.save_state(opt, gens, at, at.seconds + elapsed())
+
     with make_progress(progress and dist.is_main()) as bar, StopSignals() as stop:
-        task = bar.add_task(f"{model.config.model} on {ds.name}", total=total, info="")
-        for epoch in range(tc.epochs):
-            order = epoch_order(len(ds), epoch, tc.seed)
-            sums: dict[str, float] = {}
-            epoch_steps = 0
-            for i in range(steps_per_epoch):
-                if step >= total or stop.received or out_of_time():
-                    break
+        task = bar.add_task(f"{model.config.model} on {ds.name}", total=total, completed=at.step, info="")
+        while at.epoch < tc.epochs:
+            order = epoch_order(len(ds), at.epoch, tc.seed)
+            while at.index < steps_per_epoch and not (at.step >= total or stop.received or out_of_time()):
                 t0 = time.time()
-                idx = order[i * tc.batch_size:(i + 1) * tc.batch_size]
+                idx = order[at.index * tc.batch_size:(at.index + 1) * tc.batch_size]
                 x = ds.batch(idx)
                 x = (x.pin_memory() if device.type == "cuda" else x).to(device, non_blocking=True)
                 y = ds.labels[idx].to(device) if ds.labels is not None else None
                 data_time += time.time() - t0
                 with autocast:
                     values = step_fn(model, opt, x, gen, y)
-                step += 1
-                epoch_steps += 1
-                check_finite(values, step)
-                for k, v in values.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                if run and (step % tc.log_every == 0 or step == total):
-                    run.log(step, values)
-                    rate = step * tc.batch_size * world / max(1e-9, elapsed())
-                    bar.update(task, completed=step, info=f"ep {epoch + 1}/{tc.epochs} {rate:.0f} img/s "
-                               f"D {values['d']:.2f} G {values['g_adv']:.2f} MI {values['mi_s']:.2f}")
-                if run and tc.eval_every and step % tc.eval_every == 0:
+                check_finite(values, at.step + 1, out)  # before any save: the checkpoint stays good
+                at.advance(values)
+                if run and (at.step % tc.log_every == 0 or at.step == total):
+                    run.log(at.step, values)
+                    rate = (at.step - first) * tc.batch_size * world / max(1e-9, elapsed())
+                    bar.update(task, completed=at.step, info=f"ep {at.epoch + 1}/{tc.epochs} {rate:.0f} img/s "
+                               + "  ".join(f"{k} {v:.2f}" for k, v in list(values.items())[:3]))
+                if run and tc.eval_every and at.step % tc.eval_every == 0:
                     t0 = time.time()
-                    run.records.append(run.evaluate({"step": step, "seconds": round(elapsed(), 1)}))
+                    run.records.append(run.evaluate({"step": at.step, "seconds": round(at.seconds + elapsed(), 1)}))
                     run.write_metrics()
                     eval_time += time.time() - t0
+                if tc.checkpoint_every and at.step % tc.checkpoint_every == 0 and at.index < steps_per_epoch:
+                    save()  # (an epoch end saves below)
             dist.broadcast_buffers(model)
-            seconds = elapsed()
-            record = {"epoch": epoch + 1, "step": step, "steps": step, "epochs_done": step / steps_per_epoch,
-                      "seconds": round(seconds, 1), "data_fraction": round(data_time / max(seconds, 1e-9), 4),
-                      "img_per_s": round(step * tc.batch_size * world / max(seconds, 1e-9), 1),
+            record = {"epoch": at.epoch + 1, "step": at.step, "steps": at.step,
+                      "epochs_done": at.step / steps_per_epoch,
+                      "seconds": round(at.seconds + elapsed(), 1),
+                      "data_fraction": round(data_time / max(elapsed(), 1e-9), 4),
+                      "img_per_s": round((at.step - first) * tc.batch_size * world / max(elapsed(), 1e-9), 1),
                       "device": str(device), "world_size": world,
-                      **{k: dist.reduce_mean(v / max(1, epoch_steps)) for k, v in sums.items()}}
+                      **{k: dist.reduce_mean(v / max(1, at.epoch_steps)) for k, v in at.sums.items()}}
+            if at.index >= steps_per_epoch:
+                at.next_epoch()
             if run:
                 record = run.checkpoint(record)
+            save()
             if stop.received:
-                raise TrainingStopped(f"interrupted at step {step}; saved the model folder {out}",
-                                      StopSignals.CODES[stop.received])
-            if step >= total or out_of_time():
+                raise TrainingStopped(f"interrupted at step {at.step}; saved a checkpoint in {out} "
+                                      f"(continue with --resume {out})", StopSignals.CODES[stop.received])
+            if at.step >= total or out_of_time():
                 break
     return record

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
+from typing import Collection
 
 import torch
 
 from infoedit.models import FAMILIES
-from trainer import data
+from trainer import checkpoint, data
 from trainer.loop import TrainConfig, fit
 
 # Per-dataset defaults: image size, channels, noise, K, continuous dims, epochs.
 DEFAULTS = {
     "mnist": dict(image_size=28, channels=1, z_dim=62, n_classes=10, c_dim=2, epochs=20),
     "fashion-mnist": dict(image_size=28, channels=1, z_dim=62, n_classes=10, c_dim=2, epochs=20),
+    # Sec. 5.1: one class rotated to 10 angles (K = 10), 10-d continuous code, 100 epochs.
+    # No z_dim: supervised models have no noise, an InfoVAEGAN takes its config default (62).
+    "rotated-mnist": dict(image_size=28, channels=1, n_classes=10, c_dim=10, epochs=100),
+    "rotated-fashion": dict(image_size=28, channels=1, n_classes=10, c_dim=10, epochs=100),
     "dsprites": dict(image_size=64, channels=1, z_dim=100, n_classes=3, c_dim=10, epochs=1),
     "celeba": dict(image_size=64, channels=3, z_dim=100, n_classes=10, c_dim=10, epochs=20),
     "chairs": dict(image_size=64, channels=3, z_dim=100, n_classes=10, c_dim=10, epochs=20),
@@ -33,16 +39,19 @@ PRESETS = {
 def defaults_for(dataset: str) -> dict:
     key = "folder" if dataset.startswith("folder:") else dataset
     if key not in DEFAULTS:
-        raise data.DataError(f"{dataset}: unknown dataset; use mnist, fashion-mnist, dsprites, celeba, "
-                             "chairs or folder:PATH")
+        raise data.DataError(f"{dataset}: unknown dataset; use mnist, fashion-mnist, rotated-mnist, "
+                             "rotated-fashion, dsprites, celeba, chairs or folder:PATH")
     return dict(DEFAULTS[key])
 
 
 def train(dataset: str, out: Path, model_name: str = "infovaegan", data_root: str | None = None,
           overrides: dict | None = None, tc: TrainConfig | None = None, progress: bool = True,
-          preset: str = "paper") -> dict:
+          preset: str = "paper", source_class: int | None = None) -> dict:
     """Build the model for ``dataset`` (defaults, then preset, then overrides), train it,
-    return the last record. Explicit overrides win over the preset."""
+    return the last record. Explicit overrides win over the preset.
+
+    ``source_class``: the digit / item of a ``rotated-*`` dataset (default: data.ROTATED's).
+    """
     if preset not in PRESETS:
         raise ValueError(f"--preset {preset}: unknown; known: {', '.join(sorted(PRESETS))}")
     tc = tc or TrainConfig()
@@ -52,14 +61,61 @@ def train(dataset: str, out: Path, model_name: str = "infovaegan", data_root: st
         tc.epochs = epochs
     for key, value in PRESETS[preset]["train"].items():
         setattr(tc, key, value)
-    settings.update(PRESETS[preset]["model"])
-    settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
     if model_name not in FAMILIES:
         raise ValueError(f"--model {model_name}: unknown; known: {', '.join(sorted(FAMILIES))}")
     config_cls, model_cls = FAMILIES[model_name]
+    known = {f.name for f in fields(config_cls)}
+    # Dataset defaults a family has no field for do not apply to it (a VAE has no noise z_dim,
+    # beta-VAE no K) ...
+    settings = {k: v for k, v in settings.items() if k in known}
+    # ... a preset tunes the fields a family has (cpu-fast's MI weight means nothing to a VAE) ...
+    settings.update({k: v for k, v in PRESETS[preset]["model"].items() if k in known})
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for key in given.keys() - known:  # ... but an option the user typed must not vanish silently
+        raise ValueError(f"--{key.replace('_', '-')} does not apply to --model {model_name}")
+    settings.update(given)
+    if "source_class" in known and dataset in data.ROTATED:  # recorded, so evaluate rebuilds the same data
+        settings["source_class"] = data.ROTATED[dataset][1] if source_class is None else source_class
     config = config_cls(dataset=dataset, model=model_name, **settings)
     config.validate()
-    ds = data.load(dataset, data_root, limit=tc.limit, progress=progress)
+    ds = data.load(dataset, data_root, limit=tc.limit, progress=progress, source_class=source_class)
     torch.manual_seed(tc.seed)
     model = model_cls(config)
     return fit(model, ds, tc, out, progress=progress)
+
+
+def resume_training(dataset: str, out: Path, model_name: str | None = None, data_root: str | None = None,
+                    overrides: dict | None = None, tc: TrainConfig | None = None, progress: bool = True,
+                    preset: str | None = None, given: Collection[str] = ()) -> dict:
+    """Continue the run saved in the folder ``tc.resume`` with its own model config and run
+    settings, so no flag need be repeated. Model settings that are given (``model_name``,
+    ``preset``, non-None ``overrides``) must agree with the run's; TrainConfig fields named in
+    ``given`` are kept as set (fit refuses them if they differ from the run's)."""
+    from infoedit.models import build, config_from_dict
+
+    src = Path(tc.resume)
+    state = checkpoint.read_state(src)
+    try:  # the checkpoint's copy: config.json is first written at the end of epoch 1
+        config = config_from_dict(dict(state.get("model_config") or {}))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{src}: the checkpoint's model config is unusable ({exc})") from None
+    asked = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"--preset {preset}: unknown; known: {', '.join(sorted(PRESETS))}")
+        asked = {**PRESETS[preset]["model"], **asked}
+    asked.update(dataset=dataset, **({"model": model_name} if model_name else {}))
+    for key, value in asked.items():
+        if getattr(config, key, None) != value:
+            raise ValueError(f"{src}: the run has {key}={getattr(config, key, None)!r}, not {value!r} "
+                             "(a resumed run keeps its model settings)")
+    run_tc = state.get("train_config") or {}
+    for key in (*checkpoint.RUN_SETTINGS, "limit"):
+        if key not in given and key in run_tc:
+            setattr(tc, key, run_tc[key])
+    if tc.epochs is None:
+        tc.epochs = run_tc.get("epochs")
+    extra = {"source_class": config.source_class} if hasattr(config, "source_class") else {}
+    ds = data.load(dataset, data_root, limit=tc.limit, progress=progress, **extra)
+    torch.manual_seed(tc.seed)
+    return fit(build(config), ds, tc, out, progress=progress)

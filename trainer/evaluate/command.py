@@ -1,7 +1,9 @@
 """`infoedit evaluate`: the paper's metrics on a trained model, as one JSON-able dict.
 
 - clustering: argmax q(s|x) in eval mode vs the labels, Hungarian-matched ACC, NMI, ARI;
-- pseudo-label CNN (Table 1 "Proposed CNN"), FactorVAE score (Table 2) and FID on request.
+- pseudo-label CNN (Table 1 "Proposed CNN"), FactorVAE score (Table 2) and FID on request;
+- reconstruction MSE on the scored split (G2 for InfoVAEGAN2, G with z = 0 for InfoVAEGAN);
+- supervised models (Sec. 3): label (angle) accuracy without matching, and leakage of c.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import torch
 
 from trainer.evaluate.factorvae import FactorVAEProtocol
 from trainer.evaluate.pseudo_label import PseudoLabelConfig
+from trainer.evaluate.supervised import SUPERVISED, reconstruction_mse, supervised_metrics
 
 CLUSTERING_PROTOCOL = ("argmax q(s|x) in eval mode; clusters matched to labels one-to-one by the Hungarian "
                        "method (scipy.optimize.linear_sum_assignment) on the contingency matrix; "
                        "NMI normalised by the arithmetic mean of the entropies; ARI of Hubert & Arabie")
-LABELLED = ("mnist", "fashion-mnist")
+LABELLED = ("mnist", "fashion-mnist", "rotated-mnist", "rotated-fashion")
 DSPRITES_GRID = Path("dsprites") / "dsprites_downsampled.npz"
 
 
@@ -101,8 +104,11 @@ def evaluate(model: str, dataset: str | None = None, data: str | None = None, sp
     result: dict = {"model": str(model), "dataset": name, "split": split, "device": str(dev), "seed": seed,
                     "model_config": cfg.to_dict(), "protocol": {"clustering": CLUSTERING_PROTOCOL}}
 
-    # Only MNIST and Fashion-MNIST carry labels; other datasets are not loaded just to be unused.
-    ds = data_mod.load(name, data, progress=False) if name in LABELLED else None
+    # Only the LABELLED datasets carry labels; other datasets are not loaded just to be unused.
+    # A rotated dataset is rebuilt from the class the model was trained on (its config records it).
+    rotated = name == cfg.dataset and name in data_mod.ROTATED and hasattr(cfg, "source_class")
+    extra = {"source_class": cfg.source_class} if rotated else {}
+    ds = data_mod.load(name, data, progress=False, **extra) if name in LABELLED else None
     if ds is not None and (ds.image_size, ds.channels) != (cfg.image_size, cfg.channels):
         raise ValueError(f"{name} has {ds.image_size}px {ds.channels}-channel images, the model expects "
                          f"{cfg.image_size}px {cfg.channels}-channel")
@@ -112,8 +118,15 @@ def evaluate(model: str, dataset: str | None = None, data: str | None = None, sp
                          "(add --fid-against FOLDER_OR_DATASET)")
     if labelled is not None:
         images, labels, scale, what = labelled
-        result.update(clustering(net, images, labels, scale, out, f"{cfg.model} on {what}"))
+        if cfg.n_classes < 2:  # beta-VAE: one constant category; ACC would be the largest class's share
+            result.update(accuracy=None, nmi=None, ari=None, clustering=f"not defined: {cfg.model} has no "
+                          "discrete code")
+        else:
+            result.update(clustering(net, images, labels, scale, out, f"{cfg.model} on {what}"))
         result["evaluated_on"] = what
+        result["reconstruction_mse"] = reconstruction_mse(net, images, scale)
+    if cfg.model in SUPERVISED and ds is not None:
+        result["supervised"] = supervised_metrics(net, ds, split, limit)
 
     if pseudo_label_cnn:
         result["pseudo_label_cnn"] = _pseudo_label(net, ds, pseudo_label, seed, limit)
@@ -153,6 +166,8 @@ def _check(model: str, cfg, name: str, split: str, representation: str, pseudo_l
     if (factorvae or name == "dsprites") and (cfg.image_size, cfg.channels) != (64, 1):
         raise ValueError(f"dSprites (and --factorvae) needs a 64px 1-channel model; {model} is "
                          f"{cfg.image_size}px {cfg.channels}-channel")
+    if pseudo_label_cnn and cfg.n_classes < 2:
+        raise ValueError(f"--pseudo-label-cnn needs a discrete code; {cfg.model} has none")
     if pseudo_label_cnn and name not in LABELLED:
         raise ValueError(f"--pseudo-label-cnn needs training images and test labels ({', '.join(LABELLED)}), "
                          f"not {name}")
@@ -171,13 +186,22 @@ def report(result: dict, as_json: bool = False) -> str:
     if as_json:
         return json.dumps(result, indent=2)
     lines = [f"{result['model']} on {result.get('evaluated_on', result['dataset'])}"]
-    if "accuracy" in result:
+    if result.get("clustering"):
+        lines.append(f"  accuracy {result['clustering']}")
+    elif "accuracy" in result:
         lines.append(f"  accuracy {100 * result['accuracy']:.2f}%  NMI {result['nmi']:.4f}  "
                      f"ARI {result['ari']:.4f}  (n={result['n']})")
         pairs = ", ".join(f"s={k}->{v}" for k, v in result["cluster_to_label"].items())
         lines.append(f"  clusters -> labels: {pairs}")
         if result.get("confusion_png"):
             lines.append(f"  confusion matrix: {result['confusion_png']}")
+    if "reconstruction_mse" in result:
+        lines.append(f"  reconstruction MSE {result['reconstruction_mse']:.5f} per pixel")
+    if "supervised" in result:
+        s = result["supervised"]
+        lines.append(f"  label accuracy {100 * s['label_accuracy']:.2f}% ({s['label_accuracy_split']} split)  "
+                     f"leakage {100 * s['leakage']:.2f}% (chance {100 * s['chance']:.0f}%, adversary "
+                     f"{'on, rho2=' + str(s['rho2']) if s['adversary'] else 'off'})")
     if "pseudo_label_cnn" in result:
         p = result["pseudo_label_cnn"]
         if p["accuracy"] is None:
