@@ -72,8 +72,9 @@ def train(
                                              "celeba, chairs or folder:PATH"),
     out: Path = typer.Option(None, "--out", "-o", help="Model folder to write (default: runs/DATASET)."),
     data: Optional[str] = typer.Option(None, help="Data root (default: $INFOEDIT_DATA, else ~/.cache/infoedit/data)."),
-    model: str = typer.Option("infovaegan", help="Model family: infovaegan, infovaegan2 (Sec. 4.4), or "
-                              "supervised-single / supervised-dual (Sec. 3, Fig. 1; labelled data, e.g. rotated-mnist)."),
+    model: str = typer.Option("infovaegan", help="Model family: infovaegan, infovaegan2 (Sec. 4.4), "
+                              "supervised-single / supervised-dual (Sec. 3, Fig. 1; labelled data, e.g. rotated-mnist), "
+                              "or a baseline: infogan, ali, beta-vae, jointvae."),
     preset: str = typer.Option("paper", help="paper (the paper's settings) or cpu-fast (narrower nets for CPUs)."),
     epochs: Optional[int] = typer.Option(None, min=1, help="Epochs (default: per dataset)."),
     batch_size: int = typer.Option(64, min=1),
@@ -107,6 +108,8 @@ def train(
                                          "(Eq. 13); 0 switches the adversary off."),
     precision: str = typer.Option("fp32", help="fp32, or bf16 autocast (for GPUs; far slower on most CPUs)."),
     nproc: int = typer.Option(1, min=1, help="Processes for distributed data-parallel training (torchrun)."),
+    set_fields: Optional[list[str]] = typer.Option(None, "--set", help="FIELD=VALUE for any model config field, "
+                                                   "e.g. --set beta=8 --set capacity=true (repeatable)."),
     push_to_hub: Optional[str] = typer.Option(None, help="Upload the model folder to this Hub repo id."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     debug: bool = typer.Option(False, help=DEBUG_HELP),
@@ -135,7 +138,7 @@ def train(
                          command=" ".join(["infoedit"] + [shlex.quote(a) for a in sys.argv[1:]]))
         overrides = dict(n_classes=classes, c_dim=c_dim, z_dim=z_dim, c_prior=c_prior, tau=tau, width=width,
                          mi_weight_s=mi_weight_s, mi_weight_c=mi_weight_c, mi_continuous=mi_continuous,
-                         rho1=rho1, rho2=rho2)
+                         rho1=rho1, rho2=rho2, **_parse_sets(set_fields))
         from trainer.loop import TrainingStopped
 
         try:
@@ -168,6 +171,20 @@ def _resume_train(ctx: typer.Context, dataset: str, out: Path, model: str, data:
              if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
     return resume_training(dataset, out, model if "model" in given else None, data, overrides, tc, progress,
                            preset if "preset" in given else None, given)
+
+
+def _parse_sets(items: Optional[list[str]]) -> dict:
+    """--set FIELD=VALUE pairs; VALUE is read as JSON (numbers, true/false) or else as text."""
+    fields = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--set {item}: expected FIELD=VALUE")
+        try:
+            fields[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            fields[key.strip()] = raw
+    return fields
 
 
 def _relaunch_distributed(nproc: int) -> None:

@@ -147,3 +147,15 @@ def test_eval_every_and_time_budget(tmp_path):
     assert mid and all(r["step"] % 4 == 0 and 0 <= r["test_acc"] <= 1 for r in mid)
     assert records[-1]["steps"] == record["steps"]
     hub.from_pretrained(str(tmp_path))
+
+
+def test_cli_set_overrides_any_config_field(tmp_path):
+    _write_pngs(tmp_path / "imgs", n=40)
+    out = tmp_path / "m"
+    args = ["train", f"folder:{tmp_path / 'imgs'}", "--model", "beta-vae", "--set", "beta=8", "--set",
+            "capacity=true", "--max-steps", "1", "--batch-size", "16", "--width", "0.125", "--quiet", "--out"]
+    assert runner.invoke(app, args + [str(out)]).exit_code == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["beta"] == 8 and cfg["capacity"] is True
+    bad = runner.invoke(app, ["train", f"folder:{tmp_path / 'imgs'}", "--set", "beta", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "FIELD=VALUE" in bad.output
