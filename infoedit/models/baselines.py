@@ -18,19 +18,20 @@ configurations ... for a fair comparison"; the objectives live in trainer/baseli
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 
 from infoedit import codes
+from infoedit.models.config import ConfigMixin
 from infoedit.models.nets import Encoder, Generator, JointDiscriminator, _w, conv_trunk
 
 FORMAT_VERSION = 1
 
 
 @dataclass
-class BaselineConfig:
+class BaselineConfig(ConfigMixin):
     """What every baseline shares; each family's subclass adds its objective's settings.
 
     A field a family lacks is an option that does not apply to it (``infoedit train`` says so).
@@ -72,21 +73,6 @@ class BaselineConfig:
         if not self.width > 0 or not getattr(self, "tau", 1.0) > 0:
             raise ValueError("width and tau must be > 0")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "BaselineConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
-        missing = sorted(f.name for f in fields(cls) if f.name not in data)
-        if missing:
-            raise ValueError(f"missing config field(s): {', '.join(missing)}")
-        cfg = cls(**data)
-        cfg.validate()
-        return cfg
 
 
 @dataclass

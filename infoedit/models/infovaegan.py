@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from infoedit import codes
+from infoedit.models.config import ConfigMixin
 from infoedit.models.nets import Encoder, Generator, JointDiscriminator
 
 FORMAT_VERSION = 1
 
 
 @dataclass
-class InfoVAEGANConfig:
+class InfoVAEGANConfig(ConfigMixin):
     image_size: int = 28
     channels: int = 1
     z_dim: int = 62           # noise: 62 for 28px, 100 for 64px (paper Sec. 5.2)
@@ -64,21 +65,6 @@ class InfoVAEGANConfig:
         if not self.tau > 0 or not self.width > 0:
             raise ValueError("tau and width must be > 0")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "InfoVAEGANConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
-        missing = sorted(f.name for f in fields(cls) if f.name not in data)
-        if missing:
-            raise ValueError(f"missing config field(s): {', '.join(missing)}")
-        cfg = cls(**data)
-        cfg.validate()
-        return cfg
 
 
 class InfoVAEGAN(nn.Module):

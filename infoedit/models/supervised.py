@@ -11,12 +11,13 @@ is c, as everywhere in infoedit, and there is no noise z (z_dim is 0).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from infoedit import codes
+from infoedit.models.config import ConfigMixin
 from infoedit.models.nets import _w
 
 FORMAT_VERSION = 1
@@ -24,7 +25,7 @@ STRUCTURES = ("supervised-single", "supervised-dual")
 
 
 @dataclass
-class SupervisedConfig:
+class SupervisedConfig(ConfigMixin):
     image_size: int = 28
     channels: int = 1
     n_classes: int = 10       # K: the labels (10 rotation angles in Sec. 5.1)
@@ -68,21 +69,6 @@ class SupervisedConfig:
         if self.rho1 < 0 or self.rho2 < 0 or self.kl_s_weight < 0:
             raise ValueError("rho1, rho2 and kl_s_weight must be >= 0")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "SupervisedConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
-        missing = sorted(f.name for f in fields(cls) if f.name not in data)
-        if missing:
-            raise ValueError(f"missing config field(s): {', '.join(missing)}")
-        cfg = cls(**data)
-        cfg.validate()
-        return cfg
 
 
 def mlp(in_dim: int, out_dim: int, width: float) -> nn.Sequential:
