@@ -501,18 +501,10 @@ def _result_stream(path: Optional[Path]):
     if path is None:
         yield sys.stdout
         return
-    import tempfile
+    from infoedit.hub import atomic_open
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
+        yield f
 
 
 def _safe_name(name: str) -> str:

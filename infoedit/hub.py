@@ -10,6 +10,7 @@ import json
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 CONFIG_NAME = "config.json"
@@ -22,19 +23,26 @@ class ModelLoadError(ValueError):
     """A model folder or Hub id that cannot be loaded; the message is one line for the user."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder, fsync, then rename: never half-written."""
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "wb", **kwargs):
+    """A file object on a temp file beside ``path``, fsynced and renamed over ``path`` only
+    when the block ends without error: readers never see a half-written file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 def save_pretrained(model, folder: str | Path, card: str | None = None) -> Path:
