@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from infoedit import codes
-from infoedit.models.config import ConfigMixin
+from infoedit.models.config import CodeModel, ConfigMixin
 from infoedit.models.nets import Encoder, Generator, JointDiscriminator, _w, conv_trunk
 
 FORMAT_VERSION = 1
@@ -149,25 +149,6 @@ class JointVAEConfig(BaselineConfig):
             raise ValueError("n_classes must be >= 2 and cap_steps >= 1 for jointvae")
 
 
-class _Model(nn.Module):
-    """The interface every family shares: priors, device, encode, generate."""
-
-    def sample_prior(self, n: int, generator: torch.Generator | None = None):
-        """(z, s, c) drawn from the priors, on the model's device (z is [n, 0] without noise)."""
-        cfg, dev = self.config, self.device
-        z = codes.sample_noise(n, cfg.z_dim, generator, "cpu").to(dev)
-        s = codes.sample_discrete(n, cfg.n_classes, generator, "cpu").to(dev)
-        c = codes.sample_continuous(n, cfg.c_dim, cfg.c_prior, generator, "cpu").to(dev)
-        return z, s, c
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    def generate(self, z: torch.Tensor, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.G(z, torch.cat([s, c], dim=1))
-
-
 class QHead(nn.Module):
     """InfoGAN's Q on the shared trunk's features: FC128 (InfoGAN's MNIST net) -> q(s, c | x)."""
 
@@ -204,7 +185,7 @@ class InfoGANDiscriminator(nn.Module):
         return self.head(h).squeeze(1)
 
 
-class InfoGAN(_Model):
+class InfoGAN(CodeModel):
     def __init__(self, config: InfoGANConfig):
         super().__init__()
         config.validate()
@@ -217,7 +198,7 @@ class InfoGAN(_Model):
         return self.D.q(self.D.trunk(x))
 
 
-class ALI(_Model):
+class ALI(CodeModel):
     def __init__(self, config: ALIConfig):
         super().__init__()
         config.validate()
@@ -233,7 +214,7 @@ class ALI(_Model):
         return self.D(x, torch.cat([s, c], dim=1))
 
 
-class VAE(_Model):
+class VAE(CodeModel):
     """beta-VAE and JointVAE: E = nets.Encoder, decoder G = nets.Generator of the code alone.
 
     ``steps`` counts training steps (a buffer, so it is saved with the weights) for the

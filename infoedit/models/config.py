@@ -1,8 +1,13 @@
-"""What every model config shares: JSON round trip with strict field checking."""
+"""What every model family shares: the config's JSON round trip and the model's code interface."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, fields
+
+import torch
+from torch import nn
+
+from infoedit import codes
 
 
 class ConfigMixin:
@@ -24,3 +29,25 @@ class ConfigMixin:
         cfg = cls(**data)
         cfg.validate()
         return cfg
+
+
+class CodeModel(nn.Module):
+    """The interface the trainer and every command use: priors, device, generate from codes.
+
+    Subclasses set ``self.config`` and ``self.G`` (a nets.Generator) and define ``encode``.
+    """
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None):
+        """(z, s, c) drawn from the priors, on the model's device (z is [n, 0] without noise)."""
+        cfg, dev = self.config, self.device
+        z = codes.sample_noise(n, cfg.z_dim, generator, "cpu").to(dev)
+        s = codes.sample_discrete(n, cfg.n_classes, generator, "cpu").to(dev)
+        c = codes.sample_continuous(n, cfg.c_dim, cfg.c_prior, generator, "cpu").to(dev)
+        return z, s, c
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def generate(self, z: torch.Tensor, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.G(z, torch.cat([s, c], dim=1))

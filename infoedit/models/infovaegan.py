@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from infoedit import codes
-from infoedit.models.config import ConfigMixin
+from infoedit.models.config import CodeModel, ConfigMixin
 from infoedit.models.nets import Encoder, Generator, JointDiscriminator
 
 FORMAT_VERSION = 1
@@ -67,7 +66,7 @@ class InfoVAEGANConfig(ConfigMixin):
 
 
 
-class InfoVAEGAN(nn.Module):
+class InfoVAEGAN(CodeModel):
     def __init__(self, config: InfoVAEGANConfig):
         super().__init__()
         config.validate()
@@ -77,23 +76,6 @@ class InfoVAEGAN(nn.Module):
         self.D = JointDiscriminator(cfg.image_size, cfg.channels, cfg.code_dim, cfg.width)
         shared = (self.D.trunk, self.D.trunk_features) if cfg.shared_trunk else None
         self.E = Encoder(cfg.image_size, cfg.channels, cfg.n_classes, cfg.c_dim, cfg.width, shared)
-
-    # -- codes ---------------------------------------------------------------------------
-    def sample_prior(self, n: int, generator: torch.Generator | None = None):
-        """(z, s, c) drawn from the priors, on the model's device."""
-        cfg, dev = self.config, self.device
-        z = codes.sample_noise(n, cfg.z_dim, generator, "cpu").to(dev)
-        s = codes.sample_discrete(n, cfg.n_classes, generator, "cpu").to(dev)
-        c = codes.sample_continuous(n, cfg.c_dim, cfg.c_prior, generator, "cpu").to(dev)
-        return z, s, c
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    # -- the three networks --------------------------------------------------------------
-    def generate(self, z: torch.Tensor, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.G(z, torch.cat([s, c], dim=1))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(mu_c, sigma_c, logits_s) of q(s, c | x)."""
