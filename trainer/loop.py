@@ -193,7 +193,9 @@ def model_card(model, tc: TrainConfig, summary: dict) -> str:
              f"- trained: {summary.get('steps', 0)} steps, {summary.get('epochs_done', 0):.2f} epochs, "
              f"{summary.get('seconds', 0):.0f} s on {summary.get('device', '?')}"]
     if summary.get("test_acc") is not None:
-        lines.append(f"- held-out unsupervised accuracy (Hungarian-matched argmax q(s|x)): "
+        how = "argmax q(s|x) against the labels" if cfg.model.startswith("supervised") else \
+            "unsupervised, Hungarian-matched argmax q(s|x)"
+        lines.append(f"- held-out accuracy ({how}): "
                      f"{100 * summary['test_acc']:.2f}% on {summary.get('test_n')} test images")
     lines.append("\nLoad with `infoedit.hub.from_pretrained(path_or_repo_id)` or any `infoedit` command's `--model`.\n")
     return "\n".join(lines)
@@ -232,12 +234,16 @@ class Run:
             self.history.setdefault(k, []).append((step, v))
 
     def evaluate(self, record: dict) -> dict:
-        """Add the held-out accuracy (Hungarian-matched argmax q(s|x)) when the data has labels."""
+        """Add the held-out accuracy of argmax q(s|x) when the data has labels: Hungarian-matched
+        for unsupervised codes, plain for supervised ones (s was trained on the labels)."""
         if self.ds.test_images is not None and self.model.config.n_classes > 1:
             pred, _ = predict_clusters(self.model, self.ds.test_images, scale=self.ds.scale)
-            record["test_acc"], mapping = cluster_accuracy(pred.numpy(), self.ds.test_labels.numpy())
+            labels = self.ds.test_labels
+            if self.model.config.model.startswith("supervised"):
+                record["test_acc"] = float((pred == labels).float().mean())
+            else:
+                record["test_acc"], record["cluster_to_label"] = cluster_accuracy(pred.numpy(), labels.numpy())
             record["test_n"] = len(pred)
-            record["cluster_to_label"] = mapping
         return record
 
     def save_state(self, opt: dict, generators: dict, at: Cursor, seconds: float) -> None:
