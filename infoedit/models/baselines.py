@@ -48,14 +48,9 @@ class BaselineConfig(ConfigMixin):
 
     FAMILY = ""  # the ``model`` name the subclass builds (a class attribute, not a field)
 
-    @property
-    def code_dim(self) -> int:
-        return self.n_classes + self.c_dim
-
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
-        if self.format_version != FORMAT_VERSION:
-            raise ValueError(f"unsupported format_version {self.format_version} (this infoedit reads {FORMAT_VERSION})")
+        self.check_format_version(FORMAT_VERSION)
         if self.model != self.FAMILY:
             raise ValueError(f"model must be {self.FAMILY!r} for {type(self).__name__}, got {self.model!r}")
         if self.image_size not in (28, 64):

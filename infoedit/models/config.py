@@ -11,7 +11,17 @@ from infoedit import codes
 
 
 class ConfigMixin:
-    """For @dataclass configs with a ``validate()`` that raises ValueError."""
+    """For @dataclass configs with n_classes, c_dim, format_version and a ``validate()`` that
+    raises ValueError."""
+
+    @property
+    def code_dim(self) -> int:
+        """Width of the code [s, c] that G and D read."""
+        return self.n_classes + self.c_dim
+
+    def check_format_version(self, supported: int) -> None:
+        if self.format_version != supported:
+            raise ValueError(f"unsupported format_version {self.format_version} (this infoedit reads {supported})")
 
     def to_dict(self) -> dict:
         return asdict(self)

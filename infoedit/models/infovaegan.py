@@ -38,14 +38,9 @@ class InfoVAEGANConfig(ConfigMixin):
     dataset: str = ""
     format_version: int = FORMAT_VERSION
 
-    @property
-    def code_dim(self) -> int:
-        return self.n_classes + self.c_dim
-
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
-        if self.format_version != FORMAT_VERSION:
-            raise ValueError(f"unsupported format_version {self.format_version} (this infoedit reads {FORMAT_VERSION})")
+        self.check_format_version(FORMAT_VERSION)
         if self.image_size not in (28, 64):
             raise ValueError(f"image_size must be 28 or 64, got {self.image_size}")
         if self.channels not in (1, 3):

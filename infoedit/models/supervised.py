@@ -42,14 +42,9 @@ class SupervisedConfig(ConfigMixin):
     dataset: str = ""
     format_version: int = FORMAT_VERSION
 
-    @property
-    def code_dim(self) -> int:
-        return self.n_classes + self.c_dim
-
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
-        if self.format_version != FORMAT_VERSION:
-            raise ValueError(f"unsupported format_version {self.format_version} (this infoedit reads {FORMAT_VERSION})")
+        self.check_format_version(FORMAT_VERSION)
         if self.model not in STRUCTURES:
             raise ValueError(f"model must be one of {STRUCTURES}, got {self.model!r}")
         if self.image_size not in (28, 64):
