@@ -171,8 +171,7 @@ def predict_clusters(model, images: torch.Tensor, batch_size: int = 500, scale: 
     preds, confs = [], []
     for i in range(0, len(images), batch_size):
         x = images[i:i + batch_size].to(model.device).float().div_(scale)
-        probs = torch.softmax(model.encode(x)[2], dim=1)
-        conf, pred = probs.max(dim=1)
+        conf, pred = engine.encode(model, x).probs.max(dim=1)
         preds.append(pred.cpu())
         confs.append(conf.cpu())
     model.train(was_training)
