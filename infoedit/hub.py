@@ -46,12 +46,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def save_pretrained(model, folder: str | Path, card: str | None = None) -> Path:
-    """Write the model folder (each file atomically) and return its path."""
+    """Write the model folder (each file atomically) and return its path. It holds the weights
+    the commands use: training-only networks (a discriminator) stay in the run's checkpoint."""
     from safetensors.torch import save
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    skip = model.training_only()
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith(skip)}
     atomic_write_bytes(folder / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
     atomic_write_bytes(folder / CONFIG_NAME, (json.dumps(model.config.to_dict(), indent=2) + "\n").encode())
     if card is not None:
@@ -117,7 +119,9 @@ def from_pretrained(path_or_id: str, revision: str | None = None, device: str = 
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelLoadError(f"{path}: unreadable or truncated weights ({exc})") from None
-    expected = model.state_dict()
+    # Training-only weights may be absent (the usual folder) or present (a full state dict).
+    expected = {k: v for k, v in model.state_dict().items()
+                if not (k.startswith(model.training_only()) and k not in state)}
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     if missing or extra:
@@ -127,7 +131,7 @@ def from_pretrained(path_or_id: str, revision: str | None = None, device: str = 
         if state[name].shape != tensor.shape:
             raise ModelLoadError(f"{path}: {name} has shape {tuple(state[name].shape)}, "
                                  f"config.json implies {tuple(tensor.shape)}")
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=False)  # exactly the keys checked above
     return model.to(device).eval()
 
 

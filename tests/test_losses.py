@@ -149,3 +149,53 @@ def test_onehot_sample_is_exact_and_follows_q():
     y = codes.sample_onehot(logits, g)
     assert set(y.unique().tolist()) == {0.0, 1.0} and torch.equal(y.sum(1), torch.ones(20000))
     assert torch.allclose(y.mean(0), torch.tensor([0.6, 0.3, 0.1]), atol=0.02)
+
+
+def test_paired_information_hand_checked():
+    k = 4
+    confident = torch.eye(k).repeat(8, 1) * 30  # 32 images, each class 8 times, certain
+    # the same certain, balanced code for both views: I = H(s) = log K
+    assert losses.paired_information_loss(confident, confident).item() == pytest.approx(-math.log(k), abs=1e-4)
+    # uninformative codes carry no information
+    assert losses.paired_information_loss(torch.zeros(32, k), torch.zeros(32, k)).item() == pytest.approx(0, abs=1e-6)
+    # one cluster for everything: certain but unused codes also carry none
+    one = torch.zeros(32, k)
+    one[:, 0] = 30
+    assert losses.paired_information_loss(one, one).item() == pytest.approx(0, abs=1e-4)
+    # views that disagree lose information
+    shuffled = confident[torch.randperm(32, generator=torch.Generator().manual_seed(0))]
+    assert losses.paired_information_loss(confident, shuffled) > losses.paired_information_loss(confident, confident)
+
+
+def test_random_affine_keeps_shape_and_identity_is_exact():
+    from trainer.augment import random_affine
+
+    x = torch.rand(5, 1, 28, 28)
+    g = torch.Generator().manual_seed(0)
+    assert torch.allclose(random_affine(x, g, degrees=0, scale=(1, 1), translate=0), x, atol=1e-5)
+    warped = random_affine(x, g)
+    assert warped.shape == x.shape and not torch.allclose(warped, x)
+    again = random_affine(x, torch.Generator().manual_seed(0))
+    assert torch.equal(again, random_affine(x, torch.Generator().manual_seed(0)))  # seeded
+
+
+def test_real_mi_lever_trains_only_e_and_raises_the_information():
+    x = torch.rand(64, 1, 28, 28)
+    tc = TrainConfig(lr_d=0.0, lr_g=0.0, lr_e=0.0)
+    off, on = tiny(), tiny(real_mi_weight=1.0)
+    train_step(off, make_optimizers(off, tc), x, torch.Generator().manual_seed(1))
+    values = train_step(on, make_optimizers(on, tc), x, torch.Generator().manual_seed(1))
+    assert "mi_real" in values and -math.log(3) <= values["mi_real"] <= 0
+    # the same draws: G takes the same gradient, E a different one
+    assert all(torch.equal(a, b) for a, b in zip(_grads(off.G), _grads(on.G)))
+    assert any(not torch.allclose(a, b) for a, b in zip(_grads(off.E), _grads(on.E)))
+    # and minimising it on a fixed batch raises the information E's codes carry
+    # (three kinds of image: a bright top, middle or bottom band)
+    bands = torch.zeros(3, 1, 28, 28)
+    for i in range(3):
+        bands[i, :, 9 * i:9 * i + 9] = 1
+    x = bands.repeat(22, 1, 1, 1) * (0.7 + 0.3 * torch.rand(66, 1, 1, 1))
+    model = tiny(real_mi_weight=1.0, mi_weight_s=0.0, mi_weight_c=0.0)
+    opt = make_optimizers(model, TrainConfig(lr_e=1e-2))
+    seen = [train_step(model, opt, x, torch.Generator().manual_seed(i))["mi_real"] for i in range(30)]
+    assert sum(seen[-5:]) / 5 < sum(seen[:5]) / 5 - 0.3

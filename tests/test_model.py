@@ -108,3 +108,27 @@ def test_shared_trunk_is_one_module_saved_once(tmp_path):
     x = torch.rand(2, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(model.eval().encode(x)[2], again.encode(x)[2])
+
+
+def test_model_folder_leaves_out_the_discriminator(tmp_path):
+    from safetensors.torch import load_file
+
+    model = InfoVAEGAN(InfoVAEGANConfig(width=0.125)).eval()
+    hub.save_pretrained(model, tmp_path / "m")
+    saved = load_file(str(tmp_path / "m" / hub.WEIGHTS_NAME))
+    assert saved and not any(k.startswith("D.") for k in saved)
+    assert any(k.startswith("G.") for k in saved) and any(k.startswith("E.") for k in saved)
+    again = hub.from_pretrained(str(tmp_path / "m"))
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model.encode(x)[2], again.encode(x)[2])
+    # a folder that does carry D (a full state dict) still loads
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "m" / hub.WEIGHTS_NAME))
+    assert torch.equal(hub.from_pretrained(str(tmp_path / "m")).D.head[0].weight, model.D.head[0].weight)
+    # but not one that misses an inference weight
+    del saved["E.logits.weight"]
+    save_file(saved, str(tmp_path / "m" / hub.WEIGHTS_NAME))
+    with pytest.raises(hub.ModelLoadError, match="missing E.logits.weight"):
+        hub.from_pretrained(str(tmp_path / "m"))

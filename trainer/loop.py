@@ -14,7 +14,7 @@ import torch
 
 from infoedit import codes, engine, hub
 from infoedit.images import make_grid, save_png
-from trainer import checkpoint, dist, losses
+from trainer import augment, checkpoint, dist, losses
 from trainer.data import Dataset
 from trainer.evaluate.clustering import cluster_accuracy
 from trainer.plots import plot_curves
@@ -104,14 +104,16 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     """
     cfg = model.config
     infovaegan2 = hasattr(model, "G2")
+    real_mi = cfg.real_mi_weight > 0
     z, s, c = model.sample_prior(x.shape[0], gen)
     x_g = model.generate(z, s, c)  # one G forward feeds D, the G loss, MI and the VAE target
 
     # D step (Eq. 28): real pair (x, sample of E(x)) vs fake pair (G(z,s,c), s, c).
     # The real codes are sampled as the authors do (Gumbel-softmax s, reparameterised c) and
     # detached: the encoder takes no adversarial gradient. InfoVAEGAN2 keeps this E(x) graph
-    # for its real-image VAE loss (Eq. 32), so E(x) is computed once for both.
-    with torch.set_grad_enabled(infovaegan2):
+    # for its real-image VAE loss (Eq. 32), and the real-data MI lever for its first view, so
+    # E(x) is computed once for all.
+    with torch.set_grad_enabled(infovaegan2 or real_mi):
         mu_r, sigma_r, logits_r = model.encode(x)
         s_r = (codes.sample_onehot(logits_r, gen) if cfg.d_real_s == "onehot"
                else codes.gumbel_softmax(logits_r, cfg.tau, gen))
@@ -130,6 +132,11 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     mu, sigma, logits = model.encode(x_g)
     mi_s, mi_c = losses.mutual_information_loss(logits, s, mu, sigma, c, cfg.mi_continuous, generator=gen)
     mi = cfg.mi_weight_s * mi_s + cfg.mi_weight_c * mi_c
+    extra = {}
+    if real_mi:  # the lever: E alone, views x and a random affine warp of x
+        _, _, logits_warped = model.encode(augment.random_affine(x, gen))
+        extra["mi_real"] = losses.paired_information_loss(logits_r, logits_warped)
+        mi = mi + cfg.real_mi_weight * extra["mi_real"]
     for o in opt.values():
         o.zero_grad(set_to_none=True)
     if infovaegan2:
@@ -160,7 +167,7 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
             o.step()
     requires_grad(model.D, True)
     return {"d": d_loss.item(), "g_adv": g_adv.item(), "mi_s": mi_s.item(), "mi_c": mi_c.item(),
-            "vae": vae.item(), "rec": rec.item(), "kl_c": kl_c.item()}
+            "vae": vae.item(), "rec": rec.item(), "kl_c": kl_c.item(), **{k: v.item() for k, v in extra.items()}}
 
 
 @torch.inference_mode()

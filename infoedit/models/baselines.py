@@ -192,6 +192,9 @@ class InfoGAN(CodeModel):
         """(mu_c, sigma_c, logits_s) of Q(x)."""
         return self.D.q(self.D.trunk(x))
 
+    def training_only(self) -> tuple[str, ...]:
+        return ("D.head.",)  # Q reads D's trunk
+
 
 class ALI(CodeModel):
     def __init__(self, config: ALIConfig):
@@ -207,6 +210,9 @@ class ALI(CodeModel):
 
     def discriminate(self, x: torch.Tensor, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return self.D(x, torch.cat([s, c], dim=1))
+
+    def training_only(self) -> tuple[str, ...]:
+        return ("D.",)
 
 
 class VAE(CodeModel):

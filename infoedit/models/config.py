@@ -55,6 +55,11 @@ class CodeModel(nn.Module):
         c = codes.sample_continuous(n, cfg.c_dim, cfg.c_prior, generator, "cpu").to(dev)
         return z, s, c
 
+    def training_only(self) -> tuple[str, ...]:
+        """state_dict key prefixes that only training needs (a discriminator): the model folder
+        leaves them out, they live in the run's checkpoint."""
+        return ()
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device

@@ -34,6 +34,9 @@ class InfoVAEGANConfig(ConfigMixin):
     # Not in the paper (a lever): E reads D's convolutional trunk, as InfoGAN's Q does. The
     # trunk then learns only from the D loss; E's own layers from the MI and VAE losses.
     shared_trunk: bool = False
+    # Not in the paper (a lever): weight of the information between the codes q(s|x) gives two
+    # random affine views of each real image (trainer.losses.paired_information_loss). 0 = off.
+    real_mi_weight: float = 0.0
     model: str = "infovaegan"
     dataset: str = ""
     format_version: int = FORMAT_VERSION
@@ -56,6 +59,8 @@ class InfoVAEGANConfig(ConfigMixin):
             raise ValueError(f"mi_continuous must be 'mse' or 'nll', got {self.mi_continuous!r}")
         if self.d_real_s not in ("onehot", "gumbel"):
             raise ValueError(f"d_real_s must be 'onehot' or 'gumbel', got {self.d_real_s!r}")
+        if not self.real_mi_weight >= 0:
+            raise ValueError(f"real_mi_weight must be >= 0, got {self.real_mi_weight}")
         if not self.tau > 0 or not self.width > 0:
             raise ValueError("tau and width must be > 0")
 
@@ -78,6 +83,9 @@ class InfoVAEGAN(CodeModel):
 
     def discriminate(self, x: torch.Tensor, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return self.D(x, torch.cat([s, c], dim=1))
+
+    def training_only(self) -> tuple[str, ...]:
+        return ("D.head.",) if self.config.shared_trunk else ("D.",)  # E may read D's trunk
 
 
 class InfoVAEGAN2(InfoVAEGAN):

@@ -143,6 +143,9 @@ class SupervisedVAE(nn.Module):
         """Images in [0, 1]; z is accepted for the shared interface and ignored."""
         return torch.sigmoid(self.decode_logits(s, c))
 
+    def training_only(self) -> tuple[str, ...]:
+        return ("A.",)  # the adversary only shapes training
+
     def classify_c(self, c: torch.Tensor) -> torch.Tensor:
         """Logits of the adversary q(y|c)."""
         return self.A(c)
