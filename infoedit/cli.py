@@ -208,7 +208,8 @@ def _relaunch_distributed(nproc: int) -> None:
 # Shared options. Each command body imports torch, the model and the engine lazily.
 ModelOpt = Annotated[str, typer.Option(
     "--model", "-m", envvar="INFOEDIT_MODEL",
-    help="Model folder, or a Hub repo id (served from the local cache when offline). Env: INFOEDIT_MODEL.")]
+    help="Model folder, a bundled model (mnist, fashion-mnist: work offline), or a Hub repo id "
+         "(served from the local cache when offline). Env: INFOEDIT_MODEL.")]
 RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit) of --model.")]
 DeviceOpt = Annotated[str, typer.Option(help=DEVICE_HELP)]
 InvertOpt = Annotated[str, typer.Option(
@@ -286,7 +287,7 @@ def _code_row(path: Path, probs: list[float], labels: Optional[list[str]] = None
 @app.command()
 def encode(
     images: list[Path] = typer.Argument(..., help="Image files (any size and mode)."),
-    model: ModelOpt = ..., revision: RevisionOpt = None, device: DeviceOpt = "auto",
+    model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
     invert: InvertOpt = "auto", json_out: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Print each image's codes: discrete (argmax cluster, probabilities) and continuous (mu, sigma)."""
@@ -336,7 +337,7 @@ def swap(
     discrete_from: str = typer.Option("b", help="Image whose discrete code is used: a or b."),
     continuous_from: str = typer.Option("a", help="Image whose continuous code is used: a or b."),
     strip: bool = typer.Option(False, help="Write A | B | result side by side instead of the result alone."),
-    seed: SeedOpt = 0, model: ModelOpt = ..., revision: RevisionOpt = None, device: DeviceOpt = "auto",
+    seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
     invert: InvertOpt = "auto", force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
@@ -370,7 +371,7 @@ def traverse(
     value_range: tuple[float, float] = typer.Option((-1.0, 1.0), "--range", help="Low and high value."),
     steps: int = typer.Option(10, min=1, help="Images per row."),
     out: Path = typer.Option(Path("traverse.png"), "--out", "-o", help="Output grid PNG."),
-    seed: SeedOpt = 0, model: ModelOpt = ..., revision: RevisionOpt = None, device: DeviceOpt = "auto",
+    seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
     invert: InvertOpt = "auto", force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
@@ -403,7 +404,7 @@ def reconstruct(
     images: list[Path] = typer.Argument(..., help="Image files."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output PNG, or a folder for several images."),
     strip: bool = typer.Option(False, help="Write inputs above their reconstructions in one PNG."),
-    seed: SeedOpt = 0, model: ModelOpt = ..., revision: RevisionOpt = None, device: DeviceOpt = "auto",
+    seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
     invert: InvertOpt = "auto", force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
@@ -464,7 +465,7 @@ def sample(
     n: Optional[int] = typer.Option(None, "--n", min=1, help="Write N single samples into a folder instead."),
     out: Optional[Path] = typer.Option(None, "--out", "-o",
                                        help="Grid PNG (default sample.png); with --n a folder (default samples)."),
-    seed: SeedOpt = 0, model: ModelOpt = ..., revision: RevisionOpt = None, device: DeviceOpt = "auto",
+    seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
     force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
@@ -566,7 +567,7 @@ def classify(
     move_to: Optional[Path] = typer.Option(None, help="Move each image into OUT/<cluster>/."),
     names: Optional[str] = typer.Option(None, help="Cluster names, '0=zero,1=one,...' (or 'zero,one,...')."),
     batch_size: int = typer.Option(256, min=1, help="Images per model call."),
-    model: ModelOpt = ..., revision: RevisionOpt = None, device: DeviceOpt = "auto",
+    model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
     invert: InvertOpt = "auto", force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):

@@ -16,6 +16,9 @@ from pathlib import Path
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+# Models that ship inside the package, by name (`--model mnist`): trained by our own trainer,
+# each folder's README.md gives the command, seed and measured accuracy.
+PRETRAINED = Path(__file__).parent / "pretrained"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -61,14 +64,26 @@ def save_pretrained(model, folder: str | Path, card: str | None = None) -> Path:
     return folder
 
 
+def pretrained_names() -> list[str]:
+    """The bundled models' names."""
+    return sorted(p.parent.name for p in PRETRAINED.glob(f"*/{CONFIG_NAME}"))
+
+
 def resolve(path_or_id: str, revision: str | None = None) -> Path:
-    """A local model folder, or a Hub repo id downloaded (or read from the cache when offline)."""
+    """A local model folder, a bundled model's name, or a Hub repo id downloaded (or read from
+    the cache when offline). A local folder wins over a bundled name only if it is a model
+    folder: a data folder called ``mnist`` in the working directory does not hide the model."""
     local = Path(path_or_id).expanduser()
-    if local.is_dir():
+    bundled = path_or_id in pretrained_names()
+    if local.is_dir() and not (bundled and not (local / CONFIG_NAME).is_file()):
         return local
+    if bundled:
+        return PRETRAINED / path_or_id
     looks_local = local.exists() or path_or_id.startswith((".", "/", "~")) or not _REPO_ID.match(path_or_id)
     if looks_local:
-        raise ModelLoadError(f"{path_or_id}: no model folder there (expected a folder with {CONFIG_NAME})")
+        names = ", ".join(pretrained_names()) or "none installed"
+        raise ModelLoadError(f"{path_or_id}: no model folder there (expected a folder with {CONFIG_NAME}; "
+                             f"bundled models: {names})")
     from huggingface_hub import snapshot_download
 
     patterns = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]

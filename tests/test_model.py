@@ -1,6 +1,7 @@
 """Model shapes, eval-mode determinism and the model folder round trip."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -132,3 +133,20 @@ def test_model_folder_leaves_out_the_discriminator(tmp_path):
     save_file(saved, str(tmp_path / "m" / hub.WEIGHTS_NAME))
     with pytest.raises(hub.ModelLoadError, match="missing E.logits.weight"):
         hub.from_pretrained(str(tmp_path / "m"))
+
+
+def test_bundled_names_resolve_and_a_data_folder_does_not_hide_them(tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "pretrained" / "mnist")
+    monkeypatch.setattr(hub, "PRETRAINED", tmp_path / "pretrained")
+    assert hub.pretrained_names() == ["mnist"]
+    monkeypatch.chdir(tmp_path)
+    assert hub.resolve("mnist") == tmp_path / "pretrained" / "mnist"
+    (tmp_path / "work" / "mnist").mkdir(parents=True)  # raw data in a folder of the same name
+    monkeypatch.chdir(tmp_path / "work")
+    assert hub.resolve("mnist") == tmp_path / "pretrained" / "mnist"
+    shutil.copytree(tiny_model_dir, tmp_path / "work" / "mnist", dirs_exist_ok=True)  # a model folder wins
+    assert hub.resolve("mnist") == Path("mnist")
+    with pytest.raises(hub.ModelLoadError, match="bundled models: mnist"):
+        hub.resolve("./nothing-here")

@@ -13,11 +13,7 @@ import torch.nn.functional as F
 
 from infoedit import codes
 from trainer import dist, losses
-from trainer.loop import TrainConfig, requires_grad
-
-
-def _adam(params, lr: float, tc: TrainConfig) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr, betas=(tc.beta1, 0.999))
+from trainer.loop import TrainConfig, adam, requires_grad
 
 
 def _step(opt: torch.optim.Optimizer, *modules: torch.nn.Module) -> None:
@@ -30,7 +26,7 @@ def _step(opt: torch.optim.Optimizer, *modules: torch.nn.Module) -> None:
 def infogan_optimizers(model, tc: TrainConfig) -> dict[str, torch.optim.Optimizer]:
     # As InfoGAN's code: Q's head is part of D's variables, so one Adam (--lr-d) for trunk,
     # D head and Q head; G has its own (--lr-g).
-    return {"D": _adam(model.D.parameters(), tc.lr_d, tc), "G": _adam(model.G.parameters(), tc.lr_g, tc)}
+    return {"D": adam(model.D.parameters(), tc.lr_d, tc), "G": adam(model.G.parameters(), tc.lr_g, tc)}
 
 
 def info_loss(model, h_fake: torch.Tensor, s: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,8 +83,8 @@ def infogan_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: tor
 
 # -- ALI / BiGAN (Dumoulin et al. 2017; Donahue et al. 2017) ----------------------------------
 def ali_optimizers(model, tc: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-    return {"D": _adam(model.D.parameters(), tc.lr_d, tc), "G": _adam(model.G.parameters(), tc.lr_g, tc),
-            "E": _adam(model.E.parameters(), tc.lr_e, tc)}
+    return {"D": adam(model.D.parameters(), tc.lr_d, tc), "G": adam(model.G.parameters(), tc.lr_g, tc),
+            "E": adam(model.E.parameters(), tc.lr_e, tc)}
 
 
 def straight_through(logits: torch.Tensor, tau: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -139,7 +135,7 @@ def ali_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch.T
 
 # -- beta-VAE (Higgins et al. 2017; Burgess et al. 2018) and JointVAE (Dupont 2018) -----------
 def vae_optimizers(model, tc: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-    return {"E": _adam(model.E.parameters(), tc.lr_e, tc), "G": _adam(model.G.parameters(), tc.lr_g, tc)}
+    return {"E": adam(model.E.parameters(), tc.lr_e, tc), "G": adam(model.G.parameters(), tc.lr_g, tc)}
 
 
 def vae_terms(model, x: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:

@@ -14,15 +14,13 @@ import torch.nn.functional as F
 
 from infoedit import codes
 from trainer import dist
-from trainer.loop import TrainConfig, requires_grad
+from trainer.loop import TrainConfig, adam, requires_grad
 
 
 def make_optimizers(model, tc: TrainConfig) -> dict[str, torch.optim.Optimizer]:
     """One Adam per network: encoder (--lr-e), decoder (--lr-g), adversarial classifier (--lr-d)."""
-    betas = (tc.beta1, 0.999)
-    return {"E": torch.optim.Adam(model.E.parameters(), tc.lr_e, betas=betas),
-            "dec": torch.optim.Adam(model.dec.parameters(), tc.lr_g, betas=betas),
-            "A": torch.optim.Adam(model.A.parameters(), tc.lr_d, betas=betas)}
+    return {"E": adam(model.E.parameters(), tc.lr_e, tc), "dec": adam(model.dec.parameters(), tc.lr_g, tc),
+            "A": adam(model.A.parameters(), tc.lr_d, tc)}
 
 
 def elbo_terms(model, x: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
