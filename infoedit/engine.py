@@ -19,8 +19,7 @@ from infoedit import codes
 
 def fixed_noise(model, n: int, seed: int = 0) -> torch.Tensor:
     """Noise z for rendering: drawn from the prior with a fixed seed, so outputs are repeatable."""
-    g = torch.Generator().manual_seed(seed)
-    return codes.sample_noise(n, model.config.z_dim, g).to(model.device)
+    return model.sample_prior(n, torch.Generator().manual_seed(seed))[0]  # z is drawn first
 
 
 @torch.inference_mode()

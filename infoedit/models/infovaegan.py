@@ -37,6 +37,10 @@ class InfoVAEGANConfig(ConfigMixin):
     # Not in the paper (a lever): weight of the information between the codes q(s|x) gives two
     # random affine views of each real image (trainer.losses.paired_information_loss). 0 = off.
     real_mi_weight: float = 0.0
+    # Not in the paper (a lever): z ~ U(-z_scale, z_scale). A small noise range (ClusterGAN's
+    # sigma 0.1) leaves each category a narrow mode, so the 10 categories must cover the data's
+    # 10 largest modes instead of z carrying the identity.
+    z_scale: float = 1.0
     model: str = "infovaegan"
     dataset: str = ""
     format_version: int = FORMAT_VERSION
@@ -59,6 +63,8 @@ class InfoVAEGANConfig(ConfigMixin):
             raise ValueError(f"mi_continuous must be 'mse' or 'nll', got {self.mi_continuous!r}")
         if self.d_real_s not in ("onehot", "gumbel"):
             raise ValueError(f"d_real_s must be 'onehot' or 'gumbel', got {self.d_real_s!r}")
+        if not self.z_scale > 0:
+            raise ValueError(f"z_scale must be > 0, got {self.z_scale}")
         if not self.real_mi_weight >= 0:
             raise ValueError(f"real_mi_weight must be >= 0, got {self.real_mi_weight}")
         if not self.tau > 0 or not self.width > 0:
@@ -76,6 +82,10 @@ class InfoVAEGAN(CodeModel):
         self.D = JointDiscriminator(cfg.image_size, cfg.channels, cfg.code_dim, cfg.width)
         shared = (self.D.trunk, self.D.trunk_features) if cfg.shared_trunk else None
         self.E = Encoder(cfg.image_size, cfg.channels, cfg.n_classes, cfg.c_dim, cfg.width, shared)
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None):
+        z, s, c = super().sample_prior(n, generator)
+        return z * self.config.z_scale, s, c
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(mu_c, sigma_c, logits_s) of q(s, c | x)."""
