@@ -146,6 +146,10 @@ def from_pretrained(path_or_id: str, revision: str | None = None, device: str = 
         if state[name].shape != tensor.shape:
             raise ModelLoadError(f"{path}: {name} has shape {tuple(state[name].shape)}, "
                                  f"config.json implies {tuple(tensor.shape)}")
+        if state[name].dtype != tensor.dtype:  # weights stored in half precision load as float32
+            if not (state[name].is_floating_point() and tensor.is_floating_point()):
+                raise ModelLoadError(f"{path}: {name} has dtype {state[name].dtype}, expected {tensor.dtype}")
+            state[name] = state[name].to(tensor.dtype)
     model.load_state_dict(state, strict=False)  # exactly the keys checked above
     return model.to(device).eval()
 

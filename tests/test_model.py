@@ -150,3 +150,20 @@ def test_bundled_names_resolve_and_a_data_folder_does_not_hide_them(tiny_model_d
     assert hub.resolve("mnist") == Path("mnist")
     with pytest.raises(hub.ModelLoadError, match="bundled models: mnist"):
         hub.resolve("./nothing-here")
+
+
+def test_release_bundles_a_half_precision_copy_that_loads_by_name(tiny_model_dir, tmp_path, monkeypatch):
+    from trainer import release
+
+    monkeypatch.setattr(hub, "PRETRAINED", tmp_path / "pretrained")
+    dest = release.release(tiny_model_dir, "tiny")
+    assert (dest / hub.WEIGHTS_NAME).stat().st_size < (tiny_model_dir / hub.WEIGHTS_NAME).stat().st_size * 0.6
+    full, half = hub.from_pretrained(str(tiny_model_dir)), hub.from_pretrained("tiny")
+    assert all(p.dtype == torch.float32 for p in half.parameters())
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(full.encode(x)[2], half.encode(x)[2], atol=1e-2)
+    assert "float16" in (dest / hub.CARD_NAME).read_text()
+    monkeypatch.setattr(release, "MAX_BYTES", 1000)
+    with pytest.raises(SystemExit, match="over the"):
+        release.release(tiny_model_dir, "too-big")

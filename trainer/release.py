@@ -1,0 +1,50 @@
+"""Bundle a trained run's model folder into the package: `python -m trainer.release RUN NAME`.
+
+Copies config.json and the model card (which holds the training command, seed and measured
+held-out accuracy) into infoedit/pretrained/NAME, with the weights stored as float16 (they load
+as float32), after checking that the folder loads and fits the size budget of a bundled model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from infoedit import hub
+
+MAX_BYTES = 5_000_000  # per bundled model: the package stays small enough to install anywhere
+
+
+def release(run: Path, name: str) -> Path:
+    from safetensors.torch import load_file, save
+
+    hub.from_pretrained(str(run))  # raises ModelLoadError unless it is a complete, valid folder
+    state = load_file(str(run / hub.WEIGHTS_NAME))
+    weights = save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, metadata={"format": "pt"})
+    card = (run / hub.CARD_NAME).read_text() + "\nBundled with infoedit; the weights are stored as float16.\n"
+    config = (run / hub.CONFIG_NAME).read_bytes()
+    size = len(weights) + len(card.encode()) + len(config)
+    if size > MAX_BYTES:
+        raise SystemExit(f"{run}: {size / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB of a bundled model "
+                         "(train it narrower, e.g. --width 0.25)")
+    dest = hub.PRETRAINED / name
+    dest.mkdir(parents=True, exist_ok=True)
+    hub.atomic_write_bytes(dest / hub.WEIGHTS_NAME, weights)
+    hub.atomic_write_bytes(dest / hub.CONFIG_NAME, config)
+    hub.atomic_write_bytes(dest / hub.CARD_NAME, card.encode())
+    if (run / "samples.png").is_file():
+        shutil.copyfile(run / "samples.png", dest / "samples.png")
+    return dest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path, help="A training output folder.")
+    ap.add_argument("name", help="The bundled name, e.g. mnist (then `--model mnist` loads it).")
+    args = ap.parse_args()
+    print(release(args.run, args.name))
+
+
+if __name__ == "__main__":
+    main()
