@@ -110,7 +110,7 @@ def write(name: str, payload: dict, markdown: str, out: Path | None = None) -> t
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / f"{name}.md", out / f"{name}.json"
     md.write_text(markdown.rstrip() + "\n")
-    js.write_text(json.dumps(payload, indent=2) + "\n")
+    js.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return md, js
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, fields
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -13,6 +14,10 @@ from infoedit import codes
 class ConfigMixin:
     """For @dataclass configs with n_classes, c_dim, format_version and a ``validate()`` that
     raises ValueError."""
+
+    # Fields added after a format version was written, with the value that reproduces how
+    # folders without them were trained: a config.json that lacks them still loads.
+    ADDED_FIELDS: ClassVar[dict] = {}
 
     @property
     def code_dim(self) -> int:
@@ -33,10 +38,10 @@ class ConfigMixin:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
-        missing = sorted(f.name for f in fields(cls) if f.name not in data)
+        missing = sorted(f.name for f in fields(cls) if f.name not in data and f.name not in cls.ADDED_FIELDS)
         if missing:
             raise ValueError(f"missing config field(s): {', '.join(missing)}")
-        cfg = cls(**data)
+        cfg = cls(**{**cls.ADDED_FIELDS, **data})
         cfg.validate()
         return cfg
 

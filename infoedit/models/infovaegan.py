@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -44,6 +45,9 @@ class InfoVAEGANConfig(ConfigMixin):
     model: str = "infovaegan"
     dataset: str = ""
     format_version: int = FORMAT_VERSION
+    # the levers came after format 1's first folders, which trained as these values do
+    ADDED_FIELDS: ClassVar[dict] = {"d_real_s": "gumbel", "shared_trunk": False, "real_mi_weight": 0.0,
+                                    "z_scale": 1.0}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
