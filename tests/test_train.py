@@ -159,3 +159,18 @@ def test_cli_set_overrides_any_config_field(tmp_path):
     assert cfg["beta"] == 8 and cfg["capacity"] is True
     bad = runner.invoke(app, ["train", f"folder:{tmp_path / 'imgs'}", "--set", "beta", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "FIELD=VALUE" in bad.output
+
+
+def test_presets_pick_their_family_and_levers_unless_told(tmp_path):
+    _write_pngs(tmp_path / "imgs")
+    common = ["--max-steps", "2", "--batch-size", "16", "--quiet", "--set", "width=0.125"]
+    fast, paper, mine = tmp_path / "fast", tmp_path / "paper", tmp_path / "mine"
+    for out, extra in ((fast, ["--preset", "cpu-fast"]), (paper, []), (mine, ["--preset", "cpu-fast", "--model", "infovaegan"])):
+        result = runner.invoke(app, ["train", f"folder:{tmp_path / 'imgs'}", "--out", str(out), *common, *extra])
+        assert result.exit_code == 0, result.output
+    fast_cfg, paper_cfg, mine_cfg = (hub.from_pretrained(str(p)).config for p in (fast, paper, mine))
+    assert fast_cfg.model == "infovaegan2" and fast_cfg.real_mi_weight > 0 and fast_cfg.z_scale < 1
+    assert paper_cfg.model == "infovaegan" and paper_cfg.real_mi_weight == 0 and paper_cfg.z_scale == 1
+    assert mine_cfg.model == "infovaegan" and mine_cfg.real_mi_weight > 0  # the family typed wins, levers stay
+    assert all(c.width == 0.125 for c in (fast_cfg, paper_cfg, mine_cfg))  # --set wins over the preset
+    assert "mi_real" in (fast / "metrics.jsonl").read_text()

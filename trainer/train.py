@@ -28,11 +28,16 @@ DEFAULTS = {
 
 
 # Named settings over the dataset defaults: "paper" is the paper-faithful configuration;
-# "cpu-fast" trades width for speed so a laptop CPU reaches a good model in half an hour.
-# Each entry: model-config overrides ("model") and TrainConfig overrides ("train").
+# "cpu-fast" is our tuned one (bench/results/levers.md), at half width so a laptop CPU trains
+# it in minutes. Each entry: the model family used when --model is not given ("family"),
+# model-config overrides ("model") and TrainConfig overrides ("train").
 PRESETS = {
-    "paper": {"model": {}, "train": {}},
-    "cpu-fast": {"model": {"width": 0.5, "mi_weight_c": 0.1}, "train": {}},
+    "paper": {"family": "infovaegan", "model": {}, "train": {}},
+    # InfoVAEGAN2 (G2 reconstructs real images), narrow noise (z_scale), real-data MI between
+    # two views (real_mi_weight) and a weak continuous MI: on MNIST each category is a digit.
+    "cpu-fast": {"family": "infovaegan2",
+                 "model": {"width": 0.5, "mi_weight_c": 0.1, "z_scale": 0.1, "real_mi_weight": 20.0},
+                 "train": {}},
 }
 
 
@@ -44,11 +49,12 @@ def defaults_for(dataset: str) -> dict:
     return dict(DEFAULTS[key])
 
 
-def train(dataset: str, out: Path, model_name: str = "infovaegan", data_root: str | None = None,
+def train(dataset: str, out: Path, model_name: str | None = None, data_root: str | None = None,
           overrides: dict | None = None, tc: TrainConfig | None = None, progress: bool = True,
           preset: str = "paper", source_class: int | None = None) -> dict:
     """Build the model for ``dataset`` (defaults, then preset, then overrides), train it,
-    return the last record. Explicit overrides win over the preset.
+    return the last record. Explicit overrides win over the preset; ``model_name`` None takes
+    the preset's family.
 
     ``source_class``: the digit / item of a ``rotated-*`` dataset (default: data.ROTATED's).
     """
@@ -61,6 +67,7 @@ def train(dataset: str, out: Path, model_name: str = "infovaegan", data_root: st
         tc.epochs = epochs
     for key, value in PRESETS[preset]["train"].items():
         setattr(tc, key, value)
+    model_name = model_name or PRESETS[preset]["family"]
     if model_name not in FAMILIES:
         raise ValueError(f"--model {model_name}: unknown; known: {', '.join(sorted(FAMILIES))}")
     config_cls, model_cls = FAMILIES[model_name]
