@@ -25,7 +25,7 @@ BASE = {"width": 0.5, "mi_weight_c": 0.1}
 # name: (model family, config overrides over BASE); "paper" is the paper-faithful setting.
 LEVERS = {
     "paper": ("infovaegan", {"width": 1.0, "mi_weight_c": 1.0, "d_real_s": "gumbel"}),
-    "cpu-fast": ("infovaegan", {"d_real_s": "gumbel"}),
+    "half-width": ("infovaegan", {"d_real_s": "gumbel"}),
     "onehot-real-s": ("infovaegan", {}),
     "shared-trunk": ("infovaegan", {"shared_trunk": True}),
     "real-mi-1": ("infovaegan", {"real_mi_weight": 1.0}),
@@ -33,6 +33,10 @@ LEVERS = {
     "z-scale-0.1": ("infovaegan", {"z_scale": 0.1}),
     "infovaegan2": ("infovaegan2", {}),
     "infovaegan2+z-scale-0.1": ("infovaegan2", {"z_scale": 0.1}),
+    "infovaegan2+z-scale-0.1+real-mi-5": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 5.0}),
+    "real-mi-20": ("infovaegan", {"real_mi_weight": 20.0}),
+    "infovaegan2+real-mi-20": ("infovaegan2", {"real_mi_weight": 20.0}),
+    "cpu-fast": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0}),
 }
 FIELDS = ("width", "mi_weight_s", "mi_weight_c", "d_real_s", "shared_trunk", "real_mi_weight", "z_scale")
 

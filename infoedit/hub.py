@@ -20,6 +20,8 @@ CARD_NAME = "README.md"
 # each folder's README.md gives the command, seed and measured accuracy.
 PRETRAINED = Path(__file__).parent / "pretrained"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_UMASK = os.umask(0o022)  # read it (the only way is to set it) ...
+os.umask(_UMASK)          # ... and put it back
 
 
 class ModelLoadError(ValueError):
@@ -33,6 +35,7 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600; the result is an ordinary file
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()

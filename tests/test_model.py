@@ -177,3 +177,13 @@ def test_a_folder_written_before_the_levers_loads_as_it_was_trained(tiny_model_d
     (folder / "config.json").write_text(json.dumps(cfg))
     old = hub.from_pretrained(str(folder)).config
     assert (old.d_real_s, old.shared_trunk, old.real_mi_weight, old.z_scale) == ("gumbel", False, 0.0, 1.0)
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    hub.atomic_write_bytes(tmp_path / "f.bin", b"x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600

@@ -1,0 +1,64 @@
+"""The bundled models: present, small, loadable by name offline, and as accurate as their card says."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import REPO, require_data
+from infoedit import hub
+from infoedit.cli import app
+
+runner = CliRunner()
+BUNDLED = {"mnist": "mnist", "fashion-mnist": "fashion"}  # name -> examples/ folder
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_model_is_small_and_documented(name):
+    folder = hub.PRETRAINED / name
+    files = [folder / hub.CONFIG_NAME, folder / hub.WEIGHTS_NAME, folder / hub.CARD_NAME]
+    assert sum(f.stat().st_size for f in files) <= 5_000_000
+    card = (folder / hub.CARD_NAME).read_text()
+    assert re.search(r"command: `infoedit train " + name, card) and re.search(r"seed: \d+", card)
+    assert re.search(r"held-out accuracy .*: \d+\.\d+%", card)
+    assert hub.from_pretrained(name).config.dataset == name
+
+
+def test_every_command_works_on_the_default_model(tmp_path):
+    digits = sorted((REPO / "examples" / "mnist").glob("*.png"))
+    out = runner.invoke(app, ["encode", str(digits[3]), "--json"])
+    assert out.exit_code == 0, out.output
+    assert len(json.loads(out.stdout.splitlines()[0])["probabilities"]) == 10
+    for args in (["swap", str(digits[3]), str(digits[7]), "-o", str(tmp_path / "swap.png")],
+                 ["traverse", str(digits[3]), "-o", str(tmp_path / "traverse.png")],
+                 ["sample", "-o", str(tmp_path / "sample.png")],
+                 ["classify", str(REPO / "examples" / "mnist"), "-o", str(tmp_path / "c.csv")],
+                 ["reconstruct", str(digits[3]), "-o", str(tmp_path / "rec.png")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args, result.output)
+    assert len((tmp_path / "c.csv").read_text().splitlines()) == 1 + len(digits)
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_card_accuracy_is_what_the_model_scores(name):
+    """The card's held-out accuracy, recomputed from the float16 weights on the real test set."""
+    require_data(name)
+    from conftest import data_root
+    from trainer.data import load
+    from trainer.evaluate.clustering import cluster_accuracy
+    from trainer.loop import predict_clusters
+
+    card = (hub.PRETRAINED / name / hub.CARD_NAME).read_text()
+    claimed = float(re.search(r"held-out accuracy .*: (\d+\.\d+)%", card).group(1)) / 100
+    ds = load(name, str(data_root()), progress=False)
+    pred, _ = predict_clusters(hub.from_pretrained(name), ds.test_images, scale=ds.scale)
+    acc, _ = cluster_accuracy(pred.numpy(), ds.test_labels.numpy())
+    assert acc == pytest.approx(claimed, abs=0.003)
