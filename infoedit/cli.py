@@ -308,7 +308,7 @@ def encode(
             chunk = images[start:start + 256]
             found = engine.encode(net, torch.stack([load(p) for p in chunk]))
             for path, probs, mu, sigma in zip(chunk, found.probs.tolist(), found.mu.tolist(), found.sigma.tolist()):
-                row = _code_row(path, probs) | {"mu": _round(mu), "sigma": _round(sigma)}
+                row = _code_row(path, probs, net.class_names) | {"mu": _round(mu), "sigma": _round(sigma)}
                 if json_out:
                     print(json.dumps(row), flush=True)
                 else:
@@ -324,7 +324,8 @@ def _print_codes_table(rows: list[dict]) -> None:
     table = Table("image", "cluster", "confidence", "q(s|x)", "mu", "sigma")
     table.columns[0].overflow = "fold"  # a table may be piped to a file: never cut a path short
     for r in rows:
-        table.add_row(r["path"], str(r["cluster"]), f"{r['confidence']:.3f}",
+        cluster = f"{r['cluster']} ({r['name']})" if "name" in r else str(r["cluster"])
+        table.add_row(r["path"], cluster, f"{r['confidence']:.3f}",
                       _fmt(r["probabilities"]), _fmt(r["mu"]), _fmt(r["sigma"]))
     # Piped to a file, rich would wrap at 80 columns: let the table be as wide as it needs.
     Console(width=None if sys.stdout.isatty() else 10_000).print(table)
@@ -519,9 +520,10 @@ def _safe_name(name: str) -> str:
     return "_" if cleaned in ("", ".", "..") else cleaned
 
 
-def _parse_names(spec: Optional[str], k: int) -> list[str]:
-    """--names '0=zero,1=one' (or 'zero,one,...' in order) -> one folder-safe label per cluster."""
-    labels = [str(i) for i in range(k)]
+def _parse_names(spec: Optional[str], k: int, default: Optional[list[str]] = None) -> list[str]:
+    """--names '0=zero,1=one' (or 'zero,one,...' in order) -> one folder-safe label per cluster,
+    over the model's own names (else the cluster numbers)."""
+    labels = [_safe_name(n) for n in default] if default else [str(i) for i in range(k)]
     for pos, item in enumerate(filter(None, (spec or "").split(","))):
         index, sep, name = item.partition("=")
         if not sep:
@@ -588,7 +590,7 @@ def classify(
         if out:
             _check_new(out, force, png=False)
         net = _load_model(model, revision, device)
-        labels = _parse_names(names, net.config.n_classes)
+        labels = _parse_names(names, net.config.n_classes, net.class_names)
         done, failed = _classify_stream(net, folder, out, json_out, dest, bool(move_to), labels,
                                         _loader(net, invert), batch_size, quiet)
         if failed and not quiet:  # a warning, so shown even when stderr is not a terminal

@@ -16,6 +16,9 @@ from pathlib import Path
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+# Optional: a name per category (a JSON list of K strings), for folders whose categories were
+# matched to known classes (the bundled models: on the test set, as their cards say).
+CLASS_NAMES_NAME = "class_names.json"
 # Models that ship inside the package, by name (`--model mnist`): trained by our own trainer,
 # each folder's README.md gives the command, seed and measured accuracy.
 PRETRAINED = Path(__file__).parent / "pretrained"
@@ -89,7 +92,7 @@ def resolve(path_or_id: str, revision: str | None = None) -> Path:
                              f"bundled models: {names})")
     from huggingface_hub import snapshot_download
 
-    patterns = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]
+    patterns = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, CLASS_NAMES_NAME]
     try:
         return Path(snapshot_download(path_or_id, revision=revision, allow_patterns=patterns))
     except Exception:
@@ -154,7 +157,23 @@ def from_pretrained(path_or_id: str, revision: str | None = None, device: str = 
                 raise ModelLoadError(f"{path}: {name} has dtype {state[name].dtype}, expected {tensor.dtype}")
             state[name] = state[name].to(tensor.dtype)
     model.load_state_dict(state, strict=False)  # exactly the keys checked above
+    model.class_names = load_class_names(folder, config.n_classes)
     return model.to(device).eval()
+
+
+def load_class_names(folder: Path, k: int) -> list[str] | None:
+    """The folder's category names, or None when it has none."""
+    path = folder / CLASS_NAMES_NAME
+    if not path.is_file():
+        return None
+    try:
+        names = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path}: not valid JSON ({exc})") from None
+    if not (isinstance(names, list) and len(names) == k and all(isinstance(n, str) and n for n in names)
+            and len(set(names)) == k):
+        raise ModelLoadError(f"{path}: expected a list of {k} distinct, non-empty names")
+    return names
 
 
 def push_to_hub(folder: str | Path, repo_id: str, private: bool = False) -> str:
@@ -164,5 +183,5 @@ def push_to_hub(folder: str | Path, repo_id: str, private: bool = False) -> str:
     api = HfApi()
     api.create_repo(repo_id, private=private, exist_ok=True)
     api.upload_folder(repo_id=repo_id, folder_path=str(folder),
-                      allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, "*.png"])
+                      allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, CLASS_NAMES_NAME, "*.png"])
     return f"https://huggingface.co/{repo_id}"

@@ -21,6 +21,8 @@ class StubModel(nn.Module):
     (c + 1) / 2 so c in [-1, 1] survives a PNG round trip to within 1/255.
     """
 
+    class_names = None
+
     def __init__(self, n_classes: int = 3, c_dim: int = 2, size: int = 4):
         super().__init__()
         self.config = SimpleNamespace(image_size=size, channels=1, z_dim=5, n_classes=n_classes,

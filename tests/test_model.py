@@ -187,3 +187,32 @@ def test_written_files_get_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+
+
+def test_release_names_the_categories_after_the_matched_labels(tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from infoedit.cli import app
+    from trainer import release
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run)
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "dataset": "fashion-mnist"}))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "test_acc": 0.5,
+                                                   "cluster_to_label": {"0": 8, "1": 0, "2": 5}}) + "\n")
+    monkeypatch.setattr(hub, "PRETRAINED", tmp_path / "pretrained")
+    dest = release.release(run, "tiny")
+    assert json.loads((dest / hub.CLASS_NAMES_NAME).read_text()) == ["bag", "t-shirt", "sandal"]
+    assert hub.from_pretrained("tiny").class_names == ["bag", "t-shirt", "sandal"]
+    png = tmp_path / "x.png"
+    from infoedit.images import save_png
+
+    save_png(torch.rand(1, 28, 28), png)
+    out = CliRunner().invoke(app, ["encode", str(png), "--model", "tiny", "--json"])
+    assert out.exit_code == 0 and json.loads(out.stdout)["name"] in ("bag", "t-shirt", "sandal")
+    (dest / hub.CLASS_NAMES_NAME).write_text('["bag", "bag", "x"]')
+    out = CliRunner().invoke(app, ["encode", str(png), "--model", "tiny"])
+    assert out.exit_code == 2 and "class_names.json: expected a list of 3 distinct" in out.output

@@ -124,6 +124,10 @@ def _download(name: str, root: Path) -> Path:
 
 # -- rotated MNIST / Fashion-MNIST (Sec. 5.1): one class, the rotation angle is the label -----
 # name -> (source dataset, default class: the paper's digit 3; a T-shirt for Fashion)
+# The label names of the labelled datasets (bundled models name their categories with them).
+CLASS_NAMES = {"mnist": [str(d) for d in range(10)],
+               "fashion-mnist": ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
+                                 "bag", "ankle-boot"]}
 ROTATED = {"rotated-mnist": ("mnist", 3), "rotated-fashion": ("fashion-mnist", 0)}
 # "rotate these images nine times, with angle values at equal intervals between 0 and 80
 # degrees ... resulting in 10 classes": we read it as the original (0 deg) plus nine rotated

@@ -3,17 +3,33 @@
 Copies config.json and the model card (which holds the training command, seed and measured
 held-out accuracy) into infoedit/pretrained/NAME, with the weights stored as float16 (they load
 as float32), after checking that the folder loads and fits the size budget of a bundled model.
+For MNIST and Fashion-MNIST it also writes class_names.json: each category named after the
+class the run's last held-out evaluation matched it to (its metrics.jsonl).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
 from infoedit import hub
+from trainer.data import CLASS_NAMES
 
 MAX_BYTES = 5_000_000  # per bundled model: the package stays small enough to install anywhere
+
+
+def class_names(run: Path) -> list[str] | None:
+    """Category k's name: the label the last held-out evaluation matched it to."""
+    config = json.loads((run / hub.CONFIG_NAME).read_text())
+    labels = CLASS_NAMES.get(config.get("dataset"))
+    path = run / "metrics.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    matched = [r["cluster_to_label"] for r in records if "cluster_to_label" in r]
+    if not labels or not matched or len(matched[-1]) != config["n_classes"]:
+        return None
+    return [labels[matched[-1][str(k)]] for k in range(config["n_classes"])]
 
 
 def release(run: Path, name: str) -> Path:
@@ -33,6 +49,9 @@ def release(run: Path, name: str) -> Path:
     hub.atomic_write_bytes(dest / hub.WEIGHTS_NAME, weights)
     hub.atomic_write_bytes(dest / hub.CONFIG_NAME, config)
     hub.atomic_write_bytes(dest / hub.CARD_NAME, card.encode())
+    names = class_names(run)
+    if names:
+        hub.atomic_write_bytes(dest / hub.CLASS_NAMES_NAME, (json.dumps(names) + "\n").encode())
     if (run / "samples.png").is_file():
         shutil.copyfile(run / "samples.png", dest / "samples.png")
     return dest

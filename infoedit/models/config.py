@@ -52,6 +52,8 @@ class CodeModel(nn.Module):
     Subclasses set ``self.config`` and ``self.G`` (a nets.Generator) and define ``encode``.
     """
 
+    class_names: list[str] | None = None  # per category, from the folder's class_names.json
+
     def sample_prior(self, n: int, generator: torch.Generator | None = None):
         """(z, s, c) drawn from the priors, on the model's device (z is [n, 0] without noise)."""
         cfg, dev = self.config, self.device

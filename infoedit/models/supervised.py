@@ -109,6 +109,8 @@ class DualEncoder(nn.Module):
 class SupervisedVAE(nn.Module):
     """E(x) -> q(s|x), q(c|x); decoder p(x|s, c); adversary A = q(y|c) (training only, Eqs. 9-14)."""
 
+    class_names: list[str] | None = None
+
     def __init__(self, config: SupervisedConfig):
         super().__init__()
         config.validate()
