@@ -175,6 +175,11 @@ def test_random_affine_keeps_shape_and_identity_is_exact():
     assert torch.allclose(random_affine(x, g, degrees=0, scale=(1, 1), translate=0), x, atol=1e-5)
     warped = random_affine(x, g)
     assert warped.shape == x.shape and not torch.allclose(warped, x)
+    dot = torch.zeros(1, 1, 28, 28)
+    dot[0, 0, 10, 3] = 1
+    mirrored = {tuple((random_affine(dot, g, degrees=0, scale=(1, 1), translate=0, flip=True)[0, 0] > 0.5)
+                      .nonzero()[0].tolist()) for _ in range(20)}
+    assert mirrored == {(10, 3), (10, 24)}  # left-right only, both ways seen
     again = random_affine(x, torch.Generator().manual_seed(0))
     assert torch.equal(again, random_affine(x, torch.Generator().manual_seed(0)))  # seeded
 

@@ -145,7 +145,7 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     mi = cfg.mi_weight_s * mi_s + cfg.mi_weight_c * mi_c
     extra = {}
     if real_mi:  # the lever: E alone, views x and a random affine warp of x
-        _, _, logits_warped = model.encode(augment.random_affine(x, gen))
+        _, _, logits_warped = model.encode(augment.random_affine(x, gen, flip=cfg.augment == "affine+flip"))
         extra["mi_real"] = losses.paired_information_loss(logits_r, logits_warped)
         mi = mi + cfg.real_mi_weight * extra["mi_real"]
     for o in opt.values():

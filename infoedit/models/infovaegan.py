@@ -38,6 +38,9 @@ class InfoVAEGANConfig(ConfigMixin):
     # Not in the paper (a lever): weight of the information between the codes q(s|x) gives two
     # random affine views of each real image (trainer.losses.paired_information_loss). 0 = off.
     real_mi_weight: float = 0.0
+    # The views' warps: "affine" (rotation, scale, shift) or "affine+flip" (also mirrored:
+    # for data whose classes are mirror-symmetric, such as clothes; not for digits).
+    augment: str = "affine"
     # Not in the paper (a lever): z ~ U(-z_scale, z_scale). A small noise range (ClusterGAN's
     # sigma 0.1) leaves each category a narrow mode, so the 10 categories must cover the data's
     # 10 largest modes instead of z carrying the identity.
@@ -47,7 +50,7 @@ class InfoVAEGANConfig(ConfigMixin):
     format_version: int = FORMAT_VERSION
     # the levers came after format 1's first folders, which trained as these values do
     ADDED_FIELDS: ClassVar[dict] = {"d_real_s": "gumbel", "shared_trunk": False, "real_mi_weight": 0.0,
-                                    "z_scale": 1.0}
+                                    "z_scale": 1.0, "augment": "affine"}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
@@ -67,6 +70,8 @@ class InfoVAEGANConfig(ConfigMixin):
             raise ValueError(f"mi_continuous must be 'mse' or 'nll', got {self.mi_continuous!r}")
         if self.d_real_s not in ("onehot", "gumbel"):
             raise ValueError(f"d_real_s must be 'onehot' or 'gumbel', got {self.d_real_s!r}")
+        if self.augment not in ("affine", "affine+flip"):
+            raise ValueError(f"augment must be 'affine' or 'affine+flip', got {self.augment!r}")
         if not self.z_scale > 0:
             raise ValueError(f"z_scale must be > 0, got {self.z_scale}")
         if not self.real_mi_weight >= 0:
