@@ -38,11 +38,14 @@ LEVERS = {
     "infovaegan2+real-mi-20": ("infovaegan2", {"real_mi_weight": 20.0}),
     "cpu-fast": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0}),
 }
-FIELDS = ("width", "mi_weight_s", "mi_weight_c", "d_real_s", "shared_trunk", "real_mi_weight", "z_scale")
+FIELDS = ("width", "mi_weight_s", "mi_weight_c", "d_real_s", "shared_trunk", "real_mi_weight", "z_scale", "augment")
 
 
 def row_from_run(folder: Path, steps: int) -> dict:
-    config = json.loads((folder / "config.json").read_text())
+    from infoedit.models.infovaegan import InfoVAEGANConfig
+
+    # a run older than a lever trained as the lever's ADDED_FIELDS value says
+    config = {**InfoVAEGANConfig.ADDED_FIELDS, **json.loads((folder / "config.json").read_text())}
     evals = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in evals if "test_acc" in r]
     upto = [r for r in evals if r["step"] <= steps] or evals[:1]

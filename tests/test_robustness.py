@@ -234,7 +234,7 @@ def test_hub_load_passes_revision_and_fetches_no_code(tiny_model_dir, tmp_path, 
     res = runner.invoke(app, ["encode", str(img), "--model", "someone/infovaegan", "--revision", "v1.0", "--json"])
     assert res.exit_code == 0, res.output
     assert calls[0][:2] == ("someone/infovaegan", "v1.0")
-    assert sorted(calls[0][2]) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(calls[0][2]) == ["README.md", "class_names.json", "config.json", "model.safetensors"]  # no code
     assert not marker.exists()
 
 
