@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig  # noqa: E402
-from trainer.loop import ADAM_IMPLS, TrainConfig, make_optimizers, train_step  # noqa: E402
+from trainer.loop import ADAM_IMPLS, TrainConfig, make_optimizers, memory_format, train_step  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = {"28px-mnist": dict(image_size=28, channels=1, z_dim=62, n_classes=10, c_dim=2),
@@ -39,12 +39,15 @@ def sgemm_gflops(n: int = 1024, repeats: int = 20) -> float:
     return 2 * n ** 3 * repeats / (time.perf_counter() - t) / 1e9
 
 
-def measure(name: str, width: float, batch: int, steps: int, adam: str) -> dict:
+def measure(name: str, width: float, batch: int, steps: int, adam: str, layout: str) -> dict:
     torch.manual_seed(0)
+    tc = TrainConfig(adam=adam, memory_format=layout)
     model = InfoVAEGAN(InfoVAEGANConfig(width=width, **CONFIGS[name]))
-    opt, gen = make_optimizers(model, TrainConfig(adam=adam)), torch.Generator().manual_seed(0)
+    fmt = memory_format(tc, model.config.image_size)
+    model.to(memory_format=fmt)
+    opt, gen = make_optimizers(model, tc), torch.Generator().manual_seed(0)
     cfg = model.config
-    x = torch.rand(batch, cfg.channels, cfg.image_size, cfg.image_size)
+    x = torch.rand(batch, cfg.channels, cfg.image_size, cfg.image_size).to(memory_format=fmt)
     with FlopCounterMode(display=False) as counter:
         train_step(model, opt, x, gen)
     flops = counter.get_total_flops()
@@ -57,7 +60,8 @@ def measure(name: str, width: float, batch: int, steps: int, adam: str) -> dict:
     seconds = time.perf_counter() - t
     gemm = (gemm_before + sgemm_gflops()) / 2
     achieved = flops * steps / seconds / 1e9
-    return {"config": name, "width": width, "batch": batch, "adam": adam, "img_per_s": round(batch * steps / seconds, 1),
+    return {"config": name, "width": width, "batch": batch, "adam": adam, "layout": str(fmt).split(".")[-1],
+            "img_per_s": round(batch * steps / seconds, 1),
             "gflop_per_step": round(flops / 1e9, 2), "achieved_gflops": round(achieved, 1),
             "sgemm_gflops": round(gemm, 1), "ratio_to_sgemm": round(achieved / gemm, 3)}
 
@@ -81,15 +85,18 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--adam", nargs="+", default=["fused"], choices=list(ADAM_IMPLS),
                     help="Adam implementations to compare (TrainConfig.adam).")
+    ap.add_argument("--memory-format", nargs="+", default=["auto"], choices=["auto", "channels_last", "contiguous"],
+                    help="Memory layouts to compare (TrainConfig.memory_format).")
     ap.add_argument("--rss", action="store_true", help="Also measure peak RSS of MNIST training (needs the data).")
     args = ap.parse_args()
-    rows = [measure(c, w, args.batch_size, args.steps, a) for c in args.configs for w in args.widths
-            for a in args.adam]
+    rows = [measure(c, w, args.batch_size, args.steps, a, m) for c in args.configs for w in args.widths
+            for a in args.adam for m in args.memory_format]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     machine = f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads".strip()
-    header = ("| config | width | batch | adam | img/s | GFLOP/step | GFLOP/s | sgemm GFLOP/s | ratio |\n"
-              "|---|---|---|---|---|---|---|---|---|")
-    lines = [f"| {r['config']} | {r['width']} | {r['batch']} | {r['adam']} | {r['img_per_s']} | {r['gflop_per_step']} | "
+    header = ("| config | width | batch | adam | layout | img/s | GFLOP/step | GFLOP/s | sgemm GFLOP/s | ratio |\n"
+              "|---|---|---|---|---|---|---|---|---|---|")
+    lines = [f"| {r['config']} | {r['width']} | {r['batch']} | {r['adam']} | {r['layout']} | {r['img_per_s']} | "
+             f"{r['gflop_per_step']} | "
              f"{r['achieved_gflops']} | {r['sgemm_gflops']} | {r['ratio_to_sgemm']} |" for r in rows]
     table = "\n".join([f"Training throughput, commit {commit or 'uncommitted'}, {machine}, torch {torch.__version__}",
                        "", header, *lines])
