@@ -60,7 +60,8 @@ def pct(stat: dict) -> str:
 def seconds_per_step(dataset: str, width: float, device: str, batch_size: int = 64, steps: int = 6) -> float:
     """Time ``train_step`` itself on random images of the dataset's shape, after a warm-up."""
     from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
-    from trainer.loop import TrainConfig, make_optimizers, resolve_device, train_step
+    from trainer.infovaegan import make_optimizers, train_step
+    from trainer.loop import TrainConfig, resolve_device
     from trainer.train import defaults_for
 
     settings = defaults_for(dataset)

@@ -21,9 +21,10 @@ from conftest import REPO, shapes_dataset
 from infoedit import hub
 from infoedit.cli import app
 from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
-from trainer import checkpoint, loop
+from trainer import checkpoint, infovaegan, loop
 from trainer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from trainer.loop import TrainConfig, fit, make_optimizers, train_step
+from trainer.infovaegan import make_optimizers, train_step
+from trainer.loop import TrainConfig, fit
 
 runner = CliRunner()
 
@@ -204,20 +205,20 @@ def test_resume_refuses_another_run(tmp_path, model_kw, tc_kw, ds_name, message)
 
 
 def test_nan_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    real_step, calls = loop.train_step, []
+    real_step, calls = infovaegan.train_step, []
 
     def step(*args):
         calls.append(1)
         values = real_step(*args)
         return {**values, "vae": float("inf")} if len(calls) == 7 else values
 
-    monkeypatch.setattr(loop, "train_step", step)
+    monkeypatch.setattr(infovaegan, "train_step", step)
     with pytest.raises(loop.TrainingStopped, match="loss vae is inf at step 7") as err:
         fit(tiny(), shapes_dataset(256), tc(epochs=3, checkpoint_every=3), tmp_path, progress=False)
     assert err.value.exit_code == 2 and str(tmp_path) in str(err.value)
     state = load_checkpoint(tmp_path, tiny(), make_optimizers(tiny(), tc()))
     assert state["step"] == 6  # the checkpoint before the bad step, not the bad weights
-    monkeypatch.setattr(loop, "train_step", real_step)
+    monkeypatch.setattr(infovaegan, "train_step", real_step)
     resumed = tiny()
     fit(resumed, shapes_dataset(256), tc(epochs=1, resume=tmp_path), tmp_path, progress=False)
     assert all(torch.isfinite(p).all() for p in resumed.parameters())
@@ -348,7 +349,7 @@ def test_sigint_finishes_the_step_saves_and_exits_130_with_one_line(tmp_path):
 def test_sigterm_mid_epoch_saves_where_it_stopped_and_resumes(tmp_path, monkeypatch):
     """In process: the step that receives SIGTERM completes, is saved, and the CLI exits 143."""
     data, out, calls = str(fake_mnist(tmp_path / "data")), tmp_path / "run", []
-    real_step = loop.train_step
+    real_step = infovaegan.train_step
 
     def step(*args):
         calls.append(1)
@@ -356,7 +357,7 @@ def test_sigterm_mid_epoch_saves_where_it_stopped_and_resumes(tmp_path, monkeypa
             os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-step, as a real one would
         return real_step(*args)
 
-    monkeypatch.setattr(loop, "train_step", step)
+    monkeypatch.setattr(infovaegan, "train_step", step)
     res = runner.invoke(app, ["train", "mnist", "--data", data, "-o", str(out), "--epochs", "5", *TINY_FLAGS])
     assert res.exit_code == 143 and len(res.stderr.strip().splitlines()) == 1
     assert "interrupted at step 3;" in res.stderr

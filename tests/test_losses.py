@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from infoedit import codes
 from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
 from trainer import losses
-from trainer.loop import TrainConfig, make_optimizers, train_step
+from trainer.infovaegan import make_optimizers, train_step
+from trainer.loop import TrainConfig
 
 
 def tiny(**kw) -> InfoVAEGAN:

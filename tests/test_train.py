@@ -14,7 +14,8 @@ from infoedit import hub
 from infoedit.cli import app
 from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
 from trainer import data
-from trainer.loop import TrainConfig, make_optimizers, train_step
+from trainer.infovaegan import make_optimizers, train_step
+from trainer.loop import TrainConfig
 
 runner = CliRunner()
 
@@ -115,16 +116,16 @@ def test_chairs_preset_crops_the_white_margin(tmp_path):
 
 
 def test_non_finite_loss_stops_and_names_it(tmp_path, monkeypatch):
-    from trainer import loop
+    from trainer import infovaegan, loop
 
-    real_step, calls = loop.train_step, []
+    real_step, calls = infovaegan.train_step, []
 
     def step(*args):
         values = real_step(*args)
         calls.append(1)
         return {**values, "mi_c": float("nan")} if len(calls) == 12 else values
 
-    monkeypatch.setattr(loop, "train_step", step)
+    monkeypatch.setattr(infovaegan, "train_step", step)
     model = InfoVAEGAN(InfoVAEGANConfig(n_classes=3, z_dim=4, width=0.125))
     with pytest.raises(loop.TrainingStopped, match="mi_c is nan at step 12") as err:
         loop.fit(model, shapes_dataset(256), TrainConfig(epochs=3, batch_size=32, device="cpu"), tmp_path, progress=False)
@@ -136,7 +137,7 @@ def test_non_finite_loss_stops_and_names_it(tmp_path, monkeypatch):
 
 
 def test_eval_every_and_time_budget(tmp_path):
-    from trainer import loop
+    from trainer import infovaegan, loop
 
     model = InfoVAEGAN(InfoVAEGANConfig(n_classes=3, z_dim=4, width=0.125))
     tc = TrainConfig(epochs=50, batch_size=32, device="cpu", eval_every=4, max_seconds=1.0)

@@ -1,0 +1,98 @@
+"""InfoVAEGAN and InfoVAEGAN2 training (Alg. 1): per batch a D step, then one G/E step.
+
+Same contract as trainer/baselines.py: ``make_optimizers(model, tc)`` and
+``train_step(model, opt, x, gen, y=None) -> dict[str, float]``, leaving this step's .grad in place.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from infoedit import codes
+from trainer import augment, dist, losses
+from trainer.loop import TrainConfig, adam, requires_grad
+
+
+def make_optimizers(model, tc: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+    # One Adam per network. The authors run one Adam per *loss* (G: adv, all: MI, E: VAE);
+    # summing the losses per network and using one Adam each is the usual PyTorch reading.
+    opt = {"D": adam(model.D.parameters(), tc.lr_d, tc), "G": adam(model.G.parameters(), tc.lr_g, tc),
+           "E": adam(model.E.parameters(), tc.lr_e, tc)}
+    if hasattr(model, "G2"):
+        opt["G2"] = adam(model.G2.parameters(), tc.lr_g, tc)
+    return opt
+
+
+def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch.Tensor | None = None
+               ) -> dict[str, float]:
+    """One iteration of Alg. 1 on a real batch x (unsupervised: labels y are ignored); returns
+    the loss values.
+
+    Leaves each network's .grad from this step in place (tests read them).
+    """
+    cfg = model.config
+    infovaegan2 = hasattr(model, "G2")
+    real_mi = cfg.real_mi_weight > 0
+    z, s, c = model.sample_prior(x.shape[0], gen)
+    x_g = model.generate(z, s, c)  # one G forward feeds D, the G loss, MI and the VAE target
+
+    # D step (Eq. 28): real pair (x, sample of E(x)) vs fake pair (G(z,s,c), s, c).
+    # The real codes are sampled as the authors do (Gumbel-softmax s, reparameterised c) and
+    # detached: the encoder takes no adversarial gradient. InfoVAEGAN2 keeps this E(x) graph
+    # for its real-image VAE loss (Eq. 32), and the real-data MI lever for its first view, so
+    # E(x) is computed once for all.
+    with torch.set_grad_enabled(infovaegan2 or real_mi):
+        mu_r, sigma_r, logits_r = model.encode(x)
+        s_r = (codes.sample_onehot(logits_r, gen) if cfg.d_real_s == "onehot"
+               else codes.gumbel_softmax(logits_r, cfg.tau, gen))
+        c_r = codes.reparameterize(mu_r, sigma_r, gen)
+    s_r, c_r = s_r.detach(), c_r.detach()
+    requires_grad(model.D, True)
+    d_loss = losses.discriminator_loss(model.discriminate(x, s_r, c_r), model.discriminate(x_g.detach(), s, c))
+    opt["D"].zero_grad(set_to_none=True)
+    d_loss.backward()
+    dist.average_gradients(model.D)
+    opt["D"].step()
+
+    # G/E step: adversarial (Eq. 29, G only), MI (Eq. 30, G and E), VAE (Eq. 31, E only).
+    requires_grad(model.D, False)
+    g_adv = losses.generator_adv_loss(model.discriminate(x_g, s, c))
+    mu, sigma, logits = model.encode(x_g)
+    mi_s, mi_c = losses.mutual_information_loss(logits, s, mu, sigma, c, cfg.mi_continuous, generator=gen)
+    mi = cfg.mi_weight_s * mi_s + cfg.mi_weight_c * mi_c
+    extra = {}
+    if real_mi:  # the lever: E alone, views x and a random affine warp of x
+        _, _, logits_warped = model.encode(augment.random_affine(x, gen, flip=cfg.augment == "affine+flip"))
+        extra["mi_real"] = losses.paired_information_loss(logits_r, logits_warped)
+        mi = mi + cfg.real_mi_weight * extra["mi_real"]
+    for o in opt.values():
+        o.zero_grad(set_to_none=True)
+    if infovaegan2:
+        # Eq. 32 (replaces Eq. 31): reconstruct the real x from E's codes through G2; trains E and G2.
+        s_2 = codes.gumbel_softmax(logits_r, cfg.tau, gen)
+        c_2 = codes.reparameterize(mu_r, sigma_r, gen)
+        x_rec = model.generate2(s_2, c_2)
+        vae, rec, kl_c = losses.vae_loss(x, x_rec, mu_r, sigma_r, logits_r, cfg.c_prior, cfg.kl_s_weight)
+        (g_adv + mi + vae).backward()
+    else:
+        s_p = codes.gumbel_softmax(logits, cfg.tau, gen)
+        c_p = codes.reparameterize(mu, sigma, gen)
+        requires_grad(model.G, False)  # regeneration G(z, s', c'): gradient flows to E through s', c' only
+        x_re = model.generate(z, s_p, c_p)
+        requires_grad(model.G, True)
+        vae, rec, kl_c = losses.vae_loss(x_g, x_re, mu, sigma, logits, cfg.c_prior, cfg.kl_s_weight)
+        e_params = list(model.E.parameters())
+        # The VAE loss also depends on G through E's input x_g; taking its gradient w.r.t. E's
+        # parameters alone keeps it an encoder-only loss (the authors' var_list=encoder).
+        vae_grads = torch.autograd.grad(vae, e_params, retain_graph=True, allow_unused=True)
+        (g_adv + mi).backward()
+        for p, g in zip(e_params, vae_grads):
+            if g is not None:
+                p.grad = g if p.grad is None else p.grad + g
+    for name, o in opt.items():
+        if name != "D":
+            dist.average_gradients(getattr(model, name))
+            o.step()
+    requires_grad(model.D, True)
+    return {"d": d_loss.item(), "g_adv": g_adv.item(), "mi_s": mi_s.item(), "mi_c": mi_c.item(),
+            "vae": vae.item(), "rec": rec.item(), "kl_c": kl_c.item(), **{k: v.item() for k, v in extra.items()}}
