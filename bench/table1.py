@@ -70,7 +70,7 @@ def plan_steps(args, dataset: str, per_run: float) -> tuple[int, dict]:
                    "fixed_seconds": round(fixed, 1), "budget_seconds_per_run": round(per_run, 1)}
 
 
-def one_seed(args, dataset: str, seed: int, max_steps: int, cnn_seconds: float) -> dict:
+def one_seed(args, dataset: str, seed: int, max_steps: int, cnn_seconds: float | None) -> dict:
     if args.jobs > 1:  # a worker process among --jobs: one thread each
         import torch
 
@@ -133,7 +133,9 @@ def main() -> None:
     for dataset in args.datasets:
         t0 = time.time()
         steps, plan = plan_steps(args, dataset, per_run)
-        cnn_seconds = per_run * (1 - args.train_share) / 2  # the rest: encoder passes over the data
+        # Under a time budget the CNN gets part of it (the rest: encoder passes over the data);
+        # with --max-steps there is no budget and it trains its --cnn-epochs in full.
+        cnn_seconds = None if args.max_steps else per_run * (1 - args.train_share) / 2
         seeds = []
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(one_seed, args, dataset, seed, steps, cnn_seconds) for seed in range(args.seeds)]
