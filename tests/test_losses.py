@@ -157,6 +157,9 @@ def test_paired_information_hand_checked():
     confident = torch.eye(k).repeat(8, 1) * 30  # 32 images, each class 8 times, certain
     # the same certain, balanced code for both views: I = H(s) = log K
     assert losses.paired_information_loss(confident, confident).item() == pytest.approx(-math.log(k), abs=1e-4)
+    # balance 2 counts each view's entropy twice: I = (2 * 2 - 1) log K for the certain, even code
+    assert losses.paired_information_loss(confident, confident, balance=2.0).item() == \
+        pytest.approx(-3 * math.log(k), abs=1e-4)
     # uninformative codes carry no information
     assert losses.paired_information_loss(torch.zeros(32, k), torch.zeros(32, k)).item() == pytest.approx(0, abs=1e-6)
     # one cluster for everything: certain but unused codes also carry none

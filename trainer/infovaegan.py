@@ -63,7 +63,7 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     extra = {}
     if real_mi:  # the lever: E alone, views x and a random affine warp of x
         _, _, logits_warped = model.encode(augment.random_affine(x, gen, flip=cfg.augment == "affine+flip"))
-        extra["mi_real"] = losses.paired_information_loss(logits_r, logits_warped)
+        extra["mi_real"] = losses.paired_information_loss(logits_r, logits_warped, cfg.real_mi_balance)
         mi = mi + cfg.real_mi_weight * extra["mi_real"]
     for o in opt.values():
         o.zero_grad(set_to_none=True)

@@ -67,15 +67,17 @@ def vae_loss(x_g: torch.Tensor, x_regen: torch.Tensor, mu: torch.Tensor, sigma: 
     return rec + kl_c + kl_s_weight * kl_s, rec, kl_c
 
 
-def paired_information_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def paired_information_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, balance: float = 1.0,
+                            eps: float = 1e-8) -> torch.Tensor:
     """Not in the paper (the real-data lever, InfoVAEGANConfig.real_mi_weight): minus the mutual
     information I(s_a; s_b) between the discrete codes E infers for two views of the same real
     images (Ji et al. 2019, IIC). It is the paper's information maximisation applied to q(s|x) on
     real data: high when each image's code is confident and the same for both views (low H(s|x))
-    and the codes are used evenly (high H(s)).
+    and the codes are used evenly (high H(s)). ``balance`` > 1 weights the marginal entropies
+    more (IIC's lambda): merging two classes into one code costs more.
     """
     p_a, p_b = F.softmax(logits_a, dim=1), F.softmax(logits_b, dim=1)
     joint = p_a.t() @ p_b / p_a.shape[0]
     joint = ((joint + joint.t()) / 2).clamp_min(eps)  # symmetric: the two views are exchangeable
     marg_a, marg_b = joint.sum(dim=1, keepdim=True), joint.sum(dim=0, keepdim=True)
-    return -(joint * (joint.log() - marg_a.log() - marg_b.log())).sum()
+    return -(joint * (joint.log() - balance * (marg_a.log() + marg_b.log()))).sum()

@@ -38,6 +38,7 @@ class InfoVAEGANConfig(ConfigMixin):
     # Not in the paper (a lever): weight of the information between the codes q(s|x) gives two
     # random affine views of each real image (trainer.losses.paired_information_loss). 0 = off.
     real_mi_weight: float = 0.0
+    real_mi_balance: float = 1.0  # IIC's lambda: > 1 weighs the codes' balance more
     # The views' warps: "affine" (rotation, scale, shift) or "affine+flip" (also mirrored:
     # for data whose classes are mirror-symmetric, such as clothes; not for digits).
     augment: str = "affine"
@@ -50,7 +51,7 @@ class InfoVAEGANConfig(ConfigMixin):
     format_version: int = FORMAT_VERSION
     # the levers came after format 1's first folders, which trained as these values do
     ADDED_FIELDS: ClassVar[dict] = {"d_real_s": "gumbel", "shared_trunk": False, "real_mi_weight": 0.0,
-                                    "z_scale": 1.0, "augment": "affine"}
+                                    "z_scale": 1.0, "augment": "affine", "real_mi_balance": 1.0}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
@@ -74,6 +75,8 @@ class InfoVAEGANConfig(ConfigMixin):
             raise ValueError(f"augment must be 'affine' or 'affine+flip', got {self.augment!r}")
         if not self.z_scale > 0:
             raise ValueError(f"z_scale must be > 0, got {self.z_scale}")
+        if not self.real_mi_balance >= 1:
+            raise ValueError(f"real_mi_balance must be >= 1, got {self.real_mi_balance}")
         if not self.real_mi_weight >= 0:
             raise ValueError(f"real_mi_weight must be >= 0, got {self.real_mi_weight}")
         if not self.tau > 0 or not self.width > 0:
