@@ -36,9 +36,12 @@ LEVERS = {
     "infovaegan2+z-scale-0.1+real-mi-5": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 5.0}),
     "real-mi-20": ("infovaegan", {"real_mi_weight": 20.0}),
     "infovaegan2+real-mi-20": ("infovaegan2", {"real_mi_weight": 20.0}),
-    "cpu-fast": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0}),
+    "infovaegan2+z-scale-0.1+real-mi-20": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0}),
+    "+real-mi-balance-2": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0, "real_mi_balance": 2.0}),
+    "cpu-fast": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0, "real_mi_balance": 2.0, "mi_weight_s": 5.0}),
 }
-FIELDS = ("width", "mi_weight_s", "mi_weight_c", "d_real_s", "shared_trunk", "real_mi_weight", "z_scale", "augment")
+FIELDS = ("width", "mi_weight_s", "mi_weight_c", "d_real_s", "shared_trunk", "real_mi_weight", "real_mi_balance",
+          "z_scale", "augment")
 
 
 def row_from_run(folder: Path, steps: int) -> dict:
