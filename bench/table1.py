@@ -157,7 +157,7 @@ def main() -> None:
                "protocol": {"split": "test", "pseudo_label_threshold": PseudoLabelConfig.threshold,
                             "cnn_epochs": args.cnn_epochs}, "results": rows, "details": details}
     text = markdown(rows, {d: v["seeds"] for d, v in details.items()}, prov, args.preset)
-    md, js = common.write(f"table1-{args.preset}", payload, text, args.out)
+    md, js = common.write(f"table1-{args.preset}-{'-'.join(args.datasets)}", payload, text, args.out)
     print(text)
     print(f"wrote {md} and {js}")
 
