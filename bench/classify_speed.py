@@ -77,6 +77,7 @@ def main() -> None:
             folder.mkdir()
             make_files(folder, n)
             one = Path(tmp) / f"one{n}"
+            one.mkdir()
             make_files(one, 1)
             startup = 1 / classify(one, args.model)[0]
             decode = decode_only(folder, cfg.image_size, cfg.channels)
