@@ -34,6 +34,10 @@ def commit() -> str:
     return head + ("+dirty" if git("diff-index", "--quiet", "HEAD", "--").returncode == 1 else "")
 
 
+# The code a bench runs is the code at its start: long runs must not record a later commit.
+STARTED_AT = commit()
+
+
 def machine() -> dict:
     info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -116,7 +120,7 @@ def write(name: str, payload: dict, markdown: str, out: Path | None = None) -> t
 
 
 def provenance(args, started: float) -> dict:
-    return {"commit": commit(), "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    return {"commit": STARTED_AT, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "wall_seconds": round(time.time() - started, 1)}
