@@ -660,10 +660,13 @@ def evaluate(
     seed: int = typer.Option(0),
     device: DeviceOpt = "auto",
     json_out: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+    force: ForceOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Evaluate a trained model with the paper's metrics (Tables 1 and 2, FID)."""
     with user_errors(debug):
+        for name in ("confusion.png", "evaluation.json") if out else ():
+            _check_new(out / name, force, png=False)
         _choice("--device", device, DEVICES)
         _choice("--split", split, ("train", "test"))
         _choice("--representation", representation, ("mu", "mu+softmax"))

@@ -241,3 +241,18 @@ def test_evaluate_on_real_mnist_train_split(tiny_model_dir):
                       device="cpu")
     assert result["n"] == 500 and result["evaluated_on"] == "mnist train split"
     assert sum(map(sum, result["confusion"])) == 500
+
+
+def test_cli_evaluate_keeps_earlier_results_without_force(tiny_model_dir, shapes_as_mnist, tmp_path):
+    from typer.testing import CliRunner
+
+    from infoedit.cli import app
+
+    out = tmp_path / "eval"
+    args = ["evaluate", str(tiny_model_dir), "--dataset", "mnist", "--device", "cpu", "--out", str(out)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    before = (out / "evaluation.json").read_bytes()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2 and "already exists (use --force" in again.output
+    assert (out / "evaluation.json").read_bytes() == before
+    assert CliRunner().invoke(app, [*args, "--force"]).exit_code == 0

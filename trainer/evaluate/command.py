@@ -145,7 +145,9 @@ def evaluate(model: str, dataset: str | None = None, data: str | None = None, sp
         result["fid"] = fid(net, fid_against, extractor, fid_samples, split, data, seed)
     result["seconds"] = round(time.time() - start, 1)
     if out is not None:
-        (Path(out) / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+        from infoedit.hub import atomic_write_bytes
+
+        atomic_write_bytes(Path(out) / "evaluation.json", (json.dumps(result, indent=2) + "\n").encode())
     return result
 
 
