@@ -83,6 +83,9 @@ def train(
     lr_g: float = typer.Option(1e-3, help="Generator learning rate."),
     lr_e: float = typer.Option(1e-3, help="Encoder learning rate."),
     seed: int = typer.Option(0),
+    restarts: int = typer.Option(1, min=1, help="Probe this many seeds (--seed, --seed+1, ...) for 2 epochs each "
+                                 "and continue the one whose categories carry the most real-data information "
+                                 "(needs real_mi_weight > 0, e.g. --preset cpu-fast; no labels used)."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     limit: Optional[int] = typer.Option(None, min=1, help="Use only the first N training images."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Stop after N steps (still writes the model folder)."),
@@ -123,6 +126,8 @@ def train(
             fail(f"--digit applies to rotated-mnist, not {dataset}")
         if item is not None and dataset != "rotated-fashion":
             fail(f"--item applies to rotated-fashion, not {dataset}")
+        if resume is not None and restarts > 1:
+            fail("--restarts starts new runs; it cannot be combined with --resume")
         if nproc > 1:
             _relaunch_distributed(nproc)
         from trainer.loop import TrainConfig
@@ -152,7 +157,7 @@ def train(
                                        not quiet and sys.stderr.isatty(), preset)
             else:
                 record = run_train(dataset, out, model, data, overrides, tc, progress=not quiet and sys.stderr.isatty(),
-                                   preset=preset, source_class=item if digit is None else digit)
+                                   preset=preset, source_class=item if digit is None else digit, restarts=restarts)
         except TrainingStopped as stop:
             fail(str(stop), stop.exit_code)
         if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports and pushes

@@ -175,3 +175,22 @@ def test_presets_pick_their_family_and_levers_unless_told(tmp_path):
     assert mine_cfg.model == "infovaegan" and mine_cfg.real_mi_weight > 0  # the family typed wins, levers stay
     assert all(c.width == 0.125 for c in (fast_cfg, paper_cfg, mine_cfg))  # --set wins over the preset
     assert "mi_real" in (fast / "metrics.jsonl").read_text()
+
+
+def test_restarts_continue_the_most_informative_probe(tmp_path):
+    _write_pngs(tmp_path / "imgs")  # 80 images, batch 16: 5 steps an epoch, probes of 10 steps
+    out = tmp_path / "m"
+    args = ["train", f"folder:{tmp_path / 'imgs'}", "--out", str(out), "--preset", "cpu-fast", "--set", "width=0.125",
+            "--batch-size", "16", "--restarts", "2", "--seed", "3", "--max-steps", "13", "--quiet"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    choice = json.loads((out / "restarts" / "choice.json").read_text())
+    assert set(choice) == {"3", "4"} and sum(c["chosen"] for c in choice.values()) == 1
+    best = min(choice, key=lambda s: choice[s]["mi_real"])
+    assert choice[best]["chosen"]
+    assert f"seed: {best}" in (out / "README.md").read_text()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 13  # continued from the probe's 10 steps
+    no_mi = runner.invoke(app, ["train", f"folder:{tmp_path / 'imgs'}", "--out", str(tmp_path / "x"), "--restarts", "2",
+                                "--set", "width=0.125", "--max-steps", "2", "--quiet"])  # the paper preset: no real MI
+    assert no_mi.exit_code == 2 and "real_mi_weight > 0" in no_mi.output

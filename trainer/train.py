@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+import json
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Collection
 
@@ -54,10 +55,15 @@ def defaults_for(dataset: str) -> dict:
 
 def train(dataset: str, out: Path, model_name: str | None = None, data_root: str | None = None,
           overrides: dict | None = None, tc: TrainConfig | None = None, progress: bool = True,
-          preset: str = "paper", source_class: int | None = None) -> dict:
+          preset: str = "paper", source_class: int | None = None, restarts: int = 1,
+          probe_epochs: float = 2.0) -> dict:
     """Build the model for ``dataset`` (defaults, then preset, then overrides), train it,
     return the last record. Explicit overrides win over the preset; ``model_name`` None takes
     the preset's family.
+
+    ``restarts`` > 1: train that many runs (seeds tc.seed, tc.seed + 1, ...) for
+    ``probe_epochs`` each in out/restarts/, then continue the one whose codes carry the most
+    real-data information (lowest mean mi_real over its last epoch), with no label involved.
 
     ``source_class``: the digit / item of a ``rotated-*`` dataset (default: data.ROTATED's).
     """
@@ -89,9 +95,37 @@ def train(dataset: str, out: Path, model_name: str | None = None, data_root: str
     config = config_cls(dataset=dataset, model=model_name, **settings)
     config.validate()
     ds = data.load(dataset, data_root, limit=tc.limit, progress=progress, source_class=source_class)
+    if restarts > 1:
+        tc = best_of_restarts(model_cls, config, ds, tc, Path(out), restarts, probe_epochs, progress)
     torch.manual_seed(tc.seed)
     model = model_cls(config)
     return fit(model, ds, tc, out, progress=progress)
+
+
+def best_of_restarts(model_cls, config, ds, tc: TrainConfig, out: Path, restarts: int, probe_epochs: float,
+                     progress: bool) -> TrainConfig:
+    """Probe ``restarts`` seeds; return tc set to resume the most informative probe.
+
+    Why: whether a run's categories become the classes or merge two of them is decided early
+    and varies run to run; the real-data information (trainer.losses.paired_information_loss)
+    separates the two kinds after about two epochs (bench/results/restarts.md).
+    """
+    if getattr(config, "real_mi_weight", 0) <= 0:
+        raise ValueError("--restarts selects by the real-data MI: it needs real_mi_weight > 0 (e.g. --preset cpu-fast)")
+    if tc.resume is not None:
+        raise ValueError("--restarts starts new runs; it cannot be combined with --resume")
+    probe_steps = max(1, int(probe_epochs * (len(ds) // tc.batch_size)))
+    scores = {}
+    for seed in range(tc.seed, tc.seed + restarts):
+        folder = out / "restarts" / f"seed{seed}"
+        probe = replace(tc, seed=seed, max_steps=probe_steps, eval_every=None)
+        torch.manual_seed(seed)
+        record = fit(model_cls(config), ds, probe, folder, progress=progress)
+        scores[seed] = (record["mi_real"], folder)
+    best = min(scores, key=lambda s: scores[s][0])
+    summary = {str(s): {"mi_real": v, "chosen": s == best} for s, (v, _) in scores.items()}
+    (out / "restarts" / "choice.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return replace(tc, seed=best, resume=scores[best][1])
 
 
 def resume_training(dataset: str, out: Path, model_name: str | None = None, data_root: str | None = None,
