@@ -46,11 +46,11 @@ FIELDS = ("width", "mi_weight_s", "mi_weight_c", "d_real_s", "shared_trunk", "re
 
 def row_from_run(folder: Path, steps: int) -> dict:
     from infoedit.models.infovaegan import InfoVAEGANConfig
+    from trainer.loop import read_metrics
 
     # a run older than a lever trained as the lever's ADDED_FIELDS value says
     config = {**InfoVAEGANConfig.ADDED_FIELDS, **json.loads((folder / "config.json").read_text())}
-    evals = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-    evals = [r for r in evals if "test_acc" in r]
+    evals = [r for r in read_metrics(folder) if "test_acc" in r]
     upto = [r for r in evals if r["step"] <= steps] or evals[:1]
     return {"run": folder.name, "model": config["model"], **{f: config.get(f) for f in FIELDS},
             "step": upto[-1]["step"], "acc": upto[-1]["test_acc"], "best": max(r["test_acc"] for r in upto),

@@ -22,8 +22,9 @@ from bench.common import data_root, provenance, run_dir, write  # noqa: E402
 
 
 def epochs_of(folder: Path) -> list[dict]:
-    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in records if "epoch" in r and "mi_real" in r]
+    from trainer.loop import read_metrics
+
+    return [r for r in read_metrics(folder) if "epoch" in r and "mi_real" in r]
 
 
 def train_with_restarts(seed: int, restarts: int, epochs: int, root: Path | None) -> Path:

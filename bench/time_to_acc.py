@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import commit, data_root, machine  # noqa: E402
-from trainer.loop import TrainConfig  # noqa: E402
+from trainer.loop import TrainConfig, read_metrics  # noqa: E402
 from trainer.train import PRESETS, train  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -43,7 +43,7 @@ def main() -> None:
     tc = TrainConfig(epochs=1000, seed=args.seed, max_seconds=60 * args.budget_minutes, eval_every=args.eval_every,
                      command=f"bench/time_to_acc.py --preset {args.preset} --seed {args.seed}")
     train("mnist", out, data_root=str(data_root()), preset=args.preset, tc=tc, progress=sys.stderr.isatty())
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    records = read_metrics(out)
     curve = [(r["seconds"], r["test_acc"]) for r in records if "test_acc" in r]
     row = {"preset": args.preset, "seed": args.seed, "budget_minutes": args.budget_minutes,
            "minutes_to_90": first_reach(curve, 0.90), "minutes_to_95": first_reach(curve, 0.95),

@@ -141,8 +141,8 @@ def from_pretrained(path_or_id: str, revision: str | None = None, device: str = 
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelLoadError(f"{path}: unreadable or truncated weights ({exc})") from None
     # Training-only weights may be absent (the usual folder) or present (a full state dict).
-    expected = {k: v for k, v in model.state_dict().items()
-                if not (k.startswith(model.training_only()) and k not in state)}
+    training_only = model.training_only()
+    expected = {k: v for k, v in model.state_dict().items() if not (k.startswith(training_only) and k not in state)}
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     if missing or extra:

@@ -149,6 +149,21 @@ def model_card(model, tc: TrainConfig, summary: dict) -> str:
     return "\n".join(lines)
 
 
+def read_metrics(folder: Path) -> list[dict]:
+    """The records of a run folder's metrics.jsonl ([] when it has none); a line that is not a
+    JSON object (a cut or edited file) is skipped."""
+    path = Path(folder) / "metrics.jsonl"
+    records = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
 class Run:
     """Everything written into the output folder during training."""
 
@@ -166,16 +181,8 @@ class Run:
     def restore(self, src: Path, state: dict) -> None:
         """Carry a resumed run's loss history and metrics records over, up to its checkpoint."""
         self.history = {k: [tuple(p) for p in pts] for k, pts in state.get("history", {}).items()}
-        path = Path(src) / "metrics.jsonl"
-        lines = path.read_text().splitlines() if path.is_file() else []
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            # later records belong to steps that will be trained again
-            if isinstance(record, dict) and record.get("step", 0) <= state["step"]:
-                self.records.append(record)
+        # later records belong to steps that will be trained again
+        self.records += [r for r in read_metrics(src) if r.get("step", 0) <= state["step"]]
 
     def log(self, step: int, values: dict[str, float]) -> None:
         for k, v in values.items():

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 from infoedit import hub
 from trainer.data import CLASS_NAMES
+from trainer.loop import read_metrics
 
 MAX_BYTES = 5_000_000  # per bundled model: the package stays small enough to install anywhere
 
@@ -24,9 +24,7 @@ def class_names(run: Path) -> list[str] | None:
     """Category k's name: the label the last held-out evaluation matched it to."""
     config = json.loads((run / hub.CONFIG_NAME).read_text())
     labels = CLASS_NAMES.get(config.get("dataset"))
-    path = run / "metrics.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-    matched = [r["cluster_to_label"] for r in records if "cluster_to_label" in r]
+    matched = [r["cluster_to_label"] for r in read_metrics(run) if "cluster_to_label" in r]
     if not labels or not matched or len(matched[-1]) != config["n_classes"]:
         return None
     return [labels[matched[-1][str(k)]] for k in range(config["n_classes"])]
@@ -53,7 +51,7 @@ def release(run: Path, name: str) -> Path:
     if names:
         hub.atomic_write_bytes(dest / hub.CLASS_NAMES_NAME, (json.dumps(names) + "\n").encode())
     if (run / "samples.png").is_file():
-        shutil.copyfile(run / "samples.png", dest / "samples.png")
+        hub.atomic_write_bytes(dest / "samples.png", (run / "samples.png").read_bytes())
     return dest
 
 

@@ -9,6 +9,7 @@ from typing import Collection
 
 import torch
 
+from infoedit import hub
 from infoedit.models import FAMILIES
 from trainer import checkpoint, data
 from trainer.loop import TrainConfig, fit
@@ -124,7 +125,7 @@ def best_of_restarts(model_cls, config, ds, tc: TrainConfig, out: Path, restarts
         scores[seed] = (record["mi_real"], folder)
     best = min(scores, key=lambda s: scores[s][0])
     summary = {str(s): {"mi_real": v, "chosen": s == best} for s, (v, _) in scores.items()}
-    (out / "restarts" / "choice.json").write_text(json.dumps(summary, indent=2) + "\n")
+    hub.atomic_write_bytes(out / "restarts" / "choice.json", (json.dumps(summary, indent=2) + "\n").encode())
     return replace(tc, seed=best, resume=scores[best][1])
 
 
