@@ -208,3 +208,27 @@ def test_real_mi_lever_trains_only_e_and_raises_the_information():
     opt = make_optimizers(model, TrainConfig(lr_e=1e-2))
     seen = [train_step(model, opt, x, torch.Generator().manual_seed(i))["mi_real"] for i in range(30)]
     assert sum(seen[-5:]) / 5 < sum(seen[:5]) / 5 - 0.3
+
+
+def test_overcluster_head_trains_e_only_and_stays_out_of_the_model_folder(tmp_path):
+    from infoedit import hub
+
+    with pytest.raises(ValueError, match="overcluster"):
+        InfoVAEGANConfig(n_classes=3, overcluster=3, real_mi_weight=1.0).validate()  # not finer than s
+    with pytest.raises(ValueError, match="real_mi_weight"):
+        InfoVAEGANConfig(n_classes=3, overcluster=9).validate()  # nothing would train it
+    x = torch.rand(64, 1, 28, 28)
+    tc = TrainConfig(lr_d=0.0, lr_g=0.0, lr_e=0.0)
+    plain, aux = tiny(real_mi_weight=1.0), tiny(real_mi_weight=1.0, overcluster=9)
+    train_step(plain, make_optimizers(plain, tc), x, torch.Generator().manual_seed(1))
+    values = train_step(aux, make_optimizers(aux, tc), x, torch.Generator().manual_seed(1))
+    assert -math.log(9) <= values["mi_real_aux"] <= 0
+    assert aux.E.aux.weight.grad is not None and aux.E.aux.weight.grad.abs().sum() > 0
+    assert all(torch.equal(a, b) for a, b in zip(_grads(plain.G), _grads(aux.G)))  # G: untouched
+    hub.save_pretrained(aux, tmp_path / "m")
+    loaded = hub.from_pretrained(str(tmp_path / "m"))
+    assert loaded.config.overcluster == 9 and torch.equal(loaded.E.logits.weight, aux.E.logits.weight)
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "m" / hub.WEIGHTS_NAME, "pt") as f:
+        assert "E.logits.weight" in f.keys() and not any(k.startswith("E.aux.") for k in f.keys())

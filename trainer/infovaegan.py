@@ -42,7 +42,7 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     # for its real-image VAE loss (Eq. 32), and the real-data MI lever for its first view, so
     # E(x) is computed once for all.
     with torch.set_grad_enabled(infovaegan2 or real_mi):
-        mu_r, sigma_r, logits_r = model.encode(x)
+        mu_r, sigma_r, logits_r, aux_r = model.E.forward_with_aux(x)
         s_r = (codes.sample_onehot(logits_r, gen) if cfg.d_real_s == "onehot"
                else codes.gumbel_softmax(logits_r, cfg.tau, gen))
         c_r = codes.reparameterize(mu_r, sigma_r, gen)
@@ -62,9 +62,13 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     mi = cfg.mi_weight_s * mi_s + cfg.mi_weight_c * mi_c
     extra = {}
     if real_mi:  # the lever: E alone, views x and a random affine warp of x
-        _, _, logits_warped = model.encode(augment.random_affine(x, gen, flip=cfg.augment == "affine+flip"))
+        _, _, logits_warped, aux_warped = model.E.forward_with_aux(
+            augment.random_affine(x, gen, flip=cfg.augment == "affine+flip"))
         extra["mi_real"] = losses.paired_information_loss(logits_r, logits_warped, cfg.real_mi_balance)
         mi = mi + cfg.real_mi_weight * extra["mi_real"]
+        if aux_r is not None:  # the over-clustering head: same loss, same weight, as IIC trains its heads
+            extra["mi_real_aux"] = losses.paired_information_loss(aux_r, aux_warped, cfg.real_mi_balance)
+            mi = mi + cfg.real_mi_weight * extra["mi_real_aux"]
     for o in opt.values():
         o.zero_grad(set_to_none=True)
     if infovaegan2:

@@ -39,6 +39,11 @@ class InfoVAEGANConfig(ConfigMixin):
     # random affine views of each real image (trainer.losses.paired_information_loss). 0 = off.
     real_mi_weight: float = 0.0
     real_mi_balance: float = 1.0  # IIC's lambda: > 1 weighs the codes' balance more
+    # Not in the paper (a lever, with real_mi_weight): an auxiliary head of E over this many
+    # categories (> n_classes), trained only by the same real-data MI (IIC's over-clustering
+    # head). Its finer partition shapes E's features to keep apart modes the K categories
+    # could merge. Training-only: model folders leave it out. 0 = off.
+    overcluster: int = 0
     # The views' warps: "affine" (rotation, scale, shift) or "affine+flip" (also mirrored:
     # for data whose classes are mirror-symmetric, such as clothes; not for digits).
     augment: str = "affine"
@@ -51,7 +56,8 @@ class InfoVAEGANConfig(ConfigMixin):
     format_version: int = FORMAT_VERSION
     # the levers came after format 1's first folders, which trained as these values do
     ADDED_FIELDS: ClassVar[dict] = {"d_real_s": "gumbel", "shared_trunk": False, "real_mi_weight": 0.0,
-                                    "z_scale": 1.0, "augment": "affine", "real_mi_balance": 1.0}
+                                    "z_scale": 1.0, "augment": "affine", "real_mi_balance": 1.0,
+                                    "overcluster": 0}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
@@ -79,6 +85,9 @@ class InfoVAEGANConfig(ConfigMixin):
             raise ValueError(f"real_mi_balance must be >= 1, got {self.real_mi_balance}")
         if not self.real_mi_weight >= 0:
             raise ValueError(f"real_mi_weight must be >= 0, got {self.real_mi_weight}")
+        if self.overcluster and (self.overcluster <= self.n_classes or not self.real_mi_weight > 0):
+            raise ValueError(f"overcluster must be 0, or > n_classes ({self.n_classes}) with real_mi_weight > 0, "
+                             f"got {self.overcluster}")
         if not self.tau > 0 or not self.width > 0:
             raise ValueError("tau and width must be > 0")
 
@@ -93,7 +102,8 @@ class InfoVAEGAN(CodeModel):
         self.G = Generator(cfg.z_dim + cfg.code_dim, cfg.image_size, cfg.channels, cfg.width)
         self.D = JointDiscriminator(cfg.image_size, cfg.channels, cfg.code_dim, cfg.width)
         shared = (self.D.trunk, self.D.trunk_features) if cfg.shared_trunk else None
-        self.E = Encoder(cfg.image_size, cfg.channels, cfg.n_classes, cfg.c_dim, cfg.width, shared)
+        self.E = Encoder(cfg.image_size, cfg.channels, cfg.n_classes, cfg.c_dim, cfg.width, shared,
+                         cfg.overcluster)
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None):
         z, s, c = super().sample_prior(n, generator)
@@ -107,7 +117,8 @@ class InfoVAEGAN(CodeModel):
         return self.D(x, torch.cat([s, c], dim=1))
 
     def training_only(self) -> tuple[str, ...]:
-        return ("D.head.",) if self.config.shared_trunk else ("D.",)  # E may read D's trunk
+        d = "D.head." if self.config.shared_trunk else "D."  # E may read D's trunk
+        return d, "E.aux."
 
 
 class InfoVAEGAN2(InfoVAEGAN):

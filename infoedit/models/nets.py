@@ -75,7 +75,7 @@ class Encoder(nn.Module):
     """E(x) -> (mu_c, sigma_c, logits_s): the inference network q(s, c | x)."""
 
     def __init__(self, image_size: int, channels: int, n_classes: int, c_dim: int, width: float = 1.0,
-                 shared_trunk: tuple[nn.Module, int] | None = None):
+                 shared_trunk: tuple[nn.Module, int] | None = None, aux_classes: int = 0):
         super().__init__()
         if shared_trunk is None:
             self.trunk, feat = conv_trunk(image_size, channels, width)
@@ -89,13 +89,19 @@ class Encoder(nn.Module):
         self.logits = nn.Linear(hidden, n_classes)
         self.mu = nn.Linear(hidden, c_dim)
         self.sigma = nn.Linear(hidden, c_dim)
+        # A training-only head over more categories than s has (InfoVAEGANConfig.overcluster).
+        self.aux = nn.Linear(hidden, aux_classes) if aux_classes else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.forward_with_aux(x)[:3]
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(mu_c, sigma_c, logits_s, aux_logits); aux_logits is None without the aux head."""
         h = self.fc(self.trunk(x))
         # softplus keeps sigma positive (the authors' code does the same); the floor keeps
         # the Gaussian NLL and KL finite when sigma collapses.
         sigma = nn.functional.softplus(self.sigma(h)) + 1e-4
-        return self.mu(h), sigma, self.logits(h)
+        return self.mu(h), sigma, self.logits(h), None if self.aux is None else self.aux(h)
 
 
 class JointDiscriminator(nn.Module):
