@@ -249,13 +249,15 @@ def _load_model(model: str, revision: Optional[str], device: str):
     return hub.from_pretrained(model, revision=revision, device=device).to(memory_format=torch.channels_last)
 
 
-def _loader(net, invert: str):
-    """Path -> model-ready tensor: the shared preprocessing, then the shared polarity step."""
-    from infoedit.images import INVERT_MODES, load_for_model
+def _loader(net, invert: str, pixels: bool = False):
+    """Path -> model-ready tensor (or, with ``pixels``, its uint8 pixels): the shared
+    preprocessing, then the shared polarity step."""
+    from infoedit.images import INVERT_MODES, load_for_model, load_pixels
 
     _choice("--invert", invert, INVERT_MODES)
     cfg = net.config
-    return lambda path: load_for_model(path, cfg.image_size, cfg.channels, invert)
+    load = load_pixels if pixels else load_for_model
+    return lambda path: load(path, cfg.image_size, cfg.channels, invert)
 
 
 def _check_new(path: Path, force: bool, png: bool = True) -> None:
@@ -598,7 +600,7 @@ def classify(
         net = _load_model(model, revision, device)
         labels = _parse_names(names, net.config.n_classes, net.class_names)
         done, failed = _classify_stream(net, folder, out, json_out, dest, bool(move_to), labels,
-                                        _loader(net, invert), batch_size, quiet)
+                                        _loader(net, invert, pixels=True), batch_size, quiet)
         if failed and not quiet:  # a warning, so shown even when stderr is not a terminal
             print(f"infoedit: {len(failed)} file(s) skipped:", file=sys.stderr)
             for path, reason in failed:

@@ -11,10 +11,11 @@ from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from infoedit import codes
+from infoedit import codes, images
 
 
 def fixed_noise(model, n: int, seed: int = 0) -> torch.Tensor:
@@ -165,37 +166,44 @@ def _chunks(items: Iterable[Path], size: int) -> Iterator[list[Path]]:
         yield chunk
 
 
-def _collect(pending: list[tuple[Path, Future]]) -> tuple[list[Path], list[torch.Tensor], list[tuple[Path, str]]]:
-    ok, tensors, failed = [], [], []
-    for path, future in pending:
+def _load_all(load: Callable[[Path], np.ndarray], paths: list[Path]) -> list[tuple[Path, np.ndarray | str]]:
+    """Each path's pixels, or the one-line reason it failed (ImageError is a ValueError)."""
+    loaded = []
+    for path in paths:
         try:
-            tensors.append(future.result())
-            ok.append(path)
-        except (ValueError, OSError) as exc:  # ImageError is a ValueError; one line names the file
-            failed.append((path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
-    return ok, tensors, failed
+            loaded.append((path, load(path)))
+        except (ValueError, OSError) as exc:
+            loaded.append((path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+    return loaded
 
 
-def classify_files(model, paths: Iterable[Path], load: Callable[[Path], torch.Tensor],
-                   batch_size: int = 256, workers: int = 4) -> Iterator[Batch]:
+def classify_files(model, paths: Iterable[Path], load: Callable[[Path], np.ndarray],
+                   batch_size: int = 256, workers: int = 2) -> Iterator[Batch]:
     """Codes for every file, one Batch at a time; a file that fails to load goes in ``failed``.
 
-    ``paths`` is consumed lazily. A thread pool decodes the next batch while the model runs on
-    the current one, so at most two batches of images are in memory, however many files.
+    ``load`` gives a file's uint8 pixels [C, H, W] (images.load_pixels). ``paths`` is consumed
+    lazily. A thread pool decodes the next batch, in ``workers`` slices (one task per slice,
+    not per file: a future per image costs more than decoding a small PNG), while the model
+    runs on the current one, so at most two batches of images are in memory, however many files.
     """
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending = None
         for chunk in _chunks(paths, batch_size):
-            submitted = [(p, pool.submit(load, p)) for p in chunk]
+            step = -(-len(chunk) // workers)
+            submitted = [pool.submit(_load_all, load, chunk[i:i + step]) for i in range(0, len(chunk), step)]
             if pending is not None:
-                yield _encode_batch(model, *_collect(pending))
+                yield _encode_batch(model, pending)
             pending = submitted
         if pending is not None:
-            yield _encode_batch(model, *_collect(pending))
+            yield _encode_batch(model, pending)
 
 
-def _encode_batch(model, ok: list[Path], tensors: list[torch.Tensor], failed: list[tuple[Path, str]]) -> Batch:
-    found = encode(model, torch.stack(tensors)) if tensors else None
-    if found is not None:
+def _encode_batch(model, pending: list[Future]) -> Batch:
+    loaded = [item for future in pending for item in future.result()]
+    ok = [(path, pixels) for path, pixels in loaded if not isinstance(pixels, str)]
+    failed = [(path, why) for path, why in loaded if isinstance(why, str)]
+    found = None
+    if ok:
+        found = encode(model, images.to_unit(np.stack([pixels for _, pixels in ok])))
         found = Codes(found.probs.cpu(), found.mu.cpu(), found.sigma.cpu())
-    return Batch(ok, found, failed)
+    return Batch([path for path, _ in ok], found, failed)

@@ -83,53 +83,67 @@ def center_square(img: Image.Image) -> Image.Image:
     return img.crop((left, top, left + side, top + side))
 
 
-def preprocess(img: Image.Image, size: int, channels: int) -> torch.Tensor:
-    """The shared preprocessing: to L/RGB, centre square crop, resize to size x size, [0, 1]."""
+def preprocess(img: Image.Image, size: int, channels: int) -> np.ndarray:
+    """The shared preprocessing: to L/RGB, centre square crop, resize to size x size; returns
+    the pixels as uint8 [C, H, W] (to_unit makes them model input)."""
     img = center_square(_to_mode(img, channels))
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    arr = np.asarray(img, dtype=np.uint8)
-    t = torch.from_numpy(arr.copy())
-    t = t.unsqueeze(0) if channels == 1 else t.permute(2, 0, 1)
-    return t.float().div_(255)
+    arr = np.array(img, dtype=np.uint8)  # a writable copy, not a view of PIL's buffer
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 
-def load_image(path: str | Path, size: int, channels: int) -> torch.Tensor:
-    """Open + preprocess; raises ImageError with one line on any bad file."""
+def to_unit(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 pixels [..., C, H, W] -> a float tensor in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255)
+
+
+def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no") -> np.ndarray:
+    """Open + preprocess (+ match_polarity) as uint8 [C, H, W]; raises ImageError with one line
+    on any bad file."""
     img = open_image(path, draft_size=size * 2)
     if min(img.size) < 1:
         raise ImageError(f"{path}: empty image")
     try:
-        return preprocess(img, size, channels)
+        pixels = preprocess(img, size, channels)
     except (OSError, ValueError) as exc:
         raise ImageError(f"{path}: cannot convert image ({exc})") from None
+    return match_polarity(pixels, invert)
+
+
+def load_image(path: str | Path, size: int, channels: int) -> torch.Tensor:
+    """Open + preprocess as a float tensor [C, H, W] in [0, 1]."""
+    return to_unit(load_pixels(path, size, channels))
 
 
 INVERT_MODES = ("auto", "yes", "no")
 
 
-def match_polarity(image: torch.Tensor, invert: str = "auto") -> torch.Tensor:
-    """Make a 1-channel image light-on-dark, like the MNIST-style data such models learn.
+def match_polarity(pixels: np.ndarray, invert: str = "auto") -> np.ndarray:
+    """Make 1-channel uint8 pixels [1, H, W] light-on-dark, like the MNIST-style data such
+    models learn.
 
     Photos of ink on paper are dark-on-light, and a model trained on white-on-black digits
     reads them as noise. ``auto`` inverts when the mean of the image's 1-pixel border is
-    > 0.5 (a light background); ``yes`` / ``no`` force it. 3-channel images are left alone.
+    over half-scale (a light background); ``yes`` / ``no`` force it. 3-channel images are
+    left alone.
     """
     if invert not in INVERT_MODES:
         raise ValueError(f"invert must be one of {', '.join(INVERT_MODES)}, got {invert!r}")
-    if image.shape[0] != 1 or invert == "no":
-        return image
+    if pixels.shape[0] != 1 or invert == "no":
+        return pixels
     if invert == "auto":
-        g = image[0]
-        border = torch.cat([g[0], g[-1], g[1:-1, 0], g[1:-1, -1]])
-        if border.mean() <= 0.5:
-            return image
-    return 1 - image
+        g = pixels[0]
+        border_sum = int(g[0].sum()) + int(g[-1].sum()) + int(g[1:-1, 0].sum()) + int(g[1:-1, -1].sum())
+        border_len = 2 * g.shape[1] + 2 * max(g.shape[0] - 2, 0)
+        if border_sum * 2 <= 255 * border_len:  # mean <= 127.5, exactly, in integers
+            return pixels
+    return 255 - pixels
 
 
 def load_for_model(path: str | Path, size: int, channels: int, invert: str = "auto") -> torch.Tensor:
-    """What every editing command feeds the encoder: load_image, then match_polarity."""
-    return match_polarity(load_image(path, size, channels), invert)
+    """What every editing command feeds the encoder: load_pixels with match_polarity, in [0, 1]."""
+    return to_unit(load_pixels(path, size, channels, invert))
 
 
 def iter_images(root: str | Path, skip: Path | None = None) -> Iterator[Path]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -159,11 +160,11 @@ def test_sample_is_repeatable_and_a_generator_continues():
 
 
 def _fake_loader(bad: set[str]):
-    def load(path: Path) -> torch.Tensor:
+    def load(path: Path) -> np.ndarray:  # uint8 pixels, as images.load_pixels gives
         if path.name in bad:
             raise ValueError(f"{path}: cannot decode image")
         k = int(path.stem[1:]) % 3
-        return StubModel.image(k, [0.0, 0.0])
+        return (StubModel.image(k, [0.0, 0.0]) * 255).round().to(torch.uint8).numpy()
     return load
 
 

@@ -77,32 +77,37 @@ def test_truncated_png_is_an_image_error(tmp_path):
         load_image(path, 28, 1)
 
 
-def _ink_on_paper() -> torch.Tensor:
-    x = torch.ones(1, 8, 8)
+def _ink_on_paper() -> np.ndarray:
+    x = np.full((1, 8, 8), 255, np.uint8)
     x[0, 2:6, 3:5] = 0
     return x
 
 
 def test_match_polarity_auto_inverts_only_light_backgrounds():
     paper = _ink_on_paper()
-    assert torch.equal(match_polarity(paper, "auto"), 1 - paper)
-    digit = 1 - paper
-    assert torch.equal(match_polarity(digit, "auto"), digit)
+    assert np.array_equal(match_polarity(paper, "auto"), 255 - paper)
+    digit = 255 - paper
+    assert np.array_equal(match_polarity(digit, "auto"), digit)
+    half = np.zeros((1, 4, 4), np.uint8)
+    half[0, :2], half[0, 2:] = 127, 128  # border mean 127.5: half-scale is not light
+    assert np.array_equal(match_polarity(half, "auto"), half)
+    half[0, 0, 0] = 128
+    assert np.array_equal(match_polarity(half, "auto"), 255 - half)
 
 
 def test_match_polarity_forced_and_rgb_untouched():
-    digit = 1 - _ink_on_paper()
-    assert torch.equal(match_polarity(digit, "yes"), 1 - digit)
-    assert torch.equal(match_polarity(_ink_on_paper(), "no"), _ink_on_paper())
-    rgb = torch.ones(3, 8, 8)
-    assert torch.equal(match_polarity(rgb, "yes"), rgb)
+    digit = 255 - _ink_on_paper()
+    assert np.array_equal(match_polarity(digit, "yes"), 255 - digit)
+    assert np.array_equal(match_polarity(_ink_on_paper(), "no"), _ink_on_paper())
+    rgb = np.full((3, 8, 8), 255, np.uint8)
+    assert np.array_equal(match_polarity(rgb, "yes"), rgb)
     with pytest.raises(ValueError, match="invert"):
         match_polarity(digit, "sometimes")
 
 
 def test_load_for_model_applies_polarity(tmp_path):
     path = tmp_path / "scan.png"
-    save_png(_ink_on_paper(), path)
+    save_png(torch.from_numpy(_ink_on_paper()).float() / 255, path)
     x = load_for_model(path, 8, 1, "auto")
     assert torch.allclose(x, 1 - load_image(path, 8, 1))
     assert x[0, 0, 0] == 0 and x[0, 3, 3] == 1

@@ -196,7 +196,7 @@ def load_folder(root: Path, name: str, size: int = 64, channels: int = 3,
         try:
             img = open_image(path, draft_size=size * 2)
             img = prepare(img) if prepare else img
-            out[kept] = preprocess(img, size, channels).mul_(255).round_().to(torch.uint8)
+            out[kept] = torch.from_numpy(preprocess(img, size, channels))
             kept += 1
         except (ImageError, OSError, ValueError):
             continue
