@@ -232,3 +232,28 @@ def test_overcluster_head_trains_e_only_and_stays_out_of_the_model_folder(tmp_pa
 
     with safe_open(tmp_path / "m" / hub.WEIGHTS_NAME, "pt") as f:
         assert "E.logits.weight" in f.keys() and not any(k.startswith("E.aux.") for k in f.keys())
+
+
+def test_augment_parts_shear_and_stroke():
+    from infoedit.models.infovaegan import augment_parts
+    from trainer.augment import random_affine, random_stroke, views
+
+    assert augment_parts("affine+shear+stroke") == {"affine", "shear", "stroke"}
+    for bad in ("shear", "affine+blur", "affine+flip+flip", ""):
+        with pytest.raises(ValueError, match="augment"):
+            InfoVAEGANConfig(augment=bad).validate()
+    # a vertical bar leans under shear alone: its top and bottom rows move opposite ways
+    bar = torch.zeros(1, 1, 28, 28)
+    bar[0, 0, 4:24, 13:15] = 1
+    g = torch.Generator().manual_seed(0)
+    leaned = [random_affine(bar, g, degrees=0, scale=(1, 1), translate=0, shear=0.3) for _ in range(8)]
+    shifts = [(r[0, 0, 5].argmax() - r[0, 0, 22].argmax()).item() for r in leaned]
+    assert max(abs(s) for s in shifts) >= 3
+    # stroke: thicker or thinner, never moved (a blend of the image, its dilation and erosion)
+    thick = random_stroke(bar.repeat(64, 1, 1, 1), torch.Generator().manual_seed(0))
+    mass = thick.sum(dim=(1, 2, 3))
+    assert mass.max() > bar.sum() * 1.5 and mass.min() < bar.sum()
+    assert torch.all(thick[:, :, :2] == 0)  # nothing appears far from the stroke
+    x = torch.rand(5, 1, 28, 28)
+    a = views(x, "affine+shear+stroke", torch.Generator().manual_seed(3))
+    assert a.shape == x.shape and torch.equal(a, views(x, "affine+shear+stroke", torch.Generator().manual_seed(3)))

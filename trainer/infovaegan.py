@@ -62,8 +62,7 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     mi = cfg.mi_weight_s * mi_s + cfg.mi_weight_c * mi_c
     extra = {}
     if real_mi:  # the lever: E alone, views x and a random affine warp of x
-        _, _, logits_warped, aux_warped = model.E.forward_with_aux(
-            augment.random_affine(x, gen, flip=cfg.augment == "affine+flip"))
+        _, _, logits_warped, aux_warped = model.E.forward_with_aux(augment.views(x, cfg.augment, gen))
         extra["mi_real"] = losses.paired_information_loss(logits_r, logits_warped, cfg.real_mi_balance)
         mi = mi + cfg.real_mi_weight * extra["mi_real"]
         if aux_r is not None:  # the over-clustering head: same loss, same weight, as IIC trains its heads

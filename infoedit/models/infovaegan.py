@@ -12,6 +12,7 @@ from infoedit.models.config import CodeModel, ConfigMixin
 from infoedit.models.nets import Encoder, Generator, JointDiscriminator
 
 FORMAT_VERSION = 1
+AUGMENT_PARTS = ("affine", "flip", "shear", "stroke")
 
 
 @dataclass
@@ -44,8 +45,9 @@ class InfoVAEGANConfig(ConfigMixin):
     # head). Its finer partition shapes E's features to keep apart modes the K categories
     # could merge. Training-only: model folders leave it out. 0 = off.
     overcluster: int = 0
-    # The views' warps: "affine" (rotation, scale, shift) or "affine+flip" (also mirrored:
-    # for data whose classes are mirror-symmetric, such as clothes; not for digits).
+    # The views' warps (trainer.augment): "affine" (rotation, scale, shift), then optional parts
+    # joined by '+': "flip" (mirrored: for data whose classes are mirror-symmetric, such as
+    # clothes; not for digits), "shear" (slant and width), "stroke" (stroke thickness).
     augment: str = "affine"
     # Not in the paper (a lever): z ~ U(-z_scale, z_scale). A small noise range (ClusterGAN's
     # sigma 0.1) leaves each category a narrow mode, so the 10 categories must cover the data's
@@ -77,8 +79,7 @@ class InfoVAEGANConfig(ConfigMixin):
             raise ValueError(f"mi_continuous must be 'mse' or 'nll', got {self.mi_continuous!r}")
         if self.d_real_s not in ("onehot", "gumbel"):
             raise ValueError(f"d_real_s must be 'onehot' or 'gumbel', got {self.d_real_s!r}")
-        if self.augment not in ("affine", "affine+flip"):
-            raise ValueError(f"augment must be 'affine' or 'affine+flip', got {self.augment!r}")
+        augment_parts(self.augment)
         if not self.z_scale > 0:
             raise ValueError(f"z_scale must be > 0, got {self.z_scale}")
         if not self.real_mi_balance >= 1:
@@ -91,6 +92,14 @@ class InfoVAEGANConfig(ConfigMixin):
         if not self.tau > 0 or not self.width > 0:
             raise ValueError("tau and width must be > 0")
 
+
+
+def augment_parts(augment: str) -> set[str]:
+    """The parts of InfoVAEGANConfig.augment; ValueError unless it reads 'affine[+part...]'."""
+    parts = augment.split("+")
+    if parts[0] != "affine" or not set(parts) <= set(AUGMENT_PARTS) or len(set(parts)) < len(parts):
+        raise ValueError(f"augment must be 'affine' optionally followed by +flip, +shear, +stroke, got {augment!r}")
+    return set(parts)
 
 
 class InfoVAEGAN(CodeModel):
