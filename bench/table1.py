@@ -2,6 +2,7 @@
 
     python bench/table1.py --seeds 5 --budget-minutes 30 --datasets mnist fashion-mnist
     python bench/table1.py --preset cpu-fast --max-steps 2811 --jobs 2 --seeds 5 --datasets mnist
+    python bench/table1.py --preset cpu-fast --restarts 3 --set augment=affine+shear --tag shear ...
 
 Per dataset and seed: train the preset's model (trainer.train.train; `paper`: InfoVAEGAN as
 the paper, `cpu-fast`: our tuned InfoVAEGAN2) for as many steps as the time budget allows
@@ -15,6 +16,7 @@ trained, wall time, commit and machine. The budget is a target; the wall time is
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -38,21 +40,29 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--max-steps", type=int, default=None, help="train this many steps; no budget calibration")
     ap.add_argument("--preset", default="paper", choices=sorted(PRESETS))
     ap.add_argument("--width", type=float, default=None, help="network width (default: the preset's)")
+    ap.add_argument("--set", dest="settings", action="append", default=[], metavar="FIELD=VALUE",
+                    help="a model-config field over the preset (repeatable), as `infoedit train --set`")
+    ap.add_argument("--restarts", type=int, default=1, help="as `infoedit train --restarts` (probes of 2 epochs)")
+    ap.add_argument("--tag", default="", help="added to the results' file name")
     ap.add_argument("--jobs", type=int, default=1, help="seeds trained at once, one thread each")
     ap.add_argument("--train-share", type=float, default=0.7, help="part of each run's budget spent training")
     ap.add_argument("--cnn-epochs", type=int, default=3)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default bench/results)")
     ap.add_argument("--runs", type=Path, default=None, help="keep the trained model folders here")
-    return ap.parse_args()
+    args = ap.parse_args()
+    from infoedit.cli import parse_sets
+
+    args.overrides = {"width": args.width, **parse_sets(args.settings)}
+    return args
 
 
 def trainer_for(args, dataset: str, seed: int):
     def run(folder: Path, max_steps: int) -> dict:
         tc = TrainConfig(seed=seed, device=args.device, max_steps=max_steps,
                          command=f"bench/table1.py --preset {args.preset} ({dataset}, seed {seed})")
-        return train(dataset, folder, data_root=common.data_root(), overrides={"width": args.width},
-                     tc=tc, progress=False, preset=args.preset)
+        return train(dataset, folder, data_root=common.data_root(), overrides=args.overrides,
+                     tc=tc, progress=False, preset=args.preset, restarts=args.restarts)
     return run
 
 
@@ -83,6 +93,8 @@ def one_seed(args, dataset: str, seed: int, max_steps: int, cnn_seconds: float |
         cnn = PseudoLabelConfig(seed=seed, epochs=args.cnn_epochs, max_seconds=cnn_seconds)
         res = evaluate(str(folder), dataset=dataset, data=common.data_root(), split="test", device=args.device,
                        seed=seed, pseudo_label_cnn=True, pseudo_label=cnn, out=folder if args.runs else None)
+        choice = folder / "restarts" / "choice.json"
+        probes = json.loads(choice.read_text()) if choice.is_file() else None
     finally:
         common.cleanup(folder, keep=args.runs is not None)
     p = res["pseudo_label_cnn"]
@@ -90,13 +102,15 @@ def one_seed(args, dataset: str, seed: int, max_steps: int, cnn_seconds: float |
             "cnn_accuracy": p["accuracy"], "cluster_to_label": res["cluster_to_label"],
             "cnn": {k: p.get(k) for k in ("n_selected", "fraction_selected", "steps", "epochs_done", "stopped_by",
                                           "skipped") if k in p},
-            "steps": record["steps"], "epochs_done": round(record["epochs_done"], 3),
+            "steps": record["steps"], "epochs_done": round(record["epochs_done"], 3), "probes": probes,
             "train_seconds": round(trained - start, 1), "eval_seconds": round(time.time() - trained, 1)}
 
 
-def markdown(rows: dict, seeds_of: dict, prov: dict, preset: str) -> str:
+def markdown(rows: dict, seeds_of: dict, prov: dict, args) -> str:
+    preset, sets = args.preset, " ".join(f"--set {s}" for s in args.settings)
+    restarts = f", best of {args.restarts} probes per seed (--restarts)" if args.restarts > 1 else ""
     lines = ["# Table 1: unsupervised classification accuracy (%), mean ± std over seeds", "",
-             f"Preset `{preset}` ({PRESETS[preset]['family']}).", "",
+             f"Preset `{preset}` ({PRESETS[preset]['family']}){' ' + sets if sets else ''}{restarts}.", "",
              "| dataset | ACC | Proposed CNN (pseudo-labels) | NMI | ARI | seeds | "
              "steps trained (epochs of default) | wall time |", "|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
@@ -156,8 +170,9 @@ def main() -> None:
     payload = {**prov, "table": "Table 1 (Ye & Bors 2021): unsupervised classification accuracy",
                "protocol": {"split": "test", "pseudo_label_threshold": PseudoLabelConfig.threshold,
                             "cnn_epochs": args.cnn_epochs}, "results": rows, "details": details}
-    text = markdown(rows, {d: v["seeds"] for d, v in details.items()}, prov, args.preset)
-    md, js = common.write(f"table1-{args.preset}-{'-'.join(args.datasets)}", payload, text, args.out)
+    text = markdown(rows, {d: v["seeds"] for d, v in details.items()}, prov, args)
+    name = f"table1-{args.preset}{'-' + args.tag if args.tag else ''}-{'-'.join(args.datasets)}"
+    md, js = common.write(name, payload, text, args.out)
     print(text)
     print(f"wrote {md} and {js}")
 

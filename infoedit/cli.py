@@ -145,7 +145,7 @@ def train(
         overrides = dict(n_classes=classes, c_dim=c_dim, z_dim=z_dim, c_prior=c_prior, tau=tau, width=width,
                          mi_weight_s=mi_weight_s, mi_weight_c=mi_weight_c, mi_continuous=mi_continuous,
                          rho1=rho1, rho2=rho2)
-        for key, value in _parse_sets(set_fields).items():
+        for key, value in parse_sets(set_fields).items():
             if overrides.get(key) is not None:
                 fail(f"--set {key}: also given as --{key.replace('_', '-')}; give it once")
             overrides[key] = value
@@ -183,7 +183,7 @@ def _resume_train(ctx: typer.Context, dataset: str, out: Path, model: Optional[s
                            preset if "preset" in given else None, given)
 
 
-def _parse_sets(items: Optional[list[str]]) -> dict:
+def parse_sets(items: Optional[list[str]]) -> dict:
     """--set FIELD=VALUE pairs; VALUE is read as JSON (numbers, true/false) or else as text."""
     fields = {}
     for item in items or []:

@@ -116,6 +116,8 @@ def best_of_restarts(model_cls, config, ds, tc: TrainConfig, out: Path, restarts
     if tc.resume is not None:
         raise ValueError("--restarts starts new runs; it cannot be combined with --resume")
     probe_steps = max(1, int(probe_epochs * (len(ds) // tc.batch_size)))
+    if tc.max_steps is not None:  # a probe never trains past the run's own end
+        probe_steps = min(probe_steps, tc.max_steps)
     scores = {}
     for seed in range(tc.seed, tc.seed + restarts):
         folder = out / "restarts" / f"seed{seed}"
