@@ -191,6 +191,10 @@ def test_restarts_continue_the_most_informative_probe(tmp_path):
     assert f"seed: {best}" in (out / "README.md").read_text()
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["step"] == 13  # continued from the probe's 10 steps
+    short = tmp_path / "short"  # a run shorter than the probes: the probes stop at its end
+    assert runner.invoke(app, args[:3] + [str(short)] + args[4:-3] + ["--max-steps", "3", "--quiet"]).exit_code == 0
+    probe = [json.loads(line) for line in (short / "restarts" / "seed3" / "metrics.jsonl").read_text().splitlines()]
+    assert probe[-1]["step"] == 3
     no_mi = runner.invoke(app, ["train", f"folder:{tmp_path / 'imgs'}", "--out", str(tmp_path / "x"), "--restarts", "2",
                                 "--set", "width=0.125", "--max-steps", "2", "--quiet"])  # the paper preset: no real MI
     assert no_mi.exit_code == 2 and "real_mi_weight > 0" in no_mi.output
