@@ -143,15 +143,10 @@ def from_pretrained(path_or_id: str, revision: str | None = None, device: str = 
     # Training-only weights may be absent (the usual folder) or present (a full state dict).
     training_only = model.training_only()
     expected = {k: v for k, v in model.state_dict().items() if not (k.startswith(training_only) and k not in state)}
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    if missing or extra:
-        what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
-        raise ModelLoadError(f"{path}: weights do not match config.json ({what})")
+    mismatch = weights_mismatch(state, expected)
+    if mismatch:
+        raise ModelLoadError(f"{path}: weights do not match config.json ({mismatch})")
     for name, tensor in expected.items():
-        if state[name].shape != tensor.shape:
-            raise ModelLoadError(f"{path}: {name} has shape {tuple(state[name].shape)}, "
-                                 f"config.json implies {tuple(tensor.shape)}")
         if state[name].dtype != tensor.dtype:  # weights stored in half precision load as float32
             if not (state[name].is_floating_point() and tensor.is_floating_point()):
                 raise ModelLoadError(f"{path}: {name} has dtype {state[name].dtype}, expected {tensor.dtype}")
@@ -159,6 +154,17 @@ def from_pretrained(path_or_id: str, revision: str | None = None, device: str = 
     model.load_state_dict(state, strict=False)  # exactly the keys checked above
     model.class_names = load_class_names(folder, config.n_classes)
     return model.to(device).eval()
+
+
+def weights_mismatch(weights: dict, expected: dict) -> str | None:
+    """The first way a state dict differs from the expected one in keys or shapes, or None."""
+    missing, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    if missing or extra:
+        return f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+    for name, tensor in expected.items():
+        if weights[name].shape != tensor.shape:
+            return f"{name} has shape {tuple(weights[name].shape)}, expected {tuple(tensor.shape)}"
+    return None
 
 
 def load_class_names(folder: Path, k: int) -> list[str] | None:

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from infoedit import hub
+
 FORMAT_VERSION = 1
 DIR, BACKUP, TMP_PREFIX = "checkpoint", "checkpoint.old", "checkpoint.tmp-"
 WEIGHTS, OPTIMIZER, RNG, STATE = "weights.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"
@@ -182,15 +184,9 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _check_weights(path: Path, weights: dict[str, torch.Tensor], model: torch.nn.Module) -> None:
-    expected = model.state_dict()
-    missing, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
-    if missing or extra:
-        what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
-        raise CheckpointError(f"{path}: does not fit the model ({what})")
-    for name, tensor in expected.items():
-        if weights[name].shape != tensor.shape:
-            raise CheckpointError(f"{path}: {name} has shape {tuple(weights[name].shape)}, "
-                                  f"the model {tuple(tensor.shape)}")
+    mismatch = hub.weights_mismatch(weights, model.state_dict())
+    if mismatch:
+        raise CheckpointError(f"{path}: does not fit the model ({mismatch})")
 
 
 def _load_optimizers(path: Path, opt: dict[str, torch.optim.Optimizer], tensors: dict[str, torch.Tensor],
