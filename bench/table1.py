@@ -152,7 +152,9 @@ def main() -> None:
         cnn_seconds = None if args.max_steps else per_run * (1 - args.train_share) / 2
         seeds = []
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(one_seed, args, dataset, seed, steps, cnn_seconds) for seed in range(args.seeds)]
+            # with --restarts R a seed's probes are seeds seed..seed+R-1: space the seeds so no two share a probe
+            futures = [pool.submit(one_seed, args, dataset, i * args.restarts, steps, cnn_seconds)
+                       for i in range(args.seeds)]
             for future in futures:
                 s = future.result()
                 seeds.append(s)
