@@ -38,10 +38,12 @@ LEVERS = {
     "infovaegan2+real-mi-20": ("infovaegan2", {"real_mi_weight": 20.0}),
     "infovaegan2+z-scale-0.1+real-mi-20": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0}),
     "+real-mi-balance-2": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0, "real_mi_balance": 2.0}),
-    "cpu-fast": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0, "real_mi_balance": 2.0, "mi_weight_s": 5.0}),
+    "cpu-fast": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0}),
+    "+overcluster-50": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0, "overcluster": 50}),
+    "+shear+stroke": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0, "augment": "affine+shear+stroke"}),
 }
 FIELDS = ("width", "mi_weight_s", "mi_weight_c", "d_real_s", "shared_trunk", "real_mi_weight", "real_mi_balance",
-          "z_scale", "augment")
+          "z_scale", "augment", "overcluster")
 
 
 def row_from_run(folder: Path, steps: int) -> dict:
@@ -77,18 +79,20 @@ def main() -> None:
     ap.add_argument("--levers", nargs="+", default=list(LEVERS), choices=list(LEVERS))
     ap.add_argument("--from-runs", type=Path, nargs="+", help="Tabulate these run folders instead of training.")
     ap.add_argument("--runs", type=Path, help="Keep the trained runs here (default: a temp folder).")
+    ap.add_argument("--name", default="levers", help="results file name (bench/results/NAME.{md,json})")
+    ap.add_argument("--note", default="", help="a line of context under the table's title")
     args = ap.parse_args()
     started = time.time()
     folders = args.from_runs or [train_lever(n, s, args.steps, args.runs) for n in args.levers for s in args.seeds]
     rows = [row_from_run(f, args.steps) for f in folders]
     head = "| run | model | " + " | ".join(FIELDS) + " | seed | step | ACC | best ACC |"
-    lines = [f"MNIST test ACC per lever at <= {args.steps} steps (batch 64)", "", head,
+    lines = [f"MNIST test ACC per lever at <= {args.steps} steps (batch 64)", "", *([args.note, ""] if args.note else []), head,
              "|" + "---|" * (len(FIELDS) + 6)]
     lines += [f"| {r['run']} | {r['model']} | " + " | ".join(str(r[f]) for f in FIELDS)
               + f" | {r['seed']} | {r['step']} | {100 * r['acc']:.1f}% | {100 * r['best']:.1f}% |" for r in rows]
     markdown = "\n".join(lines)
     print(markdown)
-    write("levers", {**provenance(args, started), "rows": rows}, markdown + "\n")
+    write(args.name, {**provenance(args, started), "rows": rows}, markdown + "\n")
 
 
 if __name__ == "__main__":
