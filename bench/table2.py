@@ -1,6 +1,7 @@
 """Table 2: FactorVAE disentanglement score on dSprites, over seeds.
 
     python bench/table2.py --seeds 5 --budget-minutes 60 [--real-subset]
+    python bench/table2.py --from-runs runs/dsprites-a runs/dsprites-b [--real-subset]
                            [--train-votes 10000 --eval-votes 5000 --variance-samples 10000]
 
 Per seed: train InfoVAEGAN on procedural dSprites (trainer.train.train) for what the budget
@@ -13,6 +14,7 @@ Fewer votes than the protocol's 10,000 / 5,000 make a CPU run fit; the table say
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import asdict
 import time
 from pathlib import Path
@@ -42,6 +44,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default bench/results)")
     ap.add_argument("--runs", type=Path, default=None, help="keep the trained model folders here")
+    ap.add_argument("--from-runs", type=Path, nargs="+", default=None,
+                    help="score these trained dSprites model folders instead of training")
     return ap.parse_args()
 
 
@@ -89,17 +93,28 @@ def one_seed(args, seed: int, max_steps: int, found: dict) -> dict:
     start = time.time()
     tc = TrainConfig(seed=seed, device=args.device, max_steps=max_steps, command=f"bench/table2.py (seed {seed})")
     try:
-        record = train("dsprites", folder, overrides={"width": args.width}, tc=tc, progress=False)
+        train("dsprites", folder, overrides={"width": args.width}, tc=tc, progress=False)
         trained = time.time()
-        model = hub.from_pretrained(str(folder), device=str(resolve_device(args.device)))
-        scores = score_all(model, args, found, seed)
+        result = score_run(args, folder, found)
     finally:
         common.cleanup(folder, keep=args.runs is not None)
-    return {"seed": seed, "scores": {k: v["eval_accuracy"] for k, v in scores.items()},
+    return {**result, "train_seconds": round(trained - start, 1)}
+
+
+def score_run(args, folder: Path, found: dict) -> dict:
+    """The FactorVAE scores of one trained model folder, with its seed and training length."""
+    from trainer.loop import read_metrics
+
+    start = time.time()
+    seed = json.loads((folder / "train_config.json").read_text())["seed"]
+    record = [r for r in read_metrics(folder) if "epochs_done" in r][-1]
+    model = hub.from_pretrained(str(folder), device=str(resolve_device(args.device)))
+    scores = score_all(model, args, found, seed)
+    return {"seed": seed, "run": str(folder), "scores": {k: v["eval_accuracy"] for k, v in scores.items()},
             "details": {k: {f: v[f] for f in ("train_accuracy", "num_active_dims", "code_dim", "classifier")
                             if f in v} for k, v in scores.items()},
-            "steps": record["steps"], "epochs_done": round(record["epochs_done"], 4),
-            "train_seconds": round(trained - start, 1), "eval_seconds": round(time.time() - trained, 1)}
+            "steps": record["steps"], "epochs_done": round(record["epochs_done"], 4), "width": model.config.width,
+            "eval_seconds": round(time.time() - start, 1)}
 
 
 def markdown(results: dict, seeds: list[dict], args, prov: dict) -> str:
@@ -120,7 +135,7 @@ def markdown(results: dict, seeds: list[dict], args, prov: dict) -> str:
               f"{votes}. "
               "A code with no dim of std >= 0.05 scores 0, as in disentanglement_lib.",
               f"Training: {seeds[0]['steps']} steps ({seeds[0]['epochs_done']:.3f} epochs of the default "
-              f"{defaults_for('dsprites')['epochs']}), width {args.width}; stops at the time budget, so "
+              f"{defaults_for('dsprites')['epochs']}), width {seeds[0]['width']}; stops at the time budget, so "
               "not the paper's setting unless the epochs match.",
               f"Commit `{prov['commit']}`, {prov['date']}, `{prov['command']}`.",
               f"Machine: {m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']}. "
@@ -132,6 +147,9 @@ def main() -> None:
     args = parse_args()
     started = time.time()
     found = sources(args)
+    if args.from_runs:
+        seeds = [score_run(args, folder, found) for folder in args.from_runs]
+        return report(args, started, {"from": "--from-runs"}, seeds, found)
     per_run = args.budget_minutes * 60 / args.seeds
     plan = {"max_steps": args.max_steps, "from": "--max-steps"}
     if not args.max_steps:
@@ -156,12 +174,16 @@ def main() -> None:
         seeds.append(s)
         print(f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in s["scores"].items())
               + f" ({s['steps']} steps, {s['train_seconds'] + s['eval_seconds']:.0f} s)", flush=True)
+    report(args, started, plan, seeds, found)
+
+
+def report(args, started: float, plan: dict, seeds: list[dict], found: dict) -> None:
     results = {k: common.mean_std([s["scores"][k] for s in seeds]) for k in seeds[0]["scores"]}
     prov = common.provenance(args, started)
     payload = {**prov, "table": "Table 2 (Ye & Bors 2021): FactorVAE disentanglement score on dSprites",
                "protocol": {**asdict(protocol(args, 0)), "seed": "the run's seed",
                             "data": {k: v[2] for k, v in found.items()}},
-               "plan": plan, "width": args.width, "results": results, "seeds": seeds}
+               "plan": plan, "results": results, "seeds": seeds}
     md, js = common.write("table2", payload, markdown(results, seeds, args, prov), args.out)
     print(markdown(results, seeds, args, prov))
     print(f"wrote {md} and {js}")
