@@ -93,7 +93,6 @@ class InfoVAEGANConfig(ConfigMixin):
             raise ValueError("tau and width must be > 0")
 
 
-
 def augment_parts(augment: str) -> set[str]:
     """The parts of InfoVAEGANConfig.augment; ValueError unless it reads 'affine[+part...]'."""
     parts = augment.split("+")
