@@ -257,3 +257,33 @@ def test_augment_parts_shear_and_stroke():
     x = torch.rand(5, 1, 28, 28)
     a = views(x, "affine+shear+stroke", torch.Generator().manual_seed(3))
     assert a.shape == x.shape and torch.equal(a, views(x, "affine+shear+stroke", torch.Generator().manual_seed(3)))
+
+
+def test_reseed_splits_an_overfull_category_only():
+    from infoedit.models.infovaegan import InfoVAEGAN2
+    from trainer.infovaegan import reseed_categories
+
+    torch.manual_seed(0)
+    model = InfoVAEGAN2(InfoVAEGANConfig(n_classes=3, c_dim=2, z_dim=4, width=0.125, reseed=True))
+    # each image names the category E gives it in its first pixel (E's real weights are edited below)
+    model.encode = lambda x: (None, None, F.one_hot((x[:, 0, 0, 0] * 10).round().long(), 3).float())
+
+    def data(per_category: list[int]):
+        images = torch.zeros(sum(per_category), 1, 28, 28)
+        images[:, 0, 0, 0] = torch.cat([torch.full((n,), k / 10) for k, n in enumerate(per_category)])
+        return type("DS", (), {"batch": staticmethod(lambda idx: images[idx]), "__len__": lambda self: len(images)})()
+
+    assert reseed_categories(model, data([30, 30, 30]), seed=0, epoch=1) is None
+    assert reseed_categories(model, data([45, 30, 15]), seed=0, epoch=1) is None  # 1/2 and 1/6: at the limits
+    g_before, e_before = model.G.fc[0].weight.detach().clone(), model.E.logits.weight.detach().clone()
+    assert reseed_categories(model, data([60, 27, 3]), seed=0, epoch=1) == (0, 2)
+    e = model.E.logits
+    assert torch.equal(e.bias[2], e.bias[0]) and torch.equal(e.weight[1], e_before[1])
+    assert 0 < (e.weight[2] - e.weight[0]).abs().max() < e.weight[0].std()  # a close, not equal, copy
+    z = model.config.z_dim
+    assert torch.equal(model.G.fc[0].weight[:, z + 2], g_before[:, z + 0])  # G draws category 2 as 0
+    assert torch.equal(model.G.fc[0].weight[:, z + 1], g_before[:, z + 1])
+    assert torch.equal(model.G2.fc[0].weight[:, 2], model.G2.fc[0].weight[:, 0])
+    feat = model.D.trunk_features
+    assert torch.equal(model.D.head[0].weight[:, feat + 2], model.D.head[0].weight[:, feat + 0])
+    assert model.training  # left in training mode

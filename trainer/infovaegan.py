@@ -99,3 +99,41 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     requires_grad(model.D, True)
     return {"d": d_loss.item(), "g_adv": g_adv.item(), "mi_s": mi_s.item(), "mi_c": mi_c.item(),
             "vae": vae.item(), "rec": rec.item(), "kl_c": kl_c.item(), **{k: v.item() for k, v in extra.items()}}
+
+
+@torch.no_grad()
+def reseed_categories(model, ds, seed: int, epoch: int, n: int = 10_000, batch_size: int = 500
+                      ) -> tuple[int, int] | None:
+    """Not in the paper (a lever, InfoVAEGANConfig.reseed): if one category holds over 1.5/K of
+    the first ``n`` training images and another under 0.5/K, the signature of a run that merged
+    two classes into one category (and split a third or left one nearly unused), give the small
+    category a noisy copy of the large one's weights wherever the category enters a network
+    (E's logit row, G's, G2's and D's input columns), so the two categories split the large
+    one's images, as k-means re-seeds a degenerate cluster. Returns (large, small) or None.
+    """
+    cfg = model.config
+    k = cfg.n_classes
+    was_training = model.training
+    model.eval()  # BatchNorm running statistics: read, not updated
+    device = next(model.parameters()).device
+    counts = torch.zeros(k)
+    for start in range(0, min(n, len(ds)), batch_size):
+        idx = torch.arange(start, min(start + batch_size, n, len(ds)))
+        logits = model.encode(ds.batch(idx).to(device))[2]
+        counts += torch.bincount(logits.argmax(1).cpu(), minlength=k).float()
+    model.train(was_training)
+    share = counts / counts.sum()
+    large, small = int(share.argmax()), int(share.argmin())
+    if not (share[large] > 1.5 / k and share[small] < 0.5 / k):
+        return None
+    gen = torch.Generator().manual_seed(seed * 1000 + epoch)  # the same on every rank
+    rows = model.E.logits
+    noise = torch.randn(rows.weight.shape[1], generator=gen).to(device) * rows.weight[large].std() * 0.1
+    rows.weight[small] = rows.weight[large] + noise
+    rows.bias[small] = rows.bias[large]
+    inputs = [(model.G.fc[0], cfg.z_dim), (model.D.head[0], model.D.trunk_features)]
+    if hasattr(model, "G2"):
+        inputs.append((model.G2.fc[0], 0))
+    for layer, offset in inputs:  # the one-hot s enters these layers at columns offset .. offset + K - 1
+        layer.weight[:, offset + small] = layer.weight[:, offset + large]
+    return large, small

@@ -384,6 +384,13 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
                 at.next_epoch()
             if run:
                 record = run.checkpoint(record)
+            if getattr(model.config, "reseed", False) and at.index == 0 and at.step < total:
+                from trainer.infovaegan import reseed_categories  # it imports this module
+
+                reseeded = reseed_categories(model, ds, tc.seed, at.epoch)  # after the epoch's model folder
+                if run and reseeded:
+                    run.records.append({"step": at.step, "reseeded": list(reseeded)})
+                    run.write_metrics()
             save()
             if stop.received:
                 raise TrainingStopped(f"interrupted at step {at.step}; saved a checkpoint in {out} "

@@ -45,6 +45,10 @@ class InfoVAEGANConfig(ConfigMixin):
     # head). Its finer partition shapes E's features to keep apart modes the K categories
     # could merge. Training-only: model folders leave it out. 0 = off.
     overcluster: int = 0
+    # Not in the paper (a lever): after each epoch, when one category holds over 1.5/K of the
+    # images and another under 0.5/K (two classes merged into one category), the small one is
+    # re-seeded as a copy of the large one so the two split it (trainer.infovaegan.reseed_categories).
+    reseed: bool = False
     # The views' warps (trainer.augment): "affine" (rotation, scale, shift), then optional parts
     # joined by '+': "flip" (mirrored: for data whose classes are mirror-symmetric, such as
     # clothes; not for digits), "shear" (slant and width), "stroke" (stroke thickness).
@@ -59,7 +63,7 @@ class InfoVAEGANConfig(ConfigMixin):
     # the levers came after format 1's first folders, which trained as these values do
     ADDED_FIELDS: ClassVar[dict] = {"d_real_s": "gumbel", "shared_trunk": False, "real_mi_weight": 0.0,
                                     "z_scale": 1.0, "augment": "affine", "real_mi_balance": 1.0,
-                                    "overcluster": 0}
+                                    "overcluster": 0, "reseed": False}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
