@@ -41,9 +41,10 @@ LEVERS = {
     "cpu-fast": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0}),
     "+overcluster-50": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0, "overcluster": 50}),
     "+shear+stroke": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0, "augment": "affine+shear+stroke"}),
+    "+reseed": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0, "reseed": True}),
 }
 FIELDS = ("width", "mi_weight_s", "mi_weight_c", "d_real_s", "shared_trunk", "real_mi_weight", "real_mi_balance",
-          "z_scale", "augment", "overcluster")
+          "z_scale", "augment", "overcluster", "reseed")
 
 
 def row_from_run(folder: Path, steps: int) -> dict:
