@@ -274,6 +274,7 @@ def test_reseed_splits_an_overfull_category_only():
         return type("DS", (), {"batch": staticmethod(lambda idx: images[idx]), "__len__": lambda self: len(images)})()
 
     assert reseed_categories(model, data([30, 30, 30]), seed=0, epoch=1) is None
+    assert reseed_categories(model, data([30, 30, 30]), seed=0, epoch=1, n=30) is None  # sorted data: a spread sample
     assert reseed_categories(model, data([45, 30, 15]), seed=0, epoch=1) is None  # 1/2 and 1/6: at the limits
     g_before, e_before = model.G.fc[0].weight.detach().clone(), model.E.logits.weight.detach().clone()
     assert reseed_categories(model, data([60, 27, 3]), seed=0, epoch=1) == (0, 2)

@@ -105,7 +105,7 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
 def reseed_categories(model, ds, seed: int, epoch: int, n: int = 10_000, batch_size: int = 500
                       ) -> tuple[int, int] | None:
     """Not in the paper (a lever, InfoVAEGANConfig.reseed): if one category holds over 1.5/K of
-    the first ``n`` training images and another under 0.5/K, the signature of a run that merged
+    ``n`` training images and another under 0.5/K, the signature of a run that merged
     two classes into one category (and split a third or left one nearly unused), give the small
     category a noisy copy of the large one's weights wherever the category enters a network
     (E's logit row, G's, G2's and D's input columns), so the two categories split the large
@@ -117,9 +117,10 @@ def reseed_categories(model, ds, seed: int, epoch: int, n: int = 10_000, batch_s
     model.eval()  # BatchNorm running statistics: read, not updated
     device = next(model.parameters()).device
     counts = torch.zeros(k)
-    for start in range(0, min(n, len(ds)), batch_size):
-        idx = torch.arange(start, min(start + batch_size, n, len(ds)))
-        logits = model.encode(ds.batch(idx).to(device))[2]
+    # evenly spaced over the whole set, not its first n: a folder dataset is sorted by class
+    sample = torch.linspace(0, len(ds) - 1, min(n, len(ds))).round().long()
+    for start in range(0, len(sample), batch_size):
+        logits = model.encode(ds.batch(sample[start:start + batch_size]).to(device))[2]
         counts += torch.bincount(logits.argmax(1).cpu(), minlength=k).float()
     model.train(was_training)
     share = counts / counts.sum()
