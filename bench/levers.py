@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import data_root, provenance, run_dir, write  # noqa: E402
+from trainer.train import PRESETS  # noqa: E402
 
 BASE = {"width": 0.5, "mi_weight_c": 0.1}
 # name: (model family, config overrides over BASE); "paper" is the paper-faithful setting.
@@ -38,10 +39,11 @@ LEVERS = {
     "infovaegan2+real-mi-20": ("infovaegan2", {"real_mi_weight": 20.0}),
     "infovaegan2+z-scale-0.1+real-mi-20": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0}),
     "+real-mi-balance-2": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0, "real_mi_balance": 2.0}),
-    "cpu-fast": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0}),
+    "v2+z-scale+real-mi-20": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0}),  # cpu-fast before reseed
     "+overcluster-50": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0, "overcluster": 50}),
     "+shear+stroke": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0, "augment": "affine+shear+stroke"}),
     "+reseed": ("infovaegan2", {"z_scale": 0.1, "real_mi_weight": 20.0, "reseed": True}),
+    "cpu-fast": ("infovaegan2", PRESETS["cpu-fast"]["model"]),  # the preset as it is now
 }
 FIELDS = ("width", "mi_weight_s", "mi_weight_c", "d_real_s", "shared_trunk", "real_mi_weight", "real_mi_balance",
           "z_scale", "augment", "overcluster", "reseed")
