@@ -266,7 +266,8 @@ def test_reseed_splits_an_overfull_category_only():
     torch.manual_seed(0)
     model = InfoVAEGAN2(InfoVAEGANConfig(n_classes=3, c_dim=2, z_dim=4, width=0.125, reseed=True))
     # each image names the category E gives it in its first pixel (E's real weights are edited below)
-    model.encode = lambda x: (None, None, F.one_hot((x[:, 0, 0, 0] * 10).round().long(), 3).float())
+    model.encode = lambda x: (x.new_zeros(len(x), 2), x.new_ones(len(x), 2),
+                              F.one_hot((x[:, 0, 0, 0] * 10).round().long(), 3).float() * 10)
 
     def data(per_category: list[int]):
         images = torch.zeros(sum(per_category), 1, 28, 28)

@@ -10,7 +10,7 @@ import torch
 
 from infoedit import codes
 from trainer import augment, dist, losses
-from trainer.loop import TrainConfig, adam, requires_grad
+from trainer.loop import TrainConfig, adam, predict_clusters, requires_grad
 
 
 def make_optimizers(model, tc: TrainConfig) -> dict[str, torch.optim.Optimizer]:
@@ -61,7 +61,7 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     mi_s, mi_c = losses.mutual_information_loss(logits, s, mu, sigma, c, cfg.mi_continuous, generator=gen)
     mi = cfg.mi_weight_s * mi_s + cfg.mi_weight_c * mi_c
     extra = {}
-    if real_mi:  # the lever: E alone, views x and a random affine warp of x
+    if real_mi:  # the lever: E alone, views x and a random warp of x (cfg.augment)
         _, _, logits_warped, aux_warped = model.E.forward_with_aux(augment.views(x, cfg.augment, gen))
         extra["mi_real"] = losses.paired_information_loss(logits_r, logits_warped, cfg.real_mi_balance)
         mi = mi + cfg.real_mi_weight * extra["mi_real"]
@@ -113,23 +113,19 @@ def reseed_categories(model, ds, seed: int, epoch: int, n: int = 10_000, batch_s
     """
     cfg = model.config
     k = cfg.n_classes
-    was_training = model.training
-    model.eval()  # BatchNorm running statistics: read, not updated
-    device = next(model.parameters()).device
     counts = torch.zeros(k)
     # evenly spaced over the whole set, not its first n: a folder dataset is sorted by class
     sample = torch.linspace(0, len(ds) - 1, min(n, len(ds))).round().long()
-    for start in range(0, len(sample), batch_size):
-        logits = model.encode(ds.batch(sample[start:start + batch_size]).to(device))[2]
-        counts += torch.bincount(logits.argmax(1).cpu(), minlength=k).float()
-    model.train(was_training)
+    for start in range(0, len(sample), batch_size):  # in slices: a rendered dataset has no image tensor
+        clusters, _ = predict_clusters(model, ds.batch(sample[start:start + batch_size]), batch_size, scale=1.0)
+        counts += torch.bincount(clusters, minlength=k).float()
     share = counts / counts.sum()
     large, small = int(share.argmax()), int(share.argmin())
     if not (share[large] > 1.5 / k and share[small] < 0.5 / k):
         return None
     gen = torch.Generator().manual_seed(seed * 1000 + epoch)  # the same on every rank
     rows = model.E.logits
-    noise = torch.randn(rows.weight.shape[1], generator=gen).to(device) * rows.weight[large].std() * 0.1
+    noise = torch.randn(rows.weight.shape[1], generator=gen).to(rows.weight.device) * rows.weight[large].std() * 0.1
     rows.weight[small] = rows.weight[large] + noise
     rows.bias[small] = rows.bias[large]
     inputs = [(model.G.fc[0], cfg.z_dim), (model.D.head[0], model.D.trunk_features)]
