@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from infoedit.models.infovaegan import augment_parts
 
+
 def views(x: torch.Tensor, augment: str, generator: torch.Generator | None = None) -> torch.Tensor:
     """A random view of each image of x under the named parts."""
     parts = augment_parts(augment)
