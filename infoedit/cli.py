@@ -17,6 +17,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from infoedit import results
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Learn disentangled image codes with InfoVAEGAN and edit images with them.")
 
@@ -133,7 +135,8 @@ def train(
         from trainer.loop import TrainConfig
         from trainer.train import train as run_train
 
-        out = out or resume or Path("runs") / _safe_name(dataset.replace("folder:", "").strip("/").replace("/", "_"))
+        default_out = Path("runs") / results.safe_name(dataset.replace("folder:", "").strip("/").replace("/", "_"))
+        out = out or resume or default_out
         if not force and (resume is None or out.resolve() != resume.resolve()) and \
                 any((out / name).exists() for name in ("config.json", "checkpoint")):
             fail(f"{out}: already holds a model (--force replaces it, --resume {out} continues it)")
@@ -285,18 +288,6 @@ def _fmt(values: list[float]) -> str:
     return " ".join(f"{v:.3f}" for v in values)
 
 
-def _round(values: list[float]) -> list[float]:
-    return [round(v, 6) for v in values]
-
-
-def _code_row(path: Path, probs: list[float], labels: Optional[list[str]] = None) -> dict:
-    """The discrete-code fields of one result row, shared by encode and classify."""
-    cluster = max(range(len(probs)), key=probs.__getitem__)
-    name = {"name": labels[cluster]} if labels else {}
-    return {"path": str(path), "cluster": cluster, **name, "confidence": round(probs[cluster], 6),
-            "probabilities": _round(probs)}
-
-
 @app.command()
 def encode(
     images: list[Path] = typer.Argument(..., help="Image files (any size and mode)."),
@@ -316,7 +307,8 @@ def encode(
             chunk = images[start:start + 256]
             found = engine.encode(net, torch.stack([load(p) for p in chunk]))
             for path, probs, mu, sigma in zip(chunk, found.probs.tolist(), found.mu.tolist(), found.sigma.tolist()):
-                row = _code_row(path, probs, net.class_names) | {"mu": _round(mu), "sigma": _round(sigma)}
+                row = results.code_row(path, probs, net.class_names)
+                row |= {"mu": results.rounded(mu), "sigma": results.rounded(sigma)}
                 if json_out:
                     print(json.dumps(row), flush=True)
                 else:
@@ -510,63 +502,6 @@ def sample(
         _say(f"wrote {n} samples to {out}", quiet)
 
 
-@contextmanager
-def _result_stream(path: Optional[Path]):
-    """stdout, or a temp file beside ``path`` renamed over it only once every row is written."""
-    if path is None:
-        yield sys.stdout
-        return
-    from infoedit.hub import atomic_open
-
-    with atomic_open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
-        yield f
-
-
-def _safe_name(name: str) -> str:
-    """A single path component: no separators, control or Windows-reserved characters, no '..'."""
-    cleaned = "".join("_" if ch in '/\\:*?"<>|' or ord(ch) < 32 else ch for ch in name).strip()
-    return "_" if cleaned in ("", ".", "..") else cleaned
-
-
-def _parse_names(spec: Optional[str], k: int, default: Optional[list[str]] = None) -> list[str]:
-    """--names '0=zero,1=one' (or 'zero,one,...' in order) -> one folder-safe label per cluster,
-    over the model's own names (else the cluster numbers)."""
-    labels = [_safe_name(n) for n in default] if default else [str(i) for i in range(k)]
-    for pos, item in enumerate(filter(None, (spec or "").split(","))):
-        index, sep, name = item.partition("=")
-        if not sep:
-            index, name = str(pos), item
-        if not index.strip().isdigit() or not 0 <= int(index) < k:
-            fail(f"--names {item}: cluster index must be 0..{k - 1}")
-        labels[int(index)] = _safe_name(name)
-    if len(set(labels)) < k:
-        fail(f"--names {spec}: two clusters would share one name")
-    return labels
-
-
-def _place(src: Path, folder: Path, move: bool) -> Path:
-    """Copy or move src into folder under its own (sanitised) name, adding -1, -2, ... on a clash."""
-    import shutil
-
-    if folder.is_symlink():  # a link planted in the output folder must not lead files out of it
-        raise OSError(f"{folder} is a symbolic link, not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    stem, suffix = Path(_safe_name(src.name)).stem, src.suffix
-    target, i = folder / f"{stem}{suffix}", 1
-    while target.exists() or target.is_symlink():
-        target, i = folder / f"{stem}-{i}{suffix}", i + 1
-    if move:
-        shutil.move(src, target)
-        return target
-    tmp = folder / f".{target.name}.tmp"  # a half-copied file never carries the final name
-    try:
-        shutil.copy2(src, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
-
-
 @app.command(short_help="Cluster a folder of images by discrete code; CSV/JSON, optionally sort files.",
              help="Cluster every image under FOLDER (recursively) by its discrete code. One row per "
                   "image: path, cluster, name, confidence, p0..pK-1 (CSV with a header, or JSON lines "
@@ -598,7 +533,7 @@ def classify(
         if out:
             _check_new(out, force, png=False)
         net = _load_model(model, revision, device)
-        labels = _parse_names(names, net.config.n_classes, net.class_names)
+        labels = results.parse_names(names, net.config.n_classes, net.class_names)
         done, failed = _classify_stream(net, folder, out, json_out, dest, bool(move_to), labels,
                                         _loader(net, invert, pixels=True), batch_size, quiet)
         if failed and not quiet:  # a warning, so shown even when stderr is not a terminal
@@ -624,7 +559,7 @@ def _classify_stream(net, folder: Path, out: Optional[Path], json_out: bool, des
     show, k = _chatty(quiet), len(labels)
     total = sum(1 for _ in iter_images(folder, skip=dest)) if show else None  # a cheap walk, no decoding
     done, failed = 0, []
-    with _result_stream(out) as stream, Progress(console=Console(stderr=True), disable=not show) as bar:
+    with results.result_stream(out) as stream, Progress(console=Console(stderr=True), disable=not show) as bar:
         task = bar.add_task("classifying", total=total)
         writer = csv.writer(stream, lineterminator="\n")
         if not json_out:
@@ -633,14 +568,14 @@ def _classify_stream(net, folder: Path, out: Optional[Path], json_out: bool, des
             failed += batch.failed
             probs = batch.codes.probs.tolist() if batch.codes is not None else []
             for path, p in zip(batch.paths, probs):
-                row = _code_row(path, p, labels)
+                row = results.code_row(path, p, labels)
                 if json_out:
                     stream.write(json.dumps(row) + "\n")
                 else:
                     writer.writerow([row[f] for f in ("path", "cluster", "name", "confidence")] + row["probabilities"])
                 if dest:
                     try:
-                        _place(path, dest / row["name"], move)
+                        results.place(path, dest / row["name"], move)
                     except OSError as exc:
                         failed.append((path, f"cannot {'move' if move else 'copy'} ({exc.strerror or exc})"))
             done += len(batch.paths)
