@@ -106,8 +106,11 @@ def score_run(args, folder: Path, found: dict) -> dict:
     from trainer.loop import read_metrics
 
     start = time.time()
+    records = [r for r in read_metrics(folder) if "epochs_done" in r] if (folder / "metrics.jsonl").is_file() else []
+    if not (folder / "train_config.json").is_file() or not records:
+        raise SystemExit(f"{folder}: not a finished training run (no train_config.json or no epoch in metrics.jsonl)")
     seed = json.loads((folder / "train_config.json").read_text())["seed"]
-    record = [r for r in read_metrics(folder) if "epochs_done" in r][-1]
+    record = records[-1]
     model = hub.from_pretrained(str(folder), device=str(resolve_device(args.device)))
     scores = score_all(model, args, found, seed)
     return {"seed": seed, "run": str(folder), "scores": {k: v["eval_accuracy"] for k, v in scores.items()},
