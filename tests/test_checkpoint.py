@@ -187,6 +187,34 @@ def test_resume_mid_epoch_equals_an_uninterrupted_run(tmp_path, deterministic):
     assert (tmp_path / "b" / "config.json").is_file() and (tmp_path / "c" / "checkpoint").is_dir()
 
 
+def test_reseed_checks_each_inner_epoch_boundary_once_also_across_a_resume(tmp_path, monkeypatch):
+    checked = []  # (epoch, step) of every reseed check
+    monkeypatch.setattr(infovaegan, "reseed_categories",
+                        lambda model, ds, seed, epoch: checked.append((epoch, model.E.logits.weight.sum().item())))
+    ds = shapes_dataset(128)  # 4 steps per epoch
+    fit(tiny(reseed=True), ds, tc(epochs=3), tmp_path / "whole", progress=False)
+    whole, checked[:] = checked[:], []
+    assert [epoch for epoch, _ in whole] == [1, 2]  # not after the last epoch: nothing would train the split
+    # a --restarts probe ends on a boundary without checking; its continuation checks there first
+    fit(tiny(reseed=True), ds, tc(epochs=3, max_steps=4), tmp_path / "probe", progress=False)
+    assert checked == []
+    fit(tiny(reseed=True), ds, tc(epochs=3, resume=tmp_path / "probe"), tmp_path / "probe", progress=False)
+    assert [epoch for epoch, _ in checked] == [1, 2] and checked[0][1] == whole[0][1]  # same weights when checked
+    assert checkpoint.read_state(tmp_path / "probe")["reseed_checked"] == 8
+    checked.clear()  # stopped (Ctrl-C) right after a check: resumed, it does not check there again
+
+    def check_then_interrupt(model, ds, seed, epoch):
+        checked.append((epoch, None))
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(infovaegan, "reseed_categories", check_then_interrupt)
+    with pytest.raises(loop.TrainingStopped):
+        fit(tiny(reseed=True), ds, tc(epochs=3), tmp_path / "stopped", progress=False)
+    monkeypatch.setattr(infovaegan, "reseed_categories", lambda model, ds, seed, epoch: checked.append((epoch, None)))
+    fit(tiny(reseed=True), ds, tc(epochs=3, resume=tmp_path / "stopped"), tmp_path / "stopped", progress=False)
+    assert [epoch for epoch, _ in checked] == [1, 2]
+
+
 @pytest.mark.parametrize("model_kw, tc_kw, ds_name, message", [
     ({"width": 0.25}, {}, "shapes", "width=0.125"),
     ({}, {"batch_size": 16}, "shapes", "batch_size=32"),

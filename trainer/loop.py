@@ -66,10 +66,12 @@ class Cursor:
     seconds: float = 0.0     # training time of earlier sessions
     sums: dict = field(default_factory=dict)  # this epoch's loss sums, for its means
     epoch_steps: int = 0
+    reseed_checked: int = -1  # the step of the last InfoVAEGANConfig.reseed check
 
     @classmethod
     def from_state(cls, state: dict) -> "Cursor":
-        return cls(**{f: state[f] for f in ("epoch", "index", "step", "seconds", "sums", "epoch_steps")})
+        return cls(**{f: state[f] for f in ("epoch", "index", "step", "seconds", "sums", "epoch_steps")},
+                   reseed_checked=state.get("reseed_checked", -1))  # (absent from older checkpoints)
 
     def advance(self, values: dict[str, float]) -> None:
         self.step, self.index, self.epoch_steps = self.step + 1, self.index + 1, self.epoch_steps + 1
@@ -344,6 +346,22 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
         if run:
             run.save_state(opt, gens, at, at.seconds + elapsed())
 
+    def reseed_check() -> None:
+        """InfoVAEGANConfig.reseed: once at each epoch boundary that more training follows. A run
+        resumed at a boundary its first session ended on (a --restarts probe) checks there too."""
+        if not (getattr(model.config, "reseed", False) and at.index == 0 and 0 < at.step < total
+                and at.reseed_checked != at.step):
+            return
+        from trainer.infovaegan import reseed_categories  # it imports this module
+
+        at.reseed_checked = at.step
+        reseeded = reseed_categories(model, ds, tc.seed, at.epoch)
+        if run and reseeded:
+            run.records.append({"step": at.step, "reseeded": list(reseeded)})
+            run.write_metrics()
+
+    reseed_check()
+
     with make_progress(progress and dist.is_main()) as bar, StopSignals() as stop:
         task = bar.add_task(f"{model.config.model} on {ds.name}", total=total, completed=at.step, info="")
         while at.epoch < tc.epochs:
@@ -384,13 +402,7 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
                 at.next_epoch()
             if run:
                 record = run.checkpoint(record)
-            if getattr(model.config, "reseed", False) and at.index == 0 and at.step < total:
-                from trainer.infovaegan import reseed_categories  # it imports this module
-
-                reseeded = reseed_categories(model, ds, tc.seed, at.epoch)  # after the epoch's model folder
-                if run and reseeded:
-                    run.records.append({"step": at.step, "reseeded": list(reseeded)})
-                    run.write_metrics()
+            reseed_check()  # after the epoch's model folder, before its checkpoint
             save()
             if stop.received:
                 raise TrainingStopped(f"interrupted at step {at.step}; saved a checkpoint in {out} "
