@@ -198,3 +198,29 @@ def test_restarts_continue_the_most_informative_probe(tmp_path):
     no_mi = runner.invoke(app, ["train", f"folder:{tmp_path / 'imgs'}", "--out", str(tmp_path / "x"), "--restarts", "2",
                                 "--set", "width=0.125", "--max-steps", "2", "--quiet"])  # the paper preset: no real MI
     assert no_mi.exit_code == 2 and "real_mi_weight > 0" in no_mi.output
+
+
+def test_compile_gives_the_eager_losses_and_the_same_model_folder(tmp_path):
+    from torch._dynamo.utils import counters
+
+    from conftest import shapes_dataset
+    from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
+    from trainer.checkpoint import read_state
+    from trainer.loop import TrainConfig, fit
+
+    ds, first_losses, weights = shapes_dataset(64), {}, {}
+    for compiled in (False, True):
+        graphs = counters["stats"]["unique_graphs"]
+        torch.manual_seed(0)
+        model = InfoVAEGAN(InfoVAEGANConfig(n_classes=3, c_dim=2, z_dim=8, width=0.125, dataset="shapes"))
+        out = tmp_path / ("compiled" if compiled else "eager")
+        fit(model, ds, TrainConfig(epochs=1, batch_size=32, device="cpu", compile=compiled, log_every=1), out,
+            progress=False)
+        assert (counters["stats"]["unique_graphs"] > graphs) == compiled  # compiled, and only when asked
+        first_losses[compiled] = {k: v[0] for k, v in read_state(out)["history"].items()}
+        weights[compiled] = hub.from_pretrained(str(out)).state_dict()
+    # step 1 starts from the same weights and draws: the same losses up to float reordering
+    assert first_losses[True].keys() == first_losses[False].keys()
+    for name, (step, value) in first_losses[False].items():
+        assert first_losses[True][name] == [step, pytest.approx(value, rel=1e-4, abs=1e-5)], name
+    assert weights[True].keys() == weights[False].keys()  # no _orig_mod. prefix: the folder loads anywhere

@@ -39,6 +39,10 @@ class TrainConfig:
     # "auto": channels_last for 64px models (faster convolutions there, bench/throughput.py),
     # the default layout for 28px ones; or "channels_last" / "contiguous".
     memory_format: str = "auto"
+    # torch.compile each network's forward (TorchInductor; about 45 s of compiling first). On this
+    # 2-core CPU it pays at the paper's width (28px, width 1.0: ~1.2x) and costs at narrow widths
+    # (width 0.3: ~0.9x) and on 64px (~0.75-1.0x): bench/throughput.py --compile no yes. Off by default.
+    compile: bool = False
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"      # "bf16": autocast on GPU (on CPUs without bf16 units it is far slower)
@@ -85,6 +89,13 @@ class Cursor:
 def requires_grad(module: torch.nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
+
+
+def compile_networks(model: torch.nn.Module) -> None:
+    """torch.compile every network (G, E, D, ...) of model in place: their forward calls run
+    compiled, and the state-dict names stay as they are (no _orig_mod. prefix in model folders)."""
+    for net in model.children():
+        net.compile()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -318,6 +329,8 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
         torch.backends.cudnn.benchmark = True
     layout = memory_format(tc, model.config.image_size)
     model.to(device, memory_format=layout).train()
+    if tc.compile:
+        compile_networks(model)
     # Each rank draws its own z, s, c; the weights start equal because every rank seeds alike.
     gen = torch.Generator().manual_seed(tc.seed + 7919 * dist.get_rank())
     make_opt, step_fn = family_trainer(model.config.model)
