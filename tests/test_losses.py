@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from infoedit import codes
-from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
+from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig, augment_parts
 from trainer import losses
 from trainer.infovaegan import make_optimizers, train_step
 from trainer.loop import TrainConfig
@@ -235,7 +235,6 @@ def test_overcluster_head_trains_e_only_and_stays_out_of_the_model_folder(tmp_pa
 
 
 def test_augment_parts_shear_and_stroke():
-    from infoedit.models.infovaegan import augment_parts
     from trainer.augment import random_affine, random_stroke, views
 
     assert augment_parts("affine+shear+stroke") == {"affine", "shear", "stroke"}
@@ -257,6 +256,25 @@ def test_augment_parts_shear_and_stroke():
     x = torch.rand(5, 1, 28, 28)
     a = views(x, "affine+shear+stroke", torch.Generator().manual_seed(3))
     assert a.shape == x.shape and torch.equal(a, views(x, "affine+shear+stroke", torch.Generator().manual_seed(3)))
+
+
+def test_augment_contrast_changes_shade_not_shape():
+    from trainer.augment import random_contrast, views
+
+    assert augment_parts("affine+flip+contrast") == {"affine", "flip", "contrast"}
+    x = torch.zeros(200, 1, 28, 28)
+    x[:, :, 8:20, 10:18] = torch.linspace(0.1, 1.0, 8)  # a shaded block on black
+    y = random_contrast(x, torch.Generator().manual_seed(0))
+    assert torch.equal(y == 0, x == 0)  # black stays black, every stroke pixel stays lit
+    assert torch.all(y <= 1) and torch.all(y[:, :, 8:20, 17] >= 0.7 - 1e-6)  # the brightest: only the gain
+    mid = y[:, 0, 10, 14]  # x = 0.614 there
+    assert mid.min() < 0.614 * 0.7 and mid.max() > 0.7  # darker and lighter mid-tones, image by image
+    for i in range(len(y)):  # per image, a monotone map: the shading's order is kept
+        assert torch.all(y[i, 0, 10, 11:18] >= y[i, 0, 10, 10:17])
+    v = views(x, "affine+contrast", torch.Generator().manual_seed(1))
+    assert v.shape == x.shape and torch.equal(v, views(x, "affine+contrast", torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="contrast"):
+        augment_parts("affine+contrast+contrast")
 
 
 def test_reseed_splits_an_overfull_category_only():

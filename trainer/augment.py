@@ -3,7 +3,8 @@
 
 ``augment`` names the parts joined by '+': "affine" (rotation, scale, shift: always on),
 "flip" (mirror left-right), "shear" (slant and width: a digit's handwriting style, not its
-identity) and "stroke" (thinner or thicker strokes: the pen, not the shape).
+identity), "stroke" (thinner or thicker strokes: the pen, not the shape) and "contrast" (a
+darker or lighter shade: a garment's colour or a scan's exposure, not the object).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ def views(x: torch.Tensor, augment: str, generator: torch.Generator | None = Non
     parts = augment_parts(augment)
     x = random_affine(x, generator, flip="flip" in parts, shear=0.3 if "shear" in parts else 0.0,
                       aspect=0.2 if "shear" in parts else 0.0)
-    return random_stroke(x, generator) if "stroke" in parts else x
+    if "stroke" in parts:
+        x = random_stroke(x, generator)
+    return random_contrast(x, generator) if "contrast" in parts else x
 
 
 def random_affine(x: torch.Tensor, generator: torch.Generator | None = None, degrees: float = 15.0,
@@ -61,3 +64,13 @@ def random_stroke(x: torch.Tensor, generator: torch.Generator | None = None) -> 
     dilated = F.max_pool2d(x, 3, 1, 1)
     eroded = -F.max_pool2d(-x, 3, 1, 1)
     return x + t.clamp_min(0) * (dilated - x) + (-t).clamp_min(0) * (eroded - x)
+
+
+def random_contrast(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image's intensities in [0, 1] remapped as gain * x ** gamma, gamma log-uniform in
+    [1/2, 2] and gain in [0.7, 1], per image: mid-tones shift, black stays black (a dark
+    background, as MNIST and Fashion-MNIST) and the shape is untouched."""
+    n = x.shape[0]
+    gamma = torch.exp((2 * torch.rand(n, 1, 1, 1, generator=generator) - 1) * math.log(2)).to(x.device, x.dtype)
+    gain = (0.7 + 0.3 * torch.rand(n, 1, 1, 1, generator=generator)).to(x.device, x.dtype)
+    return gain * x.clamp(0, 1) ** gamma

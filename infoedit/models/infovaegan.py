@@ -12,7 +12,7 @@ from infoedit.models.config import CodeModel, ConfigMixin
 from infoedit.models.nets import Encoder, Generator, JointDiscriminator
 
 FORMAT_VERSION = 1
-AUGMENT_PARTS = ("affine", "flip", "shear", "stroke")
+AUGMENT_PARTS = ("affine", "flip", "shear", "stroke", "contrast")
 
 
 @dataclass
@@ -51,7 +51,8 @@ class InfoVAEGANConfig(ConfigMixin):
     reseed: bool = False
     # The views' warps (trainer.augment): "affine" (rotation, scale, shift), then optional parts
     # joined by '+': "flip" (mirrored: for data whose classes are mirror-symmetric, such as
-    # clothes; not for digits), "shear" (slant and width), "stroke" (stroke thickness).
+    # clothes; not for digits), "shear" (slant and width), "stroke" (stroke thickness),
+    # "contrast" (shade: gamma and gain of the intensities).
     augment: str = "affine"
     # Not in the paper (a lever): z ~ U(-z_scale, z_scale). A small noise range (ClusterGAN's
     # sigma 0.1) leaves each category a narrow mode, so the 10 categories must cover the data's
@@ -101,7 +102,7 @@ def augment_parts(augment: str) -> set[str]:
     """The parts of InfoVAEGANConfig.augment; ValueError unless it reads 'affine[+part...]'."""
     parts = augment.split("+")
     if parts[0] != "affine" or not set(parts) <= set(AUGMENT_PARTS) or len(set(parts)) < len(parts):
-        raise ValueError(f"augment must be 'affine' optionally followed by +flip, +shear, +stroke, got {augment!r}")
+        raise ValueError(f"augment must be 'affine' optionally followed by +flip, +shear, +stroke, +contrast, got {augment!r}")
     return set(parts)
 
 
