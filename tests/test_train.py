@@ -177,6 +177,21 @@ def test_presets_pick_their_family_and_levers_unless_told(tmp_path):
     assert "mi_real" in (fast / "metrics.jsonl").read_text()
 
 
+def test_cpu_fast_has_fashion_settings_a_flag_still_overrides(tmp_path):
+    roots = {"fashion-mnist": require_data("fashion-mnist"), "mnist": require_data("mnist")}
+    common = ["--limit", "64", "--max-steps", "1", "--quiet", "--preset", "cpu-fast", "--set", "width=0.125"]
+    for name, dataset, extra in (("fashion", "fashion-mnist", []), ("mine", "fashion-mnist", ["--set", "augment=affine"]),
+                                 ("mnist", "mnist", [])):
+        result = runner.invoke(app, ["train", dataset, "--data", str(roots[dataset]), "--out", str(tmp_path / name),
+                                     *common, *extra])
+        assert result.exit_code == 0, result.output
+    fashion, mine, mnist = (hub.from_pretrained(str(tmp_path / n)).config for n in ("fashion", "mine", "mnist"))
+    assert (fashion.augment, fashion.real_mi_balance, fashion.mi_weight_s) == ("affine+contrast", 2.0, 5.0)
+    assert (mine.augment, mine.real_mi_balance) == ("affine", 2.0)  # the flag wins, the rest of the preset stays
+    assert (mnist.augment, mnist.real_mi_balance, mnist.mi_weight_s) == ("affine", 1.0, 1.0)
+    assert fashion.reseed and mnist.reseed and fashion.width == mnist.width == 0.125
+
+
 def test_restarts_continue_the_most_informative_probe(tmp_path):
     _write_pngs(tmp_path / "imgs")  # 80 images, batch 16: 5 steps an epoch, probes of 10 steps
     out = tmp_path / "m"
