@@ -59,8 +59,12 @@ def parse_args() -> argparse.Namespace:
 
 def trainer_for(args, dataset: str, seed: int):
     def run(folder: Path, max_steps: int) -> dict:
-        tc = TrainConfig(seed=seed, device=args.device, max_steps=max_steps,
-                         command=f"bench/table1.py --preset {args.preset} ({dataset}, seed {seed})")
+        # the model card names the `infoedit train` command that trains the same run
+        sets = [f"--set {k}={v}" for k, v in args.overrides.items() if v is not None]
+        restarts = [f"--restarts {args.restarts}"] if args.restarts > 1 else []
+        command = " ".join(["infoedit train", dataset, "--preset", args.preset, *sets, *restarts,
+                            "--max-steps", str(max_steps), "--seed", str(seed), "--device", args.device])
+        tc = TrainConfig(seed=seed, device=args.device, max_steps=max_steps, command=command)
         return train(dataset, folder, data_root=common.data_root(), overrides=args.overrides,
                      tc=tc, progress=False, preset=args.preset, restarts=args.restarts)
     return run
