@@ -44,9 +44,9 @@ PRESETS = {
     "cpu-fast": {"family": "infovaegan2",
                  "model": {"width": 0.3, "mi_weight_c": 0.1, "z_scale": 0.1, "real_mi_weight": 20.0,
                            "reseed": True},
-                 # Fashion-MNIST's categories otherwise split tops by shade and shoes by style:
-                 # views that differ in shade (+contrast) and a stronger pull to balanced, confident
-                 # categories (bench/results/levers-fashion-contrast.md).
+                 # Fashion-MNIST's categories otherwise mix pullovers, coats and shirts across three
+                 # categories: views that also differ in shade (+contrast) and a stronger pull to
+                 # balanced, confident categories (bench/results/levers-fashion-contrast.md).
                  "datasets": {"fashion-mnist": {"real_mi_balance": 2.0, "mi_weight_s": 5.0,
                                                 "augment": "affine+contrast"}},
                  "train": {}},
