@@ -203,7 +203,8 @@ def test_restarts_continue_the_most_informative_probe(tmp_path):
     assert set(choice) == {"3", "4"} and sum(c["chosen"] for c in choice.values()) == 1
     best = min(choice, key=lambda s: choice[s]["mi_real"])
     assert choice[best]["chosen"]
-    assert f"seed: {best}" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert f"seed: {best} (the probe --restarts continued: of seeds 3-4" in card
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["step"] == 13  # continued from the probe's 10 steps
     short = tmp_path / "short"  # a run shorter than the probes: the probes stop at its end

@@ -140,6 +140,16 @@ def predict_clusters(model, images: torch.Tensor, batch_size: int = 500, scale: 
     return torch.cat(preds), torch.cat(confs)
 
 
+def restarts_note(tc: TrainConfig) -> str:
+    """Why a --restarts run's seed is not the command's: the probe it continued."""
+    probes = tc.extra.get("restarts")
+    if not probes:
+        return ""
+    first, last = probes["seeds"]
+    return (f" (the probe --restarts continued: of seeds {first}-{last}, the lowest mi_real after its probe; "
+            "restarts/choice.json)")
+
+
 def model_card(model, tc: TrainConfig, summary: dict) -> str:
     cfg = model.config
     lines = [f"---\nlibrary_name: infoedit\ntags: [{cfg.model}, disentanglement]\n---\n",
@@ -150,7 +160,7 @@ def model_card(model, tc: TrainConfig, summary: dict) -> str:
              f"- codes: z {getattr(cfg, 'z_dim', 0)}, discrete s K={getattr(cfg, 'n_classes', 0)}, "
              f"continuous c {cfg.c_dim} ({getattr(cfg, 'c_prior', 'normal')} prior)",
              f"- command: `{tc.command}`" if tc.command else "- command: (library call)",
-             f"- seed: {tc.seed}",
+             f"- seed: {tc.seed}" + restarts_note(tc),
              f"- trained: {summary.get('steps', 0)} steps, {summary.get('epochs_done', 0):.2f} epochs, "
              f"{summary.get('seconds', 0):.0f} s on {summary.get('device', '?')}"]
     if summary.get("test_acc") is not None:
