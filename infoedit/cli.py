@@ -78,7 +78,8 @@ def train(
                                         "(Sec. 4.4), supervised-single / supervised-dual (Sec. 3, Fig. 1; labelled "
                                         "data, e.g. rotated-mnist), or a baseline: infogan, ali, beta-vae, jointvae."),
     preset: str = typer.Option("paper", help="paper (the paper's settings, InfoVAEGAN) or cpu-fast (our tuned "
-                               "InfoVAEGAN2 at 0.3 width; for MNIST use it with --restarts 3)."),
+                               "InfoVAEGAN2 at 0.3 width, with settings of its own for fashion-mnist; use it with "
+                               "--restarts 5 on MNIST, 3 on Fashion-MNIST)."),
     epochs: Optional[int] = typer.Option(None, min=1, help="Epochs (default: per dataset)."),
     batch_size: int = typer.Option(64, min=1),
     lr_d: float = typer.Option(2e-4, help="Discriminator learning rate."),
