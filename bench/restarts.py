@@ -52,14 +52,15 @@ def main() -> None:
     rows, chosen = [], []
     for f in folders:
         ep = epochs_of(f)
-        rows.append({"run": f.name, "mi_real": [r["mi_real"] for r in ep], "acc": [r.get("test_acc") for r in ep]})
-        lines.append(f"| {f.name} | " + ", ".join(f"{v:.3f}" for v in rows[-1]["mi_real"]) + " | "
+        name = f"{f.parent.name}/{f.name}"  # tables name their runs alike: keep the parent folder
+        rows.append({"run": name, "mi_real": [r["mi_real"] for r in ep], "acc": [r.get("test_acc") for r in ep]})
+        lines.append(f"| {name} | " + ", ".join(f"{v:.3f}" for v in rows[-1]["mi_real"]) + " | "
                      + ", ".join(f"{100 * a:.1f}%" for a in rows[-1]["acc"] if a is not None) + " |")
         choice = f / "restarts" / "choice.json"
         if choice.is_file():
             probes = json.loads(choice.read_text())
             probe_acc = {s: epochs_of(f / "restarts" / f"seed{s}")[-1].get("test_acc") for s in probes}
-            chosen.append({"run": f.name, "probes": probes, "probe_acc": probe_acc, "final_acc": rows[-1]["acc"][-1]})
+            chosen.append({"run": name, "probes": probes, "probe_acc": probe_acc, "final_acc": rows[-1]["acc"][-1]})
     if chosen:
         lines += ["", "Runs with --restarts: each probe's mi_real after its 2 epochs (ACC there), the choice, "
                   "the final ACC", "", "| run | probes | final ACC |", "|---|---|---|"]
