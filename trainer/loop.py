@@ -40,8 +40,9 @@ class TrainConfig:
     # the default layout for 28px ones; or "channels_last" / "contiguous".
     memory_format: str = "auto"
     # torch.compile each network's forward (TorchInductor; about 45 s of compiling first). On this
-    # 2-core CPU it pays at the paper's width (28px, width 1.0: ~1.2x) and costs at narrow widths
-    # (width 0.3: ~0.9x) and on 64px (~0.75-1.0x): bench/throughput.py --compile no yes. Off by default.
+    # 2-core CPU it pays at the larger models (28px width 1.0: 1.07x, 64px width 0.5: 1.33x) and
+    # costs at the cpu-fast width (28px, 0.3: 0.89x): bench/results/throughput-compile*.md. Off by
+    # default: it needs a C++ compiler, and the compile time only pays back on long runs.
     compile: bool = False
     seed: int = 0
     device: str = "auto"
@@ -94,6 +95,11 @@ def requires_grad(module: torch.nn.Module, flag: bool) -> None:
 def compile_networks(model: torch.nn.Module) -> None:
     """torch.compile every network (G, E, D, ...) of model in place: their forward calls run
     compiled, and the state-dict names stay as they are (no _orig_mod. prefix in model folders)."""
+    import torch._functorch.config
+
+    # InfoVAEGAN's step takes the VAE gradient with retain_graph=True (trainer.infovaegan), which
+    # a compiled backward that donates its buffers refuses; the error message names this switch.
+    torch._functorch.config.donated_buffer = False
     for net in model.children():
         net.compile()
 
