@@ -310,9 +310,9 @@ def encode(
         for start in range(0, len(images), 256):  # batches: any number of files in bounded memory
             chunk = images[start:start + 256]
             found = engine.encode(net, torch.stack([load(p) for p in chunk]))
-            for path, probs, mu, sigma in zip(chunk, found.probs.tolist(), found.mu.tolist(), found.sigma.tolist()):
-                row = results.code_row(path, probs, net.class_names)
-                row |= {"mu": results.rounded(mu), "sigma": results.rounded(sigma)}
+            values = zip(chunk, *(engine.rounded(v) for v in (found.probs, found.mu, found.sigma)))
+            for path, probs, mu, sigma in values:
+                row = results.code_row(path, probs, net.class_names) | {"mu": mu, "sigma": sigma}
                 if json_out:
                     print(json.dumps(row), flush=True)
                 else:
@@ -570,7 +570,7 @@ def _classify_stream(net, folder: Path, out: Optional[Path], json_out: bool, des
             writer.writerow(["path", "cluster", "name", "confidence"] + [f"p{i}" for i in range(k)])
         for batch in engine.classify_files(net, iter_images(folder, skip=dest), load, batch_size):
             failed += batch.failed
-            probs = batch.codes.probs.tolist() if batch.codes is not None else []
+            probs = engine.rounded(batch.codes.probs) if batch.codes is not None else []
             for path, p in zip(batch.paths, probs):
                 row = results.code_row(path, p, labels)
                 if json_out:

@@ -62,6 +62,12 @@ class Codes:
         return F.one_hot(self.cluster, self.probs.shape[1]).to(self.probs.dtype)
 
 
+def rounded(values: torch.Tensor) -> list[list[float]]:
+    """Rows of values at 6 decimals, as printed results carry them: one tensor operation for a
+    batch, not a Python round() per number."""
+    return values.double().round(decimals=6).tolist()
+
+
 @torch.inference_mode()
 def encode(model, x: torch.Tensor) -> Codes:
     """Codes of images [N, C, H, W] in [0, 1]."""

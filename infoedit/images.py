@@ -155,9 +155,10 @@ def iter_images(root: str | Path, skip: Path | None = None) -> Iterator[Path]:
     skip = skip.resolve() if skip is not None else None
     for dirpath, dirs, files in os.walk(root, followlinks=False):
         dirs[:] = sorted(d for d in dirs if skip is None or (Path(dirpath) / d).resolve() != skip)
+        base = Path(dirpath)
         for name in sorted(files):
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                yield Path(dirpath) / name
+            if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:  # (a Path per name would cost more)
+                yield base / name
 
 
 def list_images(root: str | Path) -> list[Path]:

@@ -13,16 +13,12 @@ from typing import Optional
 from infoedit.hub import atomic_open
 
 
-def rounded(values: list[float]) -> list[float]:
-    return [round(v, 6) for v in values]
-
-
 def code_row(path: Path, probs: list[float], labels: Optional[list[str]] = None) -> dict:
-    """The discrete-code fields of one result row, shared by encode and classify."""
+    """The discrete-code fields of one result row, shared by encode and classify; ``probs`` as
+    engine.rounded gives them (6 decimals)."""
     cluster = max(range(len(probs)), key=probs.__getitem__)
     name = {"name": labels[cluster]} if labels else {}
-    return {"path": str(path), "cluster": cluster, **name, "confidence": round(probs[cluster], 6),
-            "probabilities": rounded(probs)}
+    return {"path": str(path), "cluster": cluster, **name, "confidence": probs[cluster], "probabilities": probs}
 
 
 @contextmanager
