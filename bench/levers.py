@@ -58,7 +58,8 @@ def row_from_run(folder: Path, steps: int) -> dict:
     config = {**InfoVAEGANConfig.ADDED_FIELDS, **json.loads((folder / "config.json").read_text())}
     evals = [r for r in read_metrics(folder) if "test_acc" in r]
     upto = [r for r in evals if r["step"] <= steps] or evals[:1]
-    return {"run": folder.name, "dataset": config.get("dataset"), "model": config["model"], **{f: config.get(f) for f in FIELDS},
+    return {"run": folder.name, "dataset": config.get("dataset"), "model": config["model"],
+            **{f: config.get(f) for f in FIELDS},
             "step": upto[-1]["step"], "acc": upto[-1]["test_acc"], "best": max(r["test_acc"] for r in upto),
             "seed": json.loads((folder / "train_config.json").read_text()).get("seed")
             if (folder / "train_config.json").is_file() else None}
@@ -91,7 +92,8 @@ def main() -> None:
     rows = [row_from_run(f, args.steps) for f in folders]
     head = "| run | model | " + " | ".join(FIELDS) + " | seed | step | ACC | best ACC |"
     datasets = ", ".join(sorted({str(r["dataset"]) for r in rows}))
-    lines = [f"{datasets} test ACC per lever at <= {args.steps} steps (batch 64)", "", *([args.note, ""] if args.note else []), head,
+    lines = [f"{datasets} test ACC per lever at <= {args.steps} steps (batch 64)", "",
+             *([args.note, ""] if args.note else []), head,
              "|" + "---|" * (len(FIELDS) + 6)]
     lines += [f"| {r['run']} | {r['model']} | " + " | ".join(str(r[f]) for f in FIELDS)
               + f" | {r['seed']} | {r['step']} | {100 * r['acc']:.1f}% | {100 * r['best']:.1f}% |" for r in rows]

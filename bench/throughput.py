@@ -101,7 +101,8 @@ def main() -> None:
             for a in args.adam for m in args.memory_format for k in args.compile]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     machine = f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads".strip()
-    header = ("| config | width | batch | adam | layout | compile | img/s | GFLOP/step | GFLOP/s | sgemm GFLOP/s | ratio |\n"
+    header = ("| config | width | batch | adam | layout | compile | img/s | GFLOP/step | GFLOP/s | sgemm GFLOP/s "
+              "| ratio |\n"
               "|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [f"| {r['config']} | {r['width']} | {r['batch']} | {r['adam']} | {r['layout']} | "
              f"{'yes' if r['compile'] else 'no'} | {r['img_per_s']} | "
