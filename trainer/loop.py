@@ -148,10 +148,9 @@ def predict_clusters(model, images: torch.Tensor, batch_size: int = 500, scale: 
 
 def restarts_note(tc: TrainConfig) -> str:
     """Why a --restarts run's seed is not the command's: the probe it continued."""
-    probes = tc.extra.get("restarts")
-    if not probes:
+    if not tc.extra.get("restarts"):
         return ""
-    first, last = probes["seeds"]
+    first, last = tc.extra["restarts"]
     return (f" (the probe --restarts continued: of seeds {first}-{last}, the lowest mi_real after its probe; "
             "restarts/choice.json)")
 

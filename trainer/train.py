@@ -141,8 +141,8 @@ def best_of_restarts(model_cls, config, ds, tc: TrainConfig, out: Path, restarts
     best = min(scores, key=lambda s: scores[s][0])
     summary = {str(s): {"mi_real": v, "chosen": s == best} for s, (v, _) in scores.items()}
     hub.atomic_write_bytes(out / "restarts" / "choice.json", (json.dumps(summary, indent=2) + "\n").encode())
-    chosen = {"seeds": [min(scores), max(scores)], "chosen": best}  # for the model card
-    return replace(tc, seed=best, resume=scores[best][1], extra={**tc.extra, "restarts": chosen})
+    probed = [min(scores), max(scores)]  # for the model card; the chosen one is the returned seed
+    return replace(tc, seed=best, resume=scores[best][1], extra={**tc.extra, "restarts": probed})
 
 
 def resume_training(dataset: str, out: Path, model_name: str | None = None, data_root: str | None = None,
