@@ -59,6 +59,10 @@ def test_vae_loss_hand_checked():
     # a one-hot q(s|x) costs log K, weighted by w_s
     total, _, _ = losses.vae_loss(x_g, x_re, mu, sigma, torch.tensor([[50.0, 0, 0, 0]] * 2), "normal", 0.5)
     assert total.item() == pytest.approx(1.0 + 0.5 * math.log(4), rel=1e-4)
+    # beta (kl_c_weight) scales only the continuous KL: mu = 1 in 3 dims at sigma = p is 1.5 / p^2 nats
+    total, rec, kl_c = losses.vae_loss(x_g, x_re, mu + 1, sigma, logits, "normal", 1e-3, kl_c_weight=4.0)
+    assert kl_c.item() == pytest.approx(1.5 / p ** 2, rel=1e-5)
+    assert total.item() == pytest.approx(rec.item() + 4.0 * kl_c.item(), rel=1e-5)
 
 
 def test_kl_matches_prior():

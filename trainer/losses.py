@@ -53,18 +53,19 @@ def mutual_information_loss(logits_s: torch.Tensor, s: torch.Tensor, mu: torch.T
 
 
 def vae_loss(x_g: torch.Tensor, x_regen: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
-             logits_s: torch.Tensor, c_prior: str, kl_s_weight: float
+             logits_s: torch.Tensor, c_prior: str, kl_s_weight: float, kl_c_weight: float = 1.0
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Eq. 31, negated: reconstruction of x_g = G(z,s,c) by G(z, s', c') plus the two KL terms.
 
     log q(x | c, s, z) is taken as a unit-variance Gaussian, i.e. the squared error summed over
     pixels (the authors' code); x_g is the target and carries no gradient. Returns
-    (total, reconstruction, kl_c) with total = rec + kl_c + kl_s_weight * kl_s.
+    (total, reconstruction, kl_c) with total = rec + kl_c_weight * kl_c + kl_s_weight * kl_s
+    (kl_c_weight 1: the paper's loss).
     """
     rec = ((x_g.detach() - x_regen) ** 2).flatten(1).sum(dim=1).mean()
     kl_c = codes.kl_gaussian(mu, sigma, c_prior).mean() if mu.shape[1] else rec.new_zeros(())
     kl_s = codes.kl_categorical_uniform(F.softmax(logits_s, dim=1)).mean()
-    return rec + kl_c + kl_s_weight * kl_s, rec, kl_c
+    return rec + kl_c_weight * kl_c + kl_s_weight * kl_s, rec, kl_c
 
 
 def paired_information_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, balance: float = 1.0,

@@ -25,6 +25,10 @@ class InfoVAEGANConfig(ConfigMixin):
     c_prior: str = "uniform"  # "uniform" U(-1,1) or "normal" N(0,1); see codes.prior_std for the KL
     tau: float = 0.1          # Gumbel-softmax temperature of the VAE loss (authors: 0.1)
     kl_s_weight: float = 1e-3  # w_s in Eq. 31 (authors: 0.001)
+    # Not in the paper (a lever): beta on KL(q(c|x) || p(c)) in Eq. 31/32, as in beta-VAE. Above 1
+    # it presses the continuous code towards the factorised prior, so each of its dims tends to
+    # follow one factor of variation (dSprites' FactorVAE score); 1 is the paper's loss.
+    kl_c_weight: float = 1.0
     mi_continuous: str = "mse"  # "mse" (authors' code) or "nll" (Gaussian log-likelihood, Eq. 30)
     mi_weight_s: float = 1.0
     mi_weight_c: float = 1.0
@@ -64,7 +68,7 @@ class InfoVAEGANConfig(ConfigMixin):
     # the levers came after format 1's first folders, which trained as these values do
     ADDED_FIELDS: ClassVar[dict] = {"d_real_s": "gumbel", "shared_trunk": False, "real_mi_weight": 0.0,
                                     "z_scale": 1.0, "augment": "affine", "real_mi_balance": 1.0,
-                                    "overcluster": 0, "reseed": False}
+                                    "overcluster": 0, "reseed": False, "kl_c_weight": 1.0}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
@@ -94,6 +98,8 @@ class InfoVAEGANConfig(ConfigMixin):
         if self.overcluster and (self.overcluster <= self.n_classes or not self.real_mi_weight > 0):
             raise ValueError(f"overcluster must be 0, or > n_classes ({self.n_classes}) with real_mi_weight > 0, "
                              f"got {self.overcluster}")
+        if not self.kl_c_weight >= 0:
+            raise ValueError(f"kl_c_weight must be >= 0, got {self.kl_c_weight}")
         if not self.tau > 0 or not self.width > 0:
             raise ValueError("tau and width must be > 0")
 
