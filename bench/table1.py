@@ -46,7 +46,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--tag", default="", help="added to the results' file name")
     ap.add_argument("--jobs", type=int, default=1, help="seeds trained at once, one thread each")
     ap.add_argument("--train-share", type=float, default=0.7, help="part of each run's budget spent training")
-    ap.add_argument("--cnn-epochs", type=int, default=3)
+    ap.add_argument("--cnn-epochs", type=int, default=PseudoLabelConfig.epochs)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default bench/results)")
     ap.add_argument("--runs", type=Path, default=None, help="keep the trained model folders here")

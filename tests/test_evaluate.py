@@ -69,6 +69,16 @@ def test_pseudo_label_cnn_trains_only_on_confident_images():
     assert none["accuracy"] is None and none["n_selected"] == 0 and "confidence > 1.0" in none["skipped"]
 
 
+def test_pseudo_label_cnn_plain_recipe_and_unknown_schedule():
+    train, test = shapes_dataset(256, seed=0), shapes_dataset(64, seed=1)
+    plain = PseudoLabelConfig(epochs=4, batch_size=32, augment=False, label_smoothing=0.0, schedule="constant")
+    result = pseudo_label_accuracy(ShapeOracle(), train.images, test.test_images, test.test_labels, plain)
+    assert result["accuracy"] > 0.6 and result["config"]["schedule"] == "constant"
+    with pytest.raises(ValueError, match="unknown schedule 'cosine'"):
+        pseudo_label_accuracy(ShapeOracle(), train.images, test.test_images, test.test_labels,
+                              PseudoLabelConfig(max_steps=1, schedule="cosine"))
+
+
 def test_model_representation_and_score_on_a_real_model(tiny_model_dir):
     model = hub.from_pretrained(str(tiny_model_dir))
     ds = shapes_dataset(64)

@@ -4,6 +4,12 @@ The training images whose inferred confidence max q(s|x) exceeds a threshold (0.
 paper) keep their inferred cluster as a label; a plain CNN learns those labels and is scored
 on the test split with the same Hungarian matching as the encoder (no true label is used
 anywhere in training).
+
+The paper names no training recipe. Ours is the usual one for a small image classifier: random
+affine views (the CNN then generalises past the teacher's own mistakes instead of copying them),
+label smoothing (about 1.6% of the selected labels are wrong on MNIST) and a one-cycle learning
+rate. On the bundled MNIST model (teacher 98.09%) this CNN scores 98.53%, against 97.69% for
+3 epochs of plain Adam on the unchanged images (bench/results/pseudo_label.md).
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ from trainer.evaluate.clustering import cluster_accuracy
 @dataclass
 class PseudoLabelConfig:
     threshold: float = 0.9      # paper: training images with confidence > 0.9
-    epochs: int = 3
+    epochs: int = 6
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 1e-3            # the peak of the one-cycle schedule
+    augment: bool = True        # random affine views (rotation 10 deg, scale 0.9-1.1, shift 0.1)
+    label_smoothing: float = 0.1
+    schedule: str = "one-cycle"  # or "constant" (plain Adam at lr)
     width: int = 16             # first conv channels (second: twice); small so CPU runs stay short
     seed: int = 0
     max_steps: int | None = None       # quick runs and tests
@@ -51,6 +60,8 @@ def train_cnn(images: torch.Tensor, targets: torch.Tensor, n_classes: int, cfg: 
     """Fit a SmallCNN on uint8 images [N, C, H, W] and integer targets; returns (net, info)."""
     if len(images) == 0:
         raise ValueError("pseudo-label CNN: no training images")
+    from trainer.augment import random_affine
+
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     net = SmallCNN(images.shape[-1], images.shape[1], n_classes, cfg.width).to(device).train()
@@ -59,6 +70,11 @@ def train_cnn(images: torch.Tensor, targets: torch.Tensor, n_classes: int, cfg: 
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
+    if cfg.schedule not in ("one-cycle", "constant"):
+        raise ValueError(f"pseudo-label CNN: unknown schedule {cfg.schedule!r}; use one-cycle or constant")
+    # one-cycle is planned over all steps; a max_seconds stop cuts it short
+    schedule = (torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=max(total, 2))
+                if cfg.schedule == "one-cycle" else None)
     step, start, stopped_by = 0, time.time(), "epochs"
     while step < total and stopped_by == "epochs":
         order = torch.randperm(len(images), generator=gen)
@@ -68,10 +84,14 @@ def train_cnn(images: torch.Tensor, targets: torch.Tensor, n_classes: int, cfg: 
                 break
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             x = images[idx].to(device).float().div_(scale)
-            loss = nn.functional.cross_entropy(net(x), targets[idx].to(device))
+            if cfg.augment:  # zero border fill: the dark background of the labelled datasets
+                x = random_affine(x, gen, degrees=10.0, scale=(0.9, 1.1), translate=0.1)
+            loss = nn.functional.cross_entropy(net(x), targets[idx].to(device), label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if schedule is not None:
+                schedule.step()
             step += 1
     if stopped_by == "epochs" and step < cfg.epochs * steps_per_epoch:
         stopped_by = "max_steps"
