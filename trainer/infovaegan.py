@@ -76,7 +76,7 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
         c_2 = codes.reparameterize(mu_r, sigma_r, gen)
         x_rec = model.generate2(s_2, c_2)
         vae, rec, kl_c = losses.vae_loss(x, x_rec, mu_r, sigma_r, logits_r, cfg.c_prior, cfg.kl_s_weight,
-                                             cfg.kl_c_weight)
+                                         cfg.kl_c_weight)
         (g_adv + mi + vae).backward()
     else:
         s_p = codes.gumbel_softmax(logits, cfg.tau, gen)
@@ -85,7 +85,7 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
         x_re = model.generate(z, s_p, c_p)
         requires_grad(model.G, True)
         vae, rec, kl_c = losses.vae_loss(x_g, x_re, mu, sigma, logits, cfg.c_prior, cfg.kl_s_weight,
-                                             cfg.kl_c_weight)
+                                         cfg.kl_c_weight)
         e_params = list(model.E.parameters())
         # The VAE loss also depends on G through E's input x_g; taking its gradient w.r.t. E's
         # parameters alone keeps it an encoder-only loss (the authors' var_list=encoder).
