@@ -1,13 +1,14 @@
 """Table 2: FactorVAE disentanglement score on dSprites, over seeds.
 
     python bench/table2.py --seeds 5 --budget-minutes 60 [--real-subset]
-    python bench/table2.py --from-runs runs/dsprites-a runs/dsprites-b [--real-subset]
+    python bench/table2.py --from-runs runs/dsprites-a runs/dsprites-b [--real-subset] [--tag T]
                            [--train-votes 10000 --eval-votes 5000 --variance-samples 10000]
 
 Per seed: train InfoVAEGAN on procedural dSprites (trainer.train.train) for what the budget
 leaves after the metric's own cost, then score it with disentanglement_lib's FactorVAE
 protocol for each representation (mu_c, and mu_c + softmax(s)), on procedural dSprites and,
-with --real-subset, on the real 3x6x10x16x16 grid. Writes bench/results/table2.{md,json}.
+with --real-subset, on the real 3x6x10x16x16 grid. Writes bench/results/table2[-TAG].{md,json}:
+the mean over the runs, and a row per run with its settings that differ from the paper's.
 Fewer votes than the protocol's 10,000 / 5,000 make a CPU run fit; the table says so.
 """
 
@@ -43,6 +44,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--real-subset", action="store_true", help="also score on the real dSprites grid")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default bench/results)")
+    ap.add_argument("--tag", default="", help="added to the results' file name")
     ap.add_argument("--runs", type=Path, default=None, help="keep the trained model folders here")
     ap.add_argument("--from-runs", type=Path, nargs="+", default=None,
                     help="score these trained dSprites model folders instead of training")
@@ -113,11 +115,19 @@ def score_run(args, folder: Path, found: dict) -> dict:
     record = records[-1]
     model = hub.from_pretrained(str(folder), device=str(resolve_device(args.device)))
     scores = score_all(model, args, found, seed)
-    return {"seed": seed, "run": str(folder), "scores": {k: v["eval_accuracy"] for k, v in scores.items()},
+    return {"seed": seed, "run": str(folder), "model": model.config.model, "settings": changed_settings(model.config),
+            "scores": {k: v["eval_accuracy"] for k, v in scores.items()},
             "details": {k: {f: v[f] for f in ("train_accuracy", "num_active_dims", "code_dim", "classifier")
                             if f in v} for k, v in scores.items()},
             "steps": record["steps"], "epochs_done": round(record["epochs_done"], 4), "width": model.config.width,
             "eval_seconds": round(time.time() - start, 1)}
+
+
+def changed_settings(config) -> dict:
+    """The model-config fields that differ from the paper's dSprites model of the same family."""
+    paper = type(config)(**{k: v for k, v in defaults_for("dsprites").items() if k != "epochs"}, model=config.model,
+                         dataset=config.dataset)
+    return {k: v for k, v in asdict(config).items() if asdict(paper).get(k) != v}
 
 
 def markdown(results: dict, seeds: list[dict], args, prov: dict) -> str:
@@ -127,19 +137,26 @@ def markdown(results: dict, seeds: list[dict], args, prov: dict) -> str:
     lines = ["# Table 2: FactorVAE disentanglement score on dSprites, mean ± std over seeds", "",
              "| representation / data | FactorVAE score | active code dims (mean over seeds) | seeds |",
              "|---|---|---|---|"]
+    if len({json.dumps([s["model"], s["settings"], s["steps"]], sort_keys=True) for s in seeds}) > 1:
+        lines = ["# FactorVAE disentanglement score on dSprites, per run (the runs differ in settings or steps)"]
+        results = {}
     for key, stat in results.items():
         active = sum(s["details"][key]["num_active_dims"] for s in seeds) / len(seeds)
         lines.append(f"| {key} | {stat['mean']:.3f} ± {stat['std']:.3f} | "
                      f"{active:.1f} of {seeds[0]['details'][key]['code_dim']} | {stat['n']} |")
-    per_seed = [f"seed {s['seed']}: " + ", ".join(f"{v:.3f}" for v in s["scores"].values()) for s in seeds]
-    lines += ["", "Per seed (rows in table order): " + "; ".join(per_seed)]
+    lines += ["", "| run | seed | model | settings (besides the paper's) | steps (epochs) | "
+              + " | ".join(seeds[0]["scores"]) + " |", "|---|---|---|---|---|" + "---|" * len(seeds[0]["scores"])]
+    for s in seeds:
+        changed = ", ".join(f"{k} {v}" for k, v in s["settings"].items()) or "the paper's"
+        lines.append(f"| {Path(s['run']).name} | {s['seed']} | {s['model']} | {changed} | "
+                     f"{s['steps']} ({s['epochs_done']:.2f}) | " + " | ".join(f"{v:.3f}" for v in s["scores"].values())
+                     + " |")
     m = prov["machine"]
     lines += ["", f"Protocol: disentanglement_lib FactorVAE (batch 64, prune std < 0.05, majority vote), "
               f"{votes}. "
               "A code with no dim of std >= 0.05 scores 0, as in disentanglement_lib.",
-              f"Training: {seeds[0]['steps']} steps ({seeds[0]['epochs_done']:.3f} epochs of the default "
-              f"{defaults_for('dsprites')['epochs']}), width {seeds[0]['width']}; stops at the time budget, so "
-              "not the paper's setting unless the epochs match.",
+              f"Training: `infoedit train dsprites` defaults to {defaults_for('dsprites')['epochs']} epoch(s) of "
+              "the 737,280 images at width 1.0; the runs' steps and settings are in the table above.",
               f"Commit `{prov['commit']}`, {prov['date']}, `{prov['command']}`.",
               f"Machine: {m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']}. "
               f"Total wall time {prov['wall_seconds'] / 60:.1f} min."]
@@ -187,7 +204,7 @@ def report(args, started: float, plan: dict, seeds: list[dict], found: dict) -> 
                "protocol": {**asdict(protocol(args, 0)), "seed": "the run's seed",
                             "data": {k: v[2] for k, v in found.items()}},
                "plan": plan, "results": results, "seeds": seeds}
-    md, js = common.write("table2", payload, markdown(results, seeds, args, prov), args.out)
+    md, js = common.write("table2" + (f"-{args.tag}" if args.tag else ""), payload, markdown(results, seeds, args, prov), args.out)
     print(markdown(results, seeds, args, prov))
     print(f"wrote {md} and {js}")
 
