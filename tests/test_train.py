@@ -207,6 +207,10 @@ def test_restarts_continue_the_most_informative_probe(tmp_path):
     assert f"seed: {best} (the probe --restarts continued: of seeds 3-4" in card
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["step"] == 13  # continued from the probe's 10 steps
+    resumed = runner.invoke(app, ["train", f"folder:{tmp_path / 'imgs'}", "--resume", str(out), "--max-steps", "15",
+                                  "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    assert f"seed: {best} (the probe --restarts continued: of seeds 3-4" in (out / "README.md").read_text()
     short = tmp_path / "short"  # a run shorter than the probes: the probes stop at its end
     assert runner.invoke(app, args[:3] + [str(short)] + args[4:-3] + ["--max-steps", "3", "--quiet"]).exit_code == 0
     probe = [json.loads(line) for line in (short / "restarts" / "seed3" / "metrics.jsonl").read_text().splitlines()]

@@ -176,6 +176,7 @@ def resume_training(dataset: str, out: Path, model_name: str | None = None, data
             setattr(tc, key, run_tc[key])
     if tc.epochs is None:
         tc.epochs = run_tc.get("epochs")
+    tc.extra = {**(run_tc.get("extra") or {}), **tc.extra}  # e.g. which probe a --restarts run continued
     extra = {"source_class": config.source_class} if hasattr(config, "source_class") else {}
     ds = data.load(dataset, data_root, limit=tc.limit, progress=progress, **extra)
     torch.manual_seed(tc.seed)
