@@ -204,7 +204,8 @@ def report(args, started: float, plan: dict, seeds: list[dict], found: dict) -> 
                "protocol": {**asdict(protocol(args, 0)), "seed": "the run's seed",
                             "data": {k: v[2] for k, v in found.items()}},
                "plan": plan, "results": results, "seeds": seeds}
-    md, js = common.write("table2" + (f"-{args.tag}" if args.tag else ""), payload, markdown(results, seeds, args, prov), args.out)
+    name = "table2" + (f"-{args.tag}" if args.tag else "")
+    md, js = common.write(name, payload, markdown(results, seeds, args, prov), args.out)
     print(markdown(results, seeds, args, prov))
     print(f"wrote {md} and {js}")
 

@@ -606,6 +606,7 @@ def evaluate(
     seed: int = typer.Option(0),
     device: DeviceOpt = "auto",
     json_out: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+    quiet: QuietOpt = False,
     force: ForceOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -622,7 +623,8 @@ def evaluate(
         result = run_evaluate(model, dataset=dataset, data=data, split=split, out=out,
                               pseudo_label_cnn=pseudo_label_cnn, factorvae=factorvae, representation=representation,
                               real_subset=real_subset, fid_against=fid_against, inception_weights=inception_weights,
-                              fid_samples=fid_samples, device=device, seed=seed, limit=limit)
+                              fid_samples=fid_samples, device=device, seed=seed, limit=limit,
+                              progress=_chatty(quiet))
         print(report(result, as_json=json_out))
 
 

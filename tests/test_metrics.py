@@ -114,6 +114,17 @@ def test_oracle_encoder_scores_one():
     assert result["classifier"] == {str(d): 5 - d for d in range(1, 6)}
 
 
+def test_factorvae_progress_bar_counts_every_vote_and_changes_no_result(capsys):
+    noisy = np.random.default_rng(0)
+    quiet = factorvae_score(SIZES, identity, lambda f: f + noisy.normal(size=f.shape), SMALL)
+    noisy = np.random.default_rng(0)
+    shown = factorvae_score(SIZES, identity, lambda f: f + noisy.normal(size=f.shape), SMALL, progress=True)
+    assert shown["eval_votes"] == quiet["eval_votes"] and shown["train_votes"] == quiet["train_votes"]
+    votes = SMALL.n_train_votes + SMALL.n_eval_votes
+    assert f"{votes}/{votes}" in capsys.readouterr().err  # the bar ends full
+    assert votes == sum(map(sum, shown["train_votes"])) + sum(map(sum, shown["eval_votes"]))
+
+
 def test_random_codes_score_near_chance():
     rng = np.random.default_rng(3)
     protocol = FactorVAEProtocol(n_train_votes=500, n_eval_votes=1000, n_variance_samples=2000)

@@ -80,8 +80,9 @@ def evaluate(model: str, dataset: str | None = None, data: str | None = None, sp
              representation: str = "mu", real_subset: bool = False, fid_against: str | None = None,
              inception_weights: Path | None = None, fid_samples: int = 10_000, device: str = "auto",
              seed: int = 0, limit: int | None = None, factorvae_protocol: FactorVAEProtocol | None = None,
-             pseudo_label: PseudoLabelConfig | None = None, extractor=None) -> dict:
+             pseudo_label: PseudoLabelConfig | None = None, extractor=None, progress: bool = False) -> dict:
     """Evaluate a model folder (or Hub id); ValueError with one line on bad input.
+    ``progress``: bars on stderr for the long parts (the pseudo-label CNN, the FactorVAE votes).
 
     ``dataset`` defaults to the one in the model's config. ``real_subset`` implies ``factorvae``.
     ``extractor`` replaces the Inception network for FID (tests use a tiny stand-in).
@@ -129,13 +130,13 @@ def evaluate(model: str, dataset: str | None = None, data: str | None = None, sp
         result["supervised"] = supervised_metrics(net, ds, split, limit)
 
     if pseudo_label_cnn:
-        result["pseudo_label_cnn"] = _pseudo_label(net, ds, pseudo_label, seed, limit)
+        result["pseudo_label_cnn"] = _pseudo_label(net, ds, pseudo_label, seed, limit, progress)
     if factorvae:
         from trainer.evaluate.factorvae import dsprites_source, factorvae_score, model_representation
 
         sizes, observe, what = dsprites_source(real_grid)
         protocol = factorvae_protocol or FactorVAEProtocol(seed=seed)
-        score = factorvae_score(sizes, observe, model_representation(net, representation), protocol)
+        score = factorvae_score(sizes, observe, model_representation(net, representation), protocol, progress)
         score["protocol"].update(representation=representation, data=what)
         result["factorvae"] = score
     if fid_against:
@@ -175,12 +176,13 @@ def _check(model: str, cfg, name: str, split: str, representation: str, pseudo_l
                          f"not {name}")
 
 
-def _pseudo_label(net, ds, config: PseudoLabelConfig | None, seed: int, limit: int | None) -> dict:
+def _pseudo_label(net, ds, config: PseudoLabelConfig | None, seed: int, limit: int | None,
+                  progress: bool = False) -> dict:
     from trainer.evaluate.pseudo_label import pseudo_label_accuracy
 
     config = config or PseudoLabelConfig(seed=seed)
     train = ds.images[:limit] if limit else ds.images
-    return pseudo_label_accuracy(net, train, ds.test_images, ds.test_labels, config, ds.scale)
+    return pseudo_label_accuracy(net, train, ds.test_images, ds.test_labels, config, ds.scale, progress)
 
 
 def report(result: dict, as_json: bool = False) -> str:

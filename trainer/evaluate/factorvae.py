@@ -13,6 +13,7 @@ Protocol (disentanglement_lib ``factor_vae.compute_factor_vae``):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -42,7 +43,7 @@ def _codes(observe: Observe, represent: Represent, factors: np.ndarray, chunk: i
 
 def _votes(sizes: np.ndarray, observe: Observe, represent: Represent, n_votes: int,
            global_var: np.ndarray, active: np.ndarray, p: FactorVAEProtocol,
-           rng: np.random.Generator) -> np.ndarray:
+           rng: np.random.Generator, advance: Callable[[int], None]) -> np.ndarray:
     """votes[k, d] = how often fixing factor k made dim d the least variable (normalised)."""
     varying = np.flatnonzero(sizes > 1)  # a factor with one value cannot be "fixed" meaningfully
     active_idx = np.flatnonzero(active)
@@ -59,12 +60,16 @@ def _votes(sizes: np.ndarray, observe: Observe, represent: Represent, n_votes: i
         dims = active_idx[np.argmin(local_var[:, active] / global_var[active], axis=1)]
         np.add.at(votes, (ks, dims), 1)
         done += m
+        advance(m)
     return votes
 
 
 def factorvae_score(factor_sizes: Sequence[int], observe: Observe, represent: Represent,
-                    protocol: FactorVAEProtocol | None = None) -> dict:
-    """Run the protocol; returns eval_accuracy (the score), train_accuracy and the details."""
+                    protocol: FactorVAEProtocol | None = None, progress: bool = False) -> dict:
+    """Run the protocol; returns eval_accuracy (the score), train_accuracy and the details.
+    ``progress``: a bar over the votes on stderr."""
+    from trainer.progress import make_progress
+
     p = protocol or FactorVAEProtocol()
     sizes = np.asarray(factor_sizes, dtype=np.int64)
     if not (sizes > 1).any():
@@ -80,8 +85,11 @@ def factorvae_score(factor_sizes: Sequence[int], observe: Observe, represent: Re
               "global_std": np.sqrt(global_var).round(4).tolist()}
     if not active.any():  # disentanglement_lib scores a collapsed code 0
         return {"eval_accuracy": 0.0, "train_accuracy": 0.0, **result}
-    train = _votes(sizes, observe, represent, p.n_train_votes, global_var, active, p, rng)
-    evals = _votes(sizes, observe, represent, p.n_eval_votes, global_var, active, p, rng)
+    with make_progress(progress) as bar:
+        advance = partial(bar.advance, bar.add_task("FactorVAE votes", total=p.n_train_votes + p.n_eval_votes,
+                                                    info=""))
+        train = _votes(sizes, observe, represent, p.n_train_votes, global_var, active, p, rng, advance)
+        evals = _votes(sizes, observe, represent, p.n_eval_votes, global_var, active, p, rng, advance)
     classifier = train.argmax(axis=0)  # majority vote: each code dim -> the factor it signals
     dims = np.arange(train.shape[1])
     return {"eval_accuracy": float(evals[classifier, dims].sum() / evals.sum()),

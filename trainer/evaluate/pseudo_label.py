@@ -57,11 +57,13 @@ class SmallCNN(nn.Module):
 
 
 def train_cnn(images: torch.Tensor, targets: torch.Tensor, n_classes: int, cfg: PseudoLabelConfig,
-              scale: float = 255.0, device: str | torch.device = "cpu") -> tuple[SmallCNN, dict]:
+              scale: float = 255.0, device: str | torch.device = "cpu", progress: bool = False
+              ) -> tuple[SmallCNN, dict]:
     """Fit a SmallCNN on uint8 images [N, C, H, W] and integer targets; returns (net, info)."""
     if len(images) == 0:
         raise ValueError("pseudo-label CNN: no training images")
     from trainer.augment import random_affine
+    from trainer.progress import make_progress
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -77,23 +79,26 @@ def train_cnn(images: torch.Tensor, targets: torch.Tensor, n_classes: int, cfg: 
     schedule = (torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=max(total, 2))
                 if cfg.schedule == "one-cycle" else None)
     step, start, stopped_by = 0, time.time(), "epochs"
-    while step < total and stopped_by == "epochs":
-        order = torch.randperm(len(images), generator=gen)
-        for i in range(min(steps_per_epoch, total - step)):
-            if cfg.max_seconds is not None and time.time() - start > cfg.max_seconds:
-                stopped_by = "max_seconds"
-                break
-            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            x = images[idx].to(device).float().div_(scale)
-            if cfg.augment:  # zero border fill: the dark background of the labelled datasets
-                x = random_affine(x, gen, degrees=10.0, scale=(0.9, 1.1), translate=0.1)
-            loss = nn.functional.cross_entropy(net(x), targets[idx].to(device), label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if schedule is not None:
-                schedule.step()
-            step += 1
+    with make_progress(progress) as bar:
+        task = bar.add_task("pseudo-label CNN", total=total, info="")
+        while step < total and stopped_by == "epochs":
+            order = torch.randperm(len(images), generator=gen)
+            for i in range(min(steps_per_epoch, total - step)):
+                if cfg.max_seconds is not None and time.time() - start > cfg.max_seconds:
+                    stopped_by = "max_seconds"
+                    break
+                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                x = images[idx].to(device).float().div_(scale)
+                if cfg.augment:  # zero border fill: the dark background of the labelled datasets
+                    x = random_affine(x, gen, degrees=10.0, scale=(0.9, 1.1), translate=0.1)
+                loss = nn.functional.cross_entropy(net(x), targets[idx].to(device), label_smoothing=cfg.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if schedule is not None:
+                    schedule.step()
+                step += 1
+                bar.advance(task)
     if stopped_by == "epochs" and step < cfg.epochs * steps_per_epoch:
         stopped_by = "max_steps"
     net.eval()
@@ -111,7 +116,7 @@ def predict(net: nn.Module, images: torch.Tensor, scale: float = 255.0, batch_si
 
 def pseudo_label_accuracy(model, train_images: torch.Tensor, test_images: torch.Tensor,
                           test_labels: torch.Tensor, cfg: PseudoLabelConfig | None = None,
-                          scale: float = 255.0) -> dict:
+                          scale: float = 255.0, progress: bool = False) -> dict:
     """Select confident training images, train the CNN on their clusters, score it on the test set.
 
     When no image is confident enough, ``accuracy`` is None and ``skipped`` says why.
@@ -126,7 +131,8 @@ def pseudo_label_accuracy(model, train_images: torch.Tensor, test_images: torch.
         return {"accuracy": None, "n_selected": 0, "fraction_selected": 0.0, "n_test": len(test_images),
                 "skipped": f"no training image has confidence > {cfg.threshold} "
                            f"(max {float(confidence.max()):.3f})", "config": asdict(cfg)}
-    net, info = train_cnn(train_images[keep], clusters[keep], model.config.n_classes, cfg, scale, model.device)
+    net, info = train_cnn(train_images[keep], clusters[keep], model.config.n_classes, cfg, scale, model.device,
+                          progress)
     acc, mapping = cluster_accuracy(predict(net, test_images, scale), test_labels.numpy())
     per_cluster = torch.bincount(clusters[keep], minlength=model.config.n_classes).tolist()
     return {"accuracy": acc, "cluster_to_label": {str(k): v for k, v in sorted(mapping.items())},
