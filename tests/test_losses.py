@@ -281,6 +281,32 @@ def test_augment_contrast_changes_shade_not_shape():
         augment_parts("affine+contrast+contrast")
 
 
+def test_augment_centre_and_spin_remove_position_size_and_orientation():
+    from trainer.augment import CENTRED_RADIUS, mass_frame, random_affine, views
+
+    assert augment_parts("affine+centre+spin") == {"affine", "centre", "spin"}
+    # a 4x4 block at rows/cols 4-7 of 32: centre of mass at pixel 6, i.e. (2 * 6) / 32 - 1 = -0.625
+    small, large = torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32)
+    small[0, 0, 4:8, 4:8] = 1
+    large[0, 0, 12:28, 10:26] = 1
+    middle, radius = mass_frame(torch.cat([small, large, torch.zeros(1, 1, 32, 32)]))
+    assert torch.allclose(middle[0], torch.tensor([-0.625, -0.625])) and torch.equal(middle[2], torch.zeros(2))
+    # an n x n block of pixel centres has a variance of (n^2 - 1) / 12 per axis
+    assert radius[1] / radius[0] == pytest.approx(math.sqrt(255 / 15), rel=1e-4)
+    assert radius[2] == pytest.approx(CENTRED_RADIUS)
+    # centred without other warps: both blocks land in the middle at the same size, whatever their place and size
+    fixed = random_affine(torch.cat([small, large]), None, degrees=0, scale=(1, 1), translate=0, centre=True)
+    middle, radius = mass_frame(fixed)
+    # (bilinear resampling blurs the 2.5x enlarged small block a little: a slightly larger radius)
+    assert middle.abs().max() < 0.02 and torch.allclose(radius, torch.full((2,), CENTRED_RADIUS), rtol=0.1)
+    # spin: a horizontal bar ends up at every angle, not only within +-15 degrees
+    bar = torch.zeros(64, 1, 32, 32)
+    bar[:, :, 15:17, 6:26] = 1
+    spun = views(bar, "affine+spin", torch.Generator().manual_seed(0))
+    upright = (spun[:, 0, :, 14:18].sum((1, 2)) > 2 * spun[:, 0, 14:18, :].sum((1, 2))).sum()
+    assert upright >= 5  # about a quarter of the angles turn it nearer vertical than horizontal
+
+
 def test_reseed_splits_an_overfull_category_only():
     from infoedit.models.infovaegan import InfoVAEGAN2
     from trainer.infovaegan import reseed_categories

@@ -3,8 +3,10 @@
 
 ``augment`` names the parts joined by '+': "affine" (rotation, scale, shift: always on),
 "flip" (mirror left-right), "shear" (slant and width: a digit's handwriting style, not its
-identity), "stroke" (thinner or thicker strokes: the pen, not the shape) and "contrast" (a
-darker or lighter shade: a garment's colour or a scan's exposure, not the object).
+identity), "stroke" (thinner or thicker strokes: the pen, not the shape), "contrast" (a
+darker or lighter shade: a garment's colour or a scan's exposure, not the object), "centre"
+(each view centred on its centre of mass and scaled to one size: where and how large an object
+is, not what it is, as dSprites' position and scale) and "spin" (any rotation: orientation).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from infoedit.models.infovaegan import augment_parts
 def views(x: torch.Tensor, augment: str, generator: torch.Generator | None = None) -> torch.Tensor:
     """A random view of each image of x under the named parts."""
     parts = augment_parts(augment)
-    x = random_affine(x, generator, flip="flip" in parts, shear=0.3 if "shear" in parts else 0.0,
-                      aspect=0.2 if "shear" in parts else 0.0)
+    x = random_affine(x, generator, degrees=180.0 if "spin" in parts else 15.0, flip="flip" in parts,
+                      shear=0.3 if "shear" in parts else 0.0, aspect=0.2 if "shear" in parts else 0.0,
+                      centre="centre" in parts)
     if "stroke" in parts:
         x = random_stroke(x, generator)
     return random_contrast(x, generator) if "contrast" in parts else x
@@ -29,12 +32,15 @@ def views(x: torch.Tensor, augment: str, generator: torch.Generator | None = Non
 
 def random_affine(x: torch.Tensor, generator: torch.Generator | None = None, degrees: float = 15.0,
                   scale: tuple[float, float] = (0.85, 1.15), translate: float = 0.15,
-                  flip: bool = False, shear: float = 0.0, aspect: float = 0.0) -> torch.Tensor:
+                  flip: bool = False, shear: float = 0.0, aspect: float = 0.0, centre: bool = False
+                  ) -> torch.Tensor:
     """Each image of x [N, C, H, W] rotated by up to ``degrees``, scaled within ``scale`` and
     shifted by up to ``translate`` of its half-size; with ``flip`` mirrored left-right half of
     the time; sheared horizontally by up to ``shear`` (x += shear * y) and its width scaled by
-    up to 1 +- ``aspect``. The border is filled with zeros (the background of dark-background
-    data such as MNIST).
+    up to 1 +- ``aspect``. With ``centre`` the warp is taken about each image's centre of mass,
+    which it moves to the middle, and the image is first scaled to a radius of gyration of
+    ``CENTRED_RADIUS`` (the random shift and scale then act on top). The border is filled with
+    zeros (the background of dark-background data such as MNIST).
     """
     n = x.shape[0]
 
@@ -52,8 +58,35 @@ def random_affine(x: torch.Tensor, generator: torch.Generator | None = None, deg
     a, b = cos * mirror * inv_width, (-sin + inv_shear * cos) * inv_width
     theta = torch.stack([torch.stack([a, b, uniform(-translate, translate)], 1),
                          torch.stack([sin * mirror, cos, uniform(-translate, translate)], 1)], 1)
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    theta = theta.to(x.device, x.dtype)
+    if centre:
+        middle, radius = mass_frame(x)
+        theta = torch.cat([theta[:, :, :2] * (radius / CENTRED_RADIUS)[:, None, None],
+                           theta[:, :, 2:] + middle[:, :, None]], 2)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+CENTRED_RADIUS = 0.25  # radius of gyration of a centred view, in [-1, 1] image coordinates
+
+
+def mass_frame(x: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's centre of mass [N, 2] (x, y) and radius of gyration [N] in affine_grid's
+    [-1, 1] coordinates, the intensities summed over channels as weights; an empty image gets
+    the middle and CENTRED_RADIUS (left as it is)."""
+    n, _, h, w = x.shape
+    weight = x.clamp_min(0).sum(1).flatten(1)                      # [N, H*W]
+    ys = (torch.arange(h, device=x.device, dtype=x.dtype) * 2 + 1) / h - 1
+    xs = (torch.arange(w, device=x.device, dtype=x.dtype) * 2 + 1) / w - 1
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    coords = torch.stack([gx.flatten(), gy.flatten()], 1)          # [H*W, 2]
+    mass = weight.sum(1, keepdim=True)
+    empty = mass[:, 0] <= eps
+    p = weight / mass.clamp_min(eps)
+    middle = p @ coords
+    spread = (p * ((coords[None] - middle[:, None]) ** 2).sum(2)).sum(1)
+    radius = torch.where(empty | (spread <= eps), torch.full_like(spread, CENTRED_RADIUS ** 2), spread).sqrt()
+    return torch.where(empty[:, None], torch.zeros_like(middle), middle), radius
 
 
 def random_stroke(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

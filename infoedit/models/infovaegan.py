@@ -12,7 +12,7 @@ from infoedit.models.config import CodeModel, ConfigMixin
 from infoedit.models.nets import Encoder, Generator, JointDiscriminator
 
 FORMAT_VERSION = 1
-AUGMENT_PARTS = ("affine", "flip", "shear", "stroke", "contrast")
+AUGMENT_PARTS = ("affine", "flip", "shear", "stroke", "contrast", "centre", "spin")
 
 
 @dataclass
@@ -56,7 +56,9 @@ class InfoVAEGANConfig(ConfigMixin):
     # The views' warps (trainer.augment): "affine" (rotation, scale, shift), then optional parts
     # joined by '+': "flip" (mirrored: for data whose classes are mirror-symmetric, such as
     # clothes; not for digits), "shear" (slant and width), "stroke" (stroke thickness),
-    # "contrast" (shade: gamma and gain of the intensities).
+    # "contrast" (shade: gamma and gain of the intensities), "centre" (each view moved to its centre
+    # of mass and scaled to one size, as MNIST's own preprocessing: position and size stop
+    # mattering), "spin" (any rotation, not only +-15 degrees).
     augment: str = "affine"
     # Not in the paper (a lever): z ~ U(-z_scale, z_scale). A small noise range (ClusterGAN's
     # sigma 0.1) leaves each category a narrow mode, so the 10 categories must cover the data's
@@ -108,7 +110,8 @@ def augment_parts(augment: str) -> set[str]:
     """The parts of InfoVAEGANConfig.augment; ValueError unless it reads 'affine[+part...]'."""
     parts = augment.split("+")
     if parts[0] != "affine" or not set(parts) <= set(AUGMENT_PARTS) or len(set(parts)) < len(parts):
-        raise ValueError(f"augment must be 'affine' optionally followed by +flip, +shear, +stroke, +contrast, got {augment!r}")
+        raise ValueError(f"augment must be 'affine' optionally followed by "
+                         f"{', '.join('+' + p for p in AUGMENT_PARTS[1:])}, got {augment!r}")
     return set(parts)
 
 
