@@ -137,7 +137,7 @@ def test_non_finite_loss_stops_and_names_it(tmp_path, monkeypatch):
 
 
 def test_eval_every_and_time_budget(tmp_path):
-    from trainer import infovaegan, loop
+    from trainer import loop
 
     model = InfoVAEGAN(InfoVAEGANConfig(n_classes=3, z_dim=4, width=0.125))
     tc = TrainConfig(epochs=50, batch_size=32, device="cpu", eval_every=4, max_seconds=1.0)
