@@ -114,6 +114,11 @@ def test_oracle_encoder_scores_one():
     assert result["classifier"] == {str(d): 5 - d for d in range(1, 6)}
 
 
+def test_factorvae_protocol_takes_keywords_only():
+    with pytest.raises(TypeError):
+        FactorVAEProtocol(1000, 500, 5000)  # positionally this would read as batch size 1000
+
+
 def test_factorvae_progress_bar_counts_every_vote_and_changes_no_result(capsys):
     noisy = np.random.default_rng(0)
     quiet = factorvae_score(SIZES, identity, lambda f: f + noisy.normal(size=f.shape), SMALL)

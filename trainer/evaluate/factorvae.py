@@ -24,7 +24,7 @@ Observe = Callable[[np.ndarray], Any]         # factor classes [n, F] -> a batch
 Represent = Callable[[Any], np.ndarray]       # a batch of images -> codes [n, D]
 
 
-@dataclass
+@dataclass(kw_only=True)  # FactorVAEProtocol(1000, 500, 5000) would set batch_size, not votes
 class FactorVAEProtocol:
     batch_size: int = 64
     n_train_votes: int = 10_000
