@@ -214,6 +214,22 @@ def test_real_mi_lever_trains_only_e_and_raises_the_information():
     assert sum(seen[-5:]) / 5 < sum(seen[:5]) / 5 - 0.3
 
 
+def test_real_mi_pairs_two_views_when_they_are_centred(monkeypatch):
+    from trainer import augment, infovaegan
+
+    seen = []  # the batches E is paired on: each views() call's input
+    real_views = augment.views
+    monkeypatch.setattr(infovaegan.augment, "views", lambda x, *a: seen.append(x) or real_views(x, *a))
+    x = torch.rand(16, 1, 28, 28)
+    tc = TrainConfig(lr_d=0.0, lr_g=0.0, lr_e=0.0)
+    for parts, calls in (("affine", 1), ("affine+centre", 2), ("affine+centre+spin", 2)):
+        seen.clear()
+        model = tiny(real_mi_weight=1.0, augment=parts)
+        values = train_step(model, make_optimizers(model, tc), x, torch.Generator().manual_seed(1))
+        assert len(seen) == calls and all(v is x for v in seen)  # centred: both sides of the pair are views
+        assert -math.log(3) <= values["mi_real"] <= 0
+
+
 def test_overcluster_head_trains_e_only_and_stays_out_of_the_model_folder(tmp_path):
     from infoedit import hub
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from infoedit import codes
+from infoedit.models.infovaegan import augment_parts
 from trainer import augment, dist, losses
 from trainer.loop import TrainConfig, adam, predict_clusters, requires_grad
 
@@ -63,10 +64,15 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     extra = {}
     if real_mi:  # the lever: E alone, views x and a random warp of x (cfg.augment)
         _, _, logits_warped, aux_warped = model.E.forward_with_aux(augment.views(x, cfg.augment, gen))
-        extra["mi_real"] = losses.paired_information_loss(logits_r, logits_warped, cfg.real_mi_balance)
+        logits_a, aux_a = logits_r, aux_r
+        if "centre" in augment_parts(cfg.augment):
+            # A centred, resized view looks unlike any raw image (E could tell the two apart and
+            # map them to unrelated categories), so the pair is two such views.
+            _, _, logits_a, aux_a = model.E.forward_with_aux(augment.views(x, cfg.augment, gen))
+        extra["mi_real"] = losses.paired_information_loss(logits_a, logits_warped, cfg.real_mi_balance)
         mi = mi + cfg.real_mi_weight * extra["mi_real"]
-        if aux_r is not None:  # the over-clustering head: same loss, same weight, as IIC trains its heads
-            extra["mi_real_aux"] = losses.paired_information_loss(aux_r, aux_warped, cfg.real_mi_balance)
+        if aux_a is not None:  # the over-clustering head: same loss, same weight, as IIC trains its heads
+            extra["mi_real_aux"] = losses.paired_information_loss(aux_a, aux_warped, cfg.real_mi_balance)
             mi = mi + cfg.real_mi_weight * extra["mi_real_aux"]
     for o in opt.values():
         o.zero_grad(set_to_none=True)
