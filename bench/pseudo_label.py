@@ -41,8 +41,6 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
-    import torch
-
     from infoedit import hub
     from trainer import data
     from trainer.evaluate.clustering import cluster_accuracy
@@ -60,7 +58,6 @@ def main() -> None:
         row = {"model": str(folder), "dataset": ds.name, "teacher": teacher, "cnn": {}}
         for name in args.recipes:
             cfg = replace(PseudoLabelConfig(seed=args.seed), **RECIPES[name])
-            torch.manual_seed(args.seed)
             res = pseudo_label_accuracy(model, ds.images, ds.test_images, ds.test_labels, cfg, ds.scale)
             row["cnn"][name] = {k: res.get(k) for k in ("accuracy", "fraction_selected", "seconds", "config")}
             print(f"{folder}: teacher {100 * teacher:.2f}%, {name} CNN {100 * res['accuracy']:.2f}% "

@@ -125,21 +125,22 @@ def score_run(args, folder: Path, found: dict) -> dict:
 
 def changed_settings(config) -> dict:
     """The model-config fields that differ from the paper's dSprites model of the same family."""
-    paper = type(config)(**{k: v for k, v in defaults_for("dsprites").items() if k != "epochs"}, model=config.model,
-                         dataset=config.dataset)
-    return {k: v for k, v in asdict(config).items() if asdict(paper).get(k) != v}
+    paper = asdict(type(config)(**{k: v for k, v in defaults_for("dsprites").items() if k != "epochs"},
+                                model=config.model, dataset=config.dataset))
+    return {k: v for k, v in asdict(config).items() if paper.get(k) != v}
 
 
 def markdown(results: dict, seeds: list[dict], args, prov: dict) -> str:
     full = (args.train_votes, args.eval_votes, args.variance_samples) == (10_000, 5_000, 10_000)
     votes = (f"{args.train_votes} train / {args.eval_votes} eval votes, variance from {args.variance_samples}"
              + ("" if full else " (fewer than the protocol's 10,000 / 5,000 / 10,000)"))
-    lines = ["# Table 2: FactorVAE disentanglement score on dSprites, mean ± std over seeds", "",
-             "| representation / data | FactorVAE score | active code dims (mean over seeds) | seeds |",
-             "|---|---|---|---|"]
     if len({json.dumps([s["model"], s["settings"], s["steps"]], sort_keys=True) for s in seeds}) > 1:
-        lines = ["# FactorVAE disentanglement score on dSprites, per run (the runs differ in settings or steps)"]
-        results = {}
+        lines, results = ["# FactorVAE disentanglement score on dSprites, per run (the runs differ in settings "
+                          "or steps)"], {}  # a mean over different settings would mean nothing
+    else:
+        lines = ["# Table 2: FactorVAE disentanglement score on dSprites, mean ± std over seeds", "",
+                 "| representation / data | FactorVAE score | active code dims (mean over seeds) | seeds |",
+                 "|---|---|---|---|"]
     for key, stat in results.items():
         active = sum(s["details"][key]["num_active_dims"] for s in seeds) / len(seeds)
         lines.append(f"| {key} | {stat['mean']:.3f} ± {stat['std']:.3f} | "

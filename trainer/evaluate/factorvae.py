@@ -20,6 +20,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from trainer.progress import make_progress
+
 Observe = Callable[[np.ndarray], Any]         # factor classes [n, F] -> a batch of images
 Represent = Callable[[Any], np.ndarray]       # a batch of images -> codes [n, D]
 
@@ -68,7 +70,6 @@ def factorvae_score(factor_sizes: Sequence[int], observe: Observe, represent: Re
                     protocol: FactorVAEProtocol | None = None, progress: bool = False) -> dict:
     """Run the protocol; returns eval_accuracy (the score), train_accuracy and the details.
     ``progress``: a bar over the votes on stderr."""
-    from trainer.progress import make_progress
 
     p = protocol or FactorVAEProtocol()
     sizes = np.asarray(factor_sizes, dtype=np.int64)

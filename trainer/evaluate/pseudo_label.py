@@ -22,7 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainer.augment import random_affine
 from trainer.evaluate.clustering import cluster_accuracy
+from trainer.progress import make_progress
 
 
 @dataclass
@@ -62,9 +64,6 @@ def train_cnn(images: torch.Tensor, targets: torch.Tensor, n_classes: int, cfg: 
     """Fit a SmallCNN on uint8 images [N, C, H, W] and integer targets; returns (net, info)."""
     if len(images) == 0:
         raise ValueError("pseudo-label CNN: no training images")
-    from trainer.augment import random_affine
-    from trainer.progress import make_progress
-
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     net = SmallCNN(images.shape[-1], images.shape[1], n_classes, cfg.width).to(device).train()
