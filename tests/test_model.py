@@ -172,12 +172,12 @@ def test_release_bundles_a_half_precision_copy_that_loads_by_name(tiny_model_dir
 def test_a_folder_written_before_the_levers_loads_as_it_was_trained(tiny_model_dir, tmp_path):
     folder = _copy(tiny_model_dir, tmp_path / "m")
     cfg = json.loads((folder / "config.json").read_text())
-    for name in ("d_real_s", "shared_trunk", "real_mi_weight", "z_scale", "augment", "kl_c_weight"):
+    for name in ("d_real_s", "shared_trunk", "real_mi_weight", "z_scale", "augment", "kl_c_weight", "tc_weight"):
         del cfg[name]
     (folder / "config.json").write_text(json.dumps(cfg))
     old = hub.from_pretrained(str(folder)).config
-    assert (old.d_real_s, old.shared_trunk, old.real_mi_weight, old.z_scale, old.augment, old.kl_c_weight) == \
-        ("gumbel", False, 0.0, 1.0, "affine", 1.0)
+    assert (old.d_real_s, old.shared_trunk, old.real_mi_weight, old.z_scale, old.augment, old.kl_c_weight,
+            old.tc_weight) == ("gumbel", False, 0.0, 1.0, "affine", 1.0, 0.0)
 
 
 def test_written_files_get_ordinary_permissions(tmp_path):

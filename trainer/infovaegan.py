@@ -83,6 +83,7 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
         x_rec = model.generate2(s_2, c_2)
         vae, rec, kl_c = losses.vae_loss(x, x_rec, mu_r, sigma_r, logits_r, cfg.c_prior, cfg.kl_s_weight,
                                          cfg.kl_c_weight)
+        vae = vae + tc_penalty(cfg, c_2, mu_r, sigma_r, extra)
         (g_adv + mi + vae).backward()
     else:
         s_p = codes.gumbel_softmax(logits, cfg.tau, gen)
@@ -92,6 +93,7 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
         requires_grad(model.G, True)
         vae, rec, kl_c = losses.vae_loss(x_g, x_re, mu, sigma, logits, cfg.c_prior, cfg.kl_s_weight,
                                          cfg.kl_c_weight)
+        vae = vae + tc_penalty(cfg, c_p, mu, sigma, extra)
         e_params = list(model.E.parameters())
         # The VAE loss also depends on G through E's input x_g; taking its gradient w.r.t. E's
         # parameters alone keeps it an encoder-only loss (the authors' var_list=encoder).
@@ -107,6 +109,14 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     requires_grad(model.D, True)
     return {"d": d_loss.item(), "g_adv": g_adv.item(), "mi_s": mi_s.item(), "mi_c": mi_c.item(),
             "vae": vae.item(), "rec": rec.item(), "kl_c": kl_c.item(), **{k: v.item() for k, v in extra.items()}}
+
+
+def tc_penalty(cfg, c: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, extra: dict):
+    """The tc_weight lever's term of the VAE loss (0 when off); records the estimate in extra."""
+    if not cfg.tc_weight:
+        return 0.0
+    extra["tc"] = losses.total_correlation(c, mu, sigma)
+    return cfg.tc_weight * extra["tc"]
 
 
 @torch.no_grad()

@@ -5,6 +5,8 @@ Each returns a scalar averaged over the batch; per-sample terms are summed over 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -66,6 +68,27 @@ def vae_loss(x_g: torch.Tensor, x_regen: torch.Tensor, mu: torch.Tensor, sigma: 
     kl_c = codes.kl_gaussian(mu, sigma, c_prior).mean() if mu.shape[1] else rec.new_zeros(())
     kl_s = codes.kl_categorical_uniform(F.softmax(logits_s, dim=1)).mean()
     return rec + kl_c_weight * kl_c + kl_s_weight * kl_s, rec, kl_c
+
+
+def total_correlation(c: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Not in the paper (a lever, InfoVAEGANConfig.tc_weight): the total correlation
+    KL(q(c) || prod_d q(c_d)) of the continuous code over the batch, the part of the KL of
+    Eq. 31/32 that ties the code's dims together (Chen et al. 2018, beta-TCVAE).
+
+    c [M, D] holds one sample of q(c|x_i) per row. q(c) and each q(c_d) are estimated by the
+    batch's mixture (1/M) sum_j q(.|x_j) (beta-TCVAE's minibatch estimator with the dataset
+    size taken as M: the size only shifts the value by a constant). Near 0 when the dims vary
+    independently over the batch; large when they move together.
+    """
+    if c.shape[1] < 2:
+        return c.new_zeros(())
+    # log N(c_i,d; mu_j,d, sigma_j,d) for every pair (i, j): [M, M, D]
+    log_q = (-0.5 * ((c[:, None] - mu[None]) / sigma[None]) ** 2 - torch.log(sigma[None])
+             - 0.5 * math.log(2 * math.pi))
+    log_m = math.log(c.shape[0])
+    log_joint = torch.logsumexp(log_q.sum(dim=2), dim=1) - log_m
+    log_marginals = (torch.logsumexp(log_q, dim=1) - log_m).sum(dim=1)
+    return (log_joint - log_marginals).mean()
 
 
 def paired_information_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, balance: float = 1.0,

@@ -29,6 +29,10 @@ class InfoVAEGANConfig(ConfigMixin):
     # it presses the continuous code towards the factorised prior, so each of its dims tends to
     # follow one factor of variation (dSprites' FactorVAE score); 1 is the paper's loss.
     kl_c_weight: float = 1.0
+    # Not in the paper (a lever): extra weight on the total correlation of the continuous code,
+    # the part of that KL which ties its dims together (beta-TCVAE; trainer.losses.total_correlation):
+    # a code whose dims vary independently over the data. 0 is the paper's loss.
+    tc_weight: float = 0.0
     mi_continuous: str = "mse"  # "mse" (authors' code) or "nll" (Gaussian log-likelihood, Eq. 30)
     mi_weight_s: float = 1.0
     mi_weight_c: float = 1.0
@@ -70,7 +74,8 @@ class InfoVAEGANConfig(ConfigMixin):
     # the levers came after format 1's first folders, which trained as these values do
     ADDED_FIELDS: ClassVar[dict] = {"d_real_s": "gumbel", "shared_trunk": False, "real_mi_weight": 0.0,
                                     "z_scale": 1.0, "augment": "affine", "real_mi_balance": 1.0,
-                                    "overcluster": 0, "reseed": False, "kl_c_weight": 1.0}
+                                    "overcluster": 0, "reseed": False, "kl_c_weight": 1.0,
+                                    "tc_weight": 0.0}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
@@ -100,8 +105,9 @@ class InfoVAEGANConfig(ConfigMixin):
         if self.overcluster and (self.overcluster <= self.n_classes or not self.real_mi_weight > 0):
             raise ValueError(f"overcluster must be 0, or > n_classes ({self.n_classes}) with real_mi_weight > 0, "
                              f"got {self.overcluster}")
-        if not self.kl_c_weight >= 0:
-            raise ValueError(f"kl_c_weight must be >= 0, got {self.kl_c_weight}")
+        for name in ("kl_c_weight", "tc_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.tau > 0 or not self.width > 0:
             raise ValueError("tau and width must be > 0")
 
