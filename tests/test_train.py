@@ -61,6 +61,27 @@ def test_cli_train_folder_writes_loadable_model(tmp_path):
     assert grid.size[0] > 10 * 64 and grid.size[1] > 10 * 64
 
 
+def test_cli_train_folder_at_the_size_and_channels_the_model_is_set_to(tmp_path):
+    _write_pngs(tmp_path / "imgs", n=40)
+    out = tmp_path / "gray28"
+    result = runner.invoke(app, ["train", f"folder:{tmp_path / 'imgs'}", "--out", str(out), "--max-steps", "2",
+                                 "--batch-size", "16", "--width", "0.125", "--quiet",
+                                 "--set", "image_size=28", "--set", "channels=1"])
+    assert result.exit_code == 0, result.output
+    model = hub.from_pretrained(str(out))
+    assert (model.config.image_size, model.config.channels) == (28, 1)
+    assert model.encode(torch.rand(2, 1, 28, 28))[0].shape == (2, model.config.c_dim)
+
+
+def test_cli_train_refuses_a_size_a_fixed_dataset_does_not_have(tmp_path):
+    root = require_data("mnist")
+    result = runner.invoke(app, ["train", "mnist", "--data", root, "--out", str(tmp_path / "m"), "--max-steps", "1",
+                                 "--quiet", "--set", "image_size=64"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "infoedit: error: mnist: has 28 px images, not the 64 the model is set to take"
+    assert not (tmp_path / "m").exists()
+
+
 def test_cli_train_missing_data_is_one_line(tmp_path):
     result = runner.invoke(app, ["train", f"folder:{tmp_path / 'nothing'}", "--out", str(tmp_path / "m")])
     assert result.exit_code == 2

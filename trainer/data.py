@@ -226,14 +226,20 @@ def load_dsprites() -> Dataset:
 
 
 def load(name: str, data: str | Path | None = None, limit: int | None = None, progress: bool = True,
-         source_class: int | None = None) -> Dataset:
+         source_class: int | None = None, image_size: int | None = None, channels: int | None = None
+         ) -> Dataset:
     """The dataset called ``name``; DataError with one line when it cannot be had.
+
+    ``image_size`` / ``channels``: what the model takes. Folders of images (celeba, chairs,
+    folder:PATH) are decoded to them (default 64 px, 3 channels); a dataset with a fixed
+    format (MNIST's 28 px, dSprites' 64 px, 1 channel) raises DataError if they differ.
 
     ``source_class``: the digit / item of ``rotated-*``; None or -1 (a supervised config's "none")
     mean the default, ``ROTATED[name][1]``.
     """
     root = Path(data).expanduser() if data else default_root()
     source_class = None if source_class is not None and source_class < 0 else source_class
+    decode = {"size": image_size or 64, "channels": channels or 3}
     if source_class is not None and name not in ROTATED:
         raise DataError(f"{name}: a source class (--digit/--item) applies only to {', '.join(ROTATED)}")
     if name in _TORCHVISION:
@@ -246,17 +252,22 @@ def load(name: str, data: str | Path | None = None, limit: int | None = None, pr
         found = _find_dir(root, ("img_align_celeba*",))
         if found is None:
             raise DataError(f"{root}: no img_align_celeba* folder; download aligned CelebA and pass --data DIR")
-        ds = load_folder(found, "celeba", limit=limit, progress=progress)
+        ds = load_folder(found, "celeba", limit=limit, progress=progress, **decode)
     elif name == "chairs":
         found = _find_dir(root, ("rendered_chairs", "*/rendered_chairs"))
         if found is None:
             raise DataError(f"{root}: no rendered_chairs folder; download 3D Chairs and pass --data DIR")
-        ds = load_folder(found, "chairs", prepare=crop_white_margin, limit=limit, progress=progress)
+        ds = load_folder(found, "chairs", prepare=crop_white_margin, limit=limit, progress=progress,
+                         **decode)
     elif name.startswith("folder:"):
-        ds = load_folder(Path(name[len("folder:"):]).expanduser(), name, limit=limit, progress=progress)
+        ds = load_folder(Path(name[len("folder:"):]).expanduser(), name, limit=limit, progress=progress,
+                         **decode)
     else:
         raise DataError(f"{name}: unknown dataset; use mnist, fashion-mnist, rotated-mnist, rotated-fashion, "
                         "dsprites, celeba, chairs or folder:PATH")
+    for asked, has, what in ((image_size, ds.image_size, "px images"), (channels, ds.channels, "channel(s)")):
+        if asked is not None and asked != has:
+            raise DataError(f"{name}: has {has} {what}, not the {asked} the model is set to take")
     if limit and ds.images is not None:
         ds.images, ds.length = ds.images[:limit], min(limit, ds.length)
         ds.labels = ds.labels[:limit] if ds.labels is not None else None

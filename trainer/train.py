@@ -108,7 +108,8 @@ def train(dataset: str, out: Path, model_name: str | None = None, data_root: str
         settings["source_class"] = data.ROTATED[dataset][1] if source_class is None else source_class
     config = config_cls(dataset=dataset, model=model_name, **settings)
     config.validate()
-    ds = data.load(dataset, data_root, limit=tc.limit, progress=progress, source_class=source_class)
+    ds = data.load(dataset, data_root, limit=tc.limit, progress=progress, source_class=source_class,
+                   image_size=config.image_size, channels=config.channels)
     if restarts > 1:
         tc = best_of_restarts(model_cls, config, ds, tc, Path(out), restarts, probe_epochs, progress)
     torch.manual_seed(tc.seed)
@@ -178,6 +179,7 @@ def resume_training(dataset: str, out: Path, model_name: str | None = None, data
         tc.epochs = run_tc.get("epochs")
     tc.extra = {**(run_tc.get("extra") or {}), **tc.extra}  # e.g. which probe a --restarts run continued
     extra = {"source_class": config.source_class} if hasattr(config, "source_class") else {}
-    ds = data.load(dataset, data_root, limit=tc.limit, progress=progress, **extra)
+    ds = data.load(dataset, data_root, limit=tc.limit, progress=progress, image_size=config.image_size,
+                   channels=config.channels, **extra)
     torch.manual_seed(tc.seed)
     return fit(build(config), ds, tc, out, progress=progress)
