@@ -230,8 +230,9 @@ ModelOpt = Annotated[str, typer.Option(
 RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit) of --model.")]
 DeviceOpt = Annotated[str, typer.Option(help=DEVICE_HELP)]
 InvertOpt = Annotated[str, typer.Option(
-    help="1-channel models: invert dark-on-light images to the light-on-dark the model learned. "
-         "auto inverts when the image's border is light (mean > 0.5); yes or no force it.")]
+    help="1-channel models: invert images whose background is not the model's (light-on-dark for "
+         "MNIST). auto inverts when the image's border (light: mean > 0.5) differs from the model's "
+         "background; yes or no force it.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the fixed noise z.")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]
@@ -264,7 +265,7 @@ def _loader(net, invert: str, pixels: bool = False):
     _choice("--invert", invert, INVERT_MODES)
     cfg = net.config
     load = load_pixels if pixels else load_for_model
-    return lambda path: load(path, cfg.image_size, cfg.channels, invert)
+    return lambda path: load(path, cfg.image_size, cfg.channels, invert, cfg.background)
 
 
 def _check_new(path: Path, force: bool, png: bool = True) -> None:

@@ -98,7 +98,8 @@ def to_unit(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255)
 
 
-def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no") -> np.ndarray:
+def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no", background: str = "dark"
+                ) -> np.ndarray:
     """Open + preprocess (+ match_polarity) as uint8 [C, H, W]; raises ImageError with one line
     on any bad file."""
     img = open_image(path, draft_size=size * 2)
@@ -108,7 +109,7 @@ def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no") 
         pixels = preprocess(img, size, channels)
     except (OSError, ValueError) as exc:
         raise ImageError(f"{path}: cannot convert image ({exc})") from None
-    return match_polarity(pixels, invert)
+    return match_polarity(pixels, invert, background)
 
 
 def load_image(path: str | Path, size: int, channels: int) -> torch.Tensor:
@@ -119,31 +120,35 @@ def load_image(path: str | Path, size: int, channels: int) -> torch.Tensor:
 INVERT_MODES = ("auto", "yes", "no")
 
 
-def match_polarity(pixels: np.ndarray, invert: str = "auto") -> np.ndarray:
-    """Make 1-channel uint8 pixels [1, H, W] light-on-dark, like the MNIST-style data such
-    models learn.
+def has_light_background(pixels: np.ndarray) -> bool:
+    """Whether the mean of a 1-channel uint8 image's [1, H, W] 1-pixel border is over half-scale."""
+    g = pixels[0]
+    border_sum = int(g[0].sum()) + int(g[-1].sum()) + int(g[1:-1, 0].sum()) + int(g[1:-1, -1].sum())
+    border_len = 2 * g.shape[1] + 2 * max(g.shape[0] - 2, 0)
+    return border_sum * 2 > 255 * border_len  # mean > 127.5, exactly, in integers
 
-    Photos of ink on paper are dark-on-light, and a model trained on white-on-black digits
-    reads them as noise. ``auto`` inverts when the mean of the image's 1-pixel border is
-    over half-scale (a light background); ``yes`` / ``no`` force it. 3-channel images are
-    left alone.
+
+def match_polarity(pixels: np.ndarray, invert: str = "auto", background: str = "dark") -> np.ndarray:
+    """Give 1-channel uint8 pixels [1, H, W] the polarity of the model's training images:
+    ``background`` "dark" (light strokes on black, as MNIST) or "light" (dark ink on paper).
+
+    A model trained on white-on-black digits reads a photo of ink on paper as noise. ``auto``
+    inverts when the image's border is light (mean over half-scale) and the model's background
+    dark, or the other way round; ``yes`` / ``no`` force it. 3-channel images are left alone.
     """
     if invert not in INVERT_MODES:
         raise ValueError(f"invert must be one of {', '.join(INVERT_MODES)}, got {invert!r}")
     if pixels.shape[0] != 1 or invert == "no":
         return pixels
-    if invert == "auto":
-        g = pixels[0]
-        border_sum = int(g[0].sum()) + int(g[-1].sum()) + int(g[1:-1, 0].sum()) + int(g[1:-1, -1].sum())
-        border_len = 2 * g.shape[1] + 2 * max(g.shape[0] - 2, 0)
-        if border_sum * 2 <= 255 * border_len:  # mean <= 127.5, exactly, in integers
-            return pixels
+    if invert == "auto" and has_light_background(pixels) == (background == "light"):
+        return pixels
     return 255 - pixels
 
 
-def load_for_model(path: str | Path, size: int, channels: int, invert: str = "auto") -> torch.Tensor:
+def load_for_model(path: str | Path, size: int, channels: int, invert: str = "auto", background: str = "dark"
+                   ) -> torch.Tensor:
     """What every editing command feeds the encoder: load_pixels with match_polarity, in [0, 1]."""
-    return to_unit(load_pixels(path, size, channels, invert))
+    return to_unit(load_pixels(path, size, channels, invert, background))
 
 
 def iter_images(root: str | Path, skip: Path | None = None) -> Iterator[Path]:

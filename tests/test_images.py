@@ -95,6 +95,13 @@ def test_match_polarity_auto_inverts_only_light_backgrounds():
     assert np.array_equal(match_polarity(half, "auto"), 255 - half)
 
 
+def test_match_polarity_auto_turns_inputs_to_a_light_background_model():
+    paper = _ink_on_paper()
+    assert np.array_equal(match_polarity(paper, "auto", "light"), paper)
+    assert np.array_equal(match_polarity(255 - paper, "auto", "light"), paper)
+    assert np.array_equal(match_polarity(paper, "yes", "light"), 255 - paper)  # forcing ignores the model
+
+
 def test_match_polarity_forced_and_rgb_untouched():
     digit = 255 - _ink_on_paper()
     assert np.array_equal(match_polarity(digit, "yes"), 255 - digit)

@@ -73,6 +73,31 @@ def test_cli_train_folder_at_the_size_and_channels_the_model_is_set_to(tmp_path)
     assert model.encode(torch.rand(2, 1, 28, 28))[0].shape == (2, model.config.c_dim)
 
 
+def test_a_gray_model_of_ink_on_paper_takes_ink_on_paper_as_it_is(tmp_path):
+    """Training records the images' background; --invert auto then matches inputs to it."""
+    folder = tmp_path / "paper"
+    folder.mkdir()
+    ds = shapes_dataset(40, size=28)
+    for i in range(40):  # dark shapes on white
+        Image.fromarray(255 - ds.images[i, 0].numpy()).save(folder / f"{i:03d}.png")
+    out = tmp_path / "m"
+    result = runner.invoke(app, ["train", f"folder:{folder}", "--out", str(out), "--max-steps", "2",
+                                 "--batch-size", "16", "--width", "0.125", "--quiet",
+                                 "--set", "image_size=28", "--set", "channels=1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["background"] == "light"
+    assert "light background" in (out / "README.md").read_text()
+    codes = {}
+    for mode in ("auto", "no", "yes"):
+        result = runner.invoke(app, ["encode", str(folder / "000.png"), "--model", str(out), "--json",
+                                     "--invert", mode])
+        assert result.exit_code == 0, result.output
+        codes[mode] = json.loads(result.output)["mu"]
+    assert codes["auto"] == codes["no"] != codes["yes"]
+    # an MNIST-style model keeps inverting ink on paper
+    assert data.background(shapes_dataset(40, size=28)) == "dark"
+
+
 def test_cli_train_refuses_a_size_a_fixed_dataset_does_not_have(tmp_path):
     root = require_data("mnist")
     result = runner.invoke(app, ["train", "mnist", "--data", root, "--out", str(tmp_path / "m"), "--max-steps", "1",

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from infoedit.images import ImageError, list_images, open_image, preprocess
+from infoedit.images import ImageError, has_light_background, list_images, open_image, preprocess
 
 
 class DataError(ValueError):
@@ -223,6 +223,15 @@ def load_dsprites() -> Dataset:
 
     sprites = ProceduralDSprites()
     return Dataset("dsprites", 64, 1, 3, N_IMAGES, render=sprites.images, scale=1.0)
+
+
+def background(ds: Dataset, n: int = 1000) -> str:
+    """"light" when most of up to ``n`` images spread over ds have a light border (dark ink on
+    paper), else "dark" (MNIST's light strokes on black): the polarity a 1-channel model learns."""
+    idx = torch.linspace(0, len(ds) - 1, min(n, len(ds))).round().long()
+    pixels = (ds.batch(idx) * 255).round().to(torch.uint8).numpy()
+    light = sum(has_light_background(p[:1]) for p in pixels)
+    return "light" if 2 * light > len(pixels) else "dark"
 
 
 def load(name: str, data: str | Path | None = None, limit: int | None = None, progress: bool = True,

@@ -161,7 +161,8 @@ def model_card(model, tc: TrainConfig, summary: dict) -> str:
              f"# {cfg.model} on {cfg.dataset}\n",
              f"A `{cfg.model}` model trained with infoedit, the command-line tool for InfoVAEGAN "
              "(Ye & Bors, Information Sciences 2021) and its baselines.\n",
-             f"- images: {cfg.image_size}x{cfg.image_size}, {cfg.channels} channel(s)",
+             f"- images: {cfg.image_size}x{cfg.image_size}, {cfg.channels} channel(s)"
+             + (f", {cfg.background} background (`--invert auto` matches inputs to it)" if cfg.channels == 1 else ""),
              f"- codes: z {getattr(cfg, 'z_dim', 0)}, discrete s K={getattr(cfg, 'n_classes', 0)}, "
              f"continuous c {cfg.c_dim} ({getattr(cfg, 'c_prior', 'normal')} prior)",
              f"- command: `{tc.command}`" if tc.command else "- command: (library call)",

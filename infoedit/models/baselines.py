@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -39,12 +40,15 @@ class BaselineConfig(ConfigMixin):
 
     image_size: int = 28
     channels: int = 1
+    background: str = "dark"  # 1 channel: what the training images show (config.BACKGROUNDS)
     c_dim: int = 2            # continuous code dimensions
     c_prior: str = "uniform"  # p(c): "uniform" U(-1,1) (InfoGAN) or "normal" N(0,1) (VAEs)
     width: float = 1.0        # multiplies every hidden width; 1.0 = the paper's networks
     model: str = ""
     dataset: str = ""
     format_version: int = FORMAT_VERSION
+
+    ADDED_FIELDS: ClassVar[dict] = {"background": "dark"}  # folders older than the field: MNIST-like
 
     FAMILY = ""  # the ``model`` name the subclass builds (a class attribute, not a field)
 
@@ -53,10 +57,7 @@ class BaselineConfig(ConfigMixin):
         self.check_format_version(FORMAT_VERSION)
         if self.model != self.FAMILY:
             raise ValueError(f"model must be {self.FAMILY!r} for {type(self).__name__}, got {self.model!r}")
-        if self.image_size not in (28, 64):
-            raise ValueError(f"image_size must be 28 or 64, got {self.image_size}")
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        self.check_image_format()
         if self.c_prior not in codes.PRIORS:
             raise ValueError(f"c_prior must be one of {codes.PRIORS}, got {self.c_prior!r}")
         if self.c_dim < 0 or self.n_classes < 1 or self.z_dim < 0:

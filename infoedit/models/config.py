@@ -10,6 +10,10 @@ from torch import nn
 
 from infoedit import codes
 
+# A 1-channel model's training images: "dark" background (light strokes, as MNIST) or "light"
+# (dark ink on paper). Set by training from its data; `--invert auto` turns inputs to match.
+BACKGROUNDS = ("dark", "light")
+
 
 class ConfigMixin:
     """For @dataclass configs with n_classes, c_dim, format_version and a ``validate()`` that
@@ -23,6 +27,15 @@ class ConfigMixin:
     def code_dim(self) -> int:
         """Width of the code [s, c] that G and D read."""
         return self.n_classes + self.c_dim
+
+    def check_image_format(self) -> None:
+        """The image fields every family has: image_size, channels and background."""
+        if self.image_size not in (28, 64):
+            raise ValueError(f"image_size must be 28 or 64, got {self.image_size}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if self.background not in BACKGROUNDS:
+            raise ValueError(f"background must be one of {BACKGROUNDS}, got {self.background!r}")
 
     def check_format_version(self, supported: int) -> None:
         if self.format_version != supported:

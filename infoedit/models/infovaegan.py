@@ -19,6 +19,7 @@ AUGMENT_PARTS = ("affine", "flip", "shear", "stroke", "contrast", "centre", "spi
 class InfoVAEGANConfig(ConfigMixin):
     image_size: int = 28
     channels: int = 1
+    background: str = "dark"  # 1 channel: what the training images show (config.BACKGROUNDS)
     z_dim: int = 62           # noise: 62 for 28px, 100 for 64px (paper Sec. 5.2)
     n_classes: int = 10       # K, categories of the discrete code s
     c_dim: int = 2            # continuous code: 2 for MNIST, 10 for 64px
@@ -75,15 +76,12 @@ class InfoVAEGANConfig(ConfigMixin):
     ADDED_FIELDS: ClassVar[dict] = {"d_real_s": "gumbel", "shared_trunk": False, "real_mi_weight": 0.0,
                                     "z_scale": 1.0, "augment": "affine", "real_mi_balance": 1.0,
                                     "overcluster": 0, "reseed": False, "kl_c_weight": 1.0,
-                                    "tc_weight": 0.0}
+                                    "tc_weight": 0.0, "background": "dark"}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
         self.check_format_version(FORMAT_VERSION)
-        if self.image_size not in (28, 64):
-            raise ValueError(f"image_size must be 28 or 64, got {self.image_size}")
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        self.check_image_format()
         for name in ("z_dim", "n_classes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")

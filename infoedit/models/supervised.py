@@ -12,6 +12,7 @@ is c, as everywhere in infoedit, and there is no noise z (z_dim is 0).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -28,6 +29,7 @@ STRUCTURES = ("supervised-single", "supervised-dual")
 class SupervisedConfig(ConfigMixin):
     image_size: int = 28
     channels: int = 1
+    background: str = "dark"  # 1 channel: what the training images show (config.BACKGROUNDS)
     n_classes: int = 10       # K: the labels (10 rotation angles in Sec. 5.1)
     c_dim: int = 10           # Sec. 5.1: "10-dimensional latent space vectors"
     z_dim: int = 0            # no noise: the decoder sees only (s, c); kept so shared code reads one shape
@@ -42,15 +44,14 @@ class SupervisedConfig(ConfigMixin):
     dataset: str = ""
     format_version: int = FORMAT_VERSION
 
+    ADDED_FIELDS: ClassVar[dict] = {"background": "dark"}  # folders older than the field: MNIST-like
+
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
         self.check_format_version(FORMAT_VERSION)
         if self.model not in STRUCTURES:
             raise ValueError(f"model must be one of {STRUCTURES}, got {self.model!r}")
-        if self.image_size not in (28, 64):
-            raise ValueError(f"image_size must be 28 or 64, got {self.image_size}")
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        self.check_image_format()
         if self.n_classes < 2:
             raise ValueError("n_classes must be >= 2 (the labels the discrete code learns)")
         if self.c_dim < 1:
