@@ -266,11 +266,14 @@ def test_restarts_continue_the_most_informative_probe(tmp_path):
     assert no_mi.exit_code == 2 and "real_mi_weight > 0" in no_mi.output
 
 
-def test_compile_gives_the_eager_losses_and_the_same_model_folder(tmp_path):
+# InfoVAEGAN2 with the real-data MI (cpu-fast's family) also calls E outside its forward
+@pytest.mark.parametrize("family, levers", [("infovaegan", {}), ("infovaegan2", {"real_mi_weight": 1.0})])
+def test_compile_gives_the_eager_losses_and_the_same_model_folder(tmp_path, family, levers):
     from torch._dynamo.utils import counters
 
     from conftest import shapes_dataset
-    from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
+    from infoedit.models import build
+    from infoedit.models.infovaegan import InfoVAEGANConfig
     from trainer.checkpoint import read_state
     from trainer.loop import TrainConfig, fit
 
@@ -278,7 +281,8 @@ def test_compile_gives_the_eager_losses_and_the_same_model_folder(tmp_path):
     for compiled in (False, True):
         graphs = counters["stats"]["unique_graphs"]
         torch.manual_seed(0)
-        model = InfoVAEGAN(InfoVAEGANConfig(n_classes=3, c_dim=2, z_dim=8, width=0.125, dataset="shapes"))
+        model = build(InfoVAEGANConfig(n_classes=3, c_dim=2, z_dim=8, width=0.125, dataset="shapes", model=family,
+                                       **levers))
         out = tmp_path / ("compiled" if compiled else "eager")
         fit(model, ds, TrainConfig(epochs=1, batch_size=32, device="cpu", compile=compiled, log_every=1), out,
             progress=False)

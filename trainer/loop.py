@@ -102,6 +102,11 @@ def compile_networks(model: torch.nn.Module) -> None:
     torch._functorch.config.donated_buffer = False
     for net in model.children():
         net.compile()
+        if hasattr(net, "forward_with_aux"):
+            # E is also called through this method (InfoVAEGAN2, the real-data MI). Left eager, its
+            # BatchNorm backward keeps the running stats, which E's next, compiled call rewrites
+            # in place before that backward runs ("modified by an inplace operation").
+            net.forward_with_aux = torch.compile(net.forward_with_aux)
 
 
 def resolve_device(name: str) -> torch.device:
