@@ -94,6 +94,10 @@ def test_a_gray_model_of_ink_on_paper_takes_ink_on_paper_as_it_is(tmp_path):
         assert result.exit_code == 0, result.output
         codes[mode] = json.loads(result.output)["mu"]
     assert codes["auto"] == codes["no"] != codes["yes"]
+    told = runner.invoke(app, ["train", f"folder:{folder}", "--out", str(tmp_path / "told"), "--max-steps", "1",
+                               "--batch-size", "16", "--width", "0.125", "--quiet", "--set", "image_size=28",
+                               "--set", "channels=1", "--set", "background=dark"])
+    assert told.exit_code == 0 and hub.from_pretrained(str(tmp_path / "told")).config.background == "dark"
     # an MNIST-style model keeps inverting ink on paper
     assert data.background(shapes_dataset(40, size=28)) == "dark"
 

@@ -110,7 +110,7 @@ def train(dataset: str, out: Path, model_name: str | None = None, data_root: str
     config.validate()
     ds = data.load(dataset, data_root, limit=tc.limit, progress=progress, source_class=source_class,
                    image_size=config.image_size, channels=config.channels)
-    if config.channels == 1:  # what --invert auto will match the inputs of every command to
+    if config.channels == 1 and "background" not in given:  # what --invert auto matches inputs to
         config = replace(config, background=data.background(ds))
     if restarts > 1:
         tc = best_of_restarts(model_cls, config, ds, tc, Path(out), restarts, probe_epochs, progress)
