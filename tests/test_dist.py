@@ -47,3 +47,57 @@ def test_two_ranks_end_identical(tmp_path):
     init = InfoVAEGAN(InfoVAEGANConfig(n_classes=3, z_dim=4, width=0.125)).state_dict()
     assert not torch.equal(init["G.fc.0.weight"], a["G.fc.0.weight"])
     assert (tmp_path / "model" / "model.safetensors").is_file()  # written by rank 0
+
+
+def _signalled_worker(rank: int, world: int, port: int, out: str) -> None:
+    """Rank 1 alone gets SIGTERM during its third step (a scheduler killing one worker)."""
+    import json
+    import signal
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
+    from trainer import infovaegan
+    from trainer.loop import TrainConfig, TrainingStopped, fit
+
+    real_step, calls = infovaegan.train_step, []
+
+    def step(*args):
+        calls.append(1)
+        if rank == 1 and len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(*args)
+
+    infovaegan.train_step = step
+    torch.manual_seed(0)
+    model = InfoVAEGAN(InfoVAEGANConfig(n_classes=3, z_dim=4, width=0.125))
+    try:
+        fit(model, shapes_dataset(256), TrainConfig(epochs=1, batch_size=16, seed=0, device="cpu"),
+            os.path.join(out, "model"), progress=False)
+        exit_code = 0
+    except TrainingStopped as stop:
+        exit_code = stop.exit_code
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+        json.dump({"steps": len(calls), "exit_code": exit_code}, f)
+    dist.destroy_process_group()
+
+
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    import json
+
+    from trainer.checkpoint import read_state
+
+    ctx = mp.spawn(_signalled_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=False)
+    for p in ctx.processes:
+        p.join(120)
+    hung = [p for p in ctx.processes if p.is_alive()]
+    for p in hung:
+        p.kill()
+    assert not hung, "a rank still waits for the other"
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["steps"] == ranks[1]["steps"] == 3  # of an epoch of 8
+    assert [r["exit_code"] for r in ranks] == [0, 143]  # the signalled rank says it was stopped
+    assert read_state(tmp_path / "model")["step"] == 3

@@ -276,9 +276,7 @@ def generator_states(gen: torch.Generator) -> dict[str, torch.Generator]:
         return {"rank0": gen}
     import torch.distributed as tdist
 
-    # NCCL moves only CUDA tensors; the states are small, so the round trip costs nothing.
-    device = torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else "cpu"
-    state = gen.get_state().to(device)
+    state = gen.get_state().to(dist.collective_device())  # small: the round trip costs nothing
     states = [torch.empty_like(state) for _ in range(dist.get_world_size())]
     tdist.all_gather(states, state)
     gens = {}

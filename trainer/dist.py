@@ -60,9 +60,27 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
         dist.broadcast(b, src=0)
 
 
+def collective_device() -> torch.device:
+    """Where a tensor must be for this process group's collectives: NCCL moves only CUDA tensors."""
+    if is_dist() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def reduce_mean(value: float) -> float:
     if not is_dist():
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    t = torch.tensor([value], dtype=torch.float64, device=collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.item() / get_world_size()
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether flag holds on any rank. A rank that decides alone to stop (a signal only it got,
+    its own clock) must stop at the same step as the others, or they wait in the next
+    all-reduce for ever."""
+    if not is_dist():
+        return flag
+    t = torch.tensor([float(flag)], device=collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())

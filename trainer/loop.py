@@ -398,9 +398,10 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
 
     with make_progress(progress and dist.is_main()) as bar, StopSignals() as stop:
         task = bar.add_task(f"{model.config.model} on {ds.name}", total=total, completed=at.step, info="")
+        halt = False  # a signal or the time budget, on any rank: all ranks stop at the same step
         while at.epoch < tc.epochs:
             order = epoch_order(len(ds), at.epoch, tc.seed)
-            while at.index < steps_per_epoch and not (at.step >= total or stop.received or out_of_time()):
+            while at.index < steps_per_epoch and not (at.step >= total or halt):
                 t0 = time.time()
                 idx = order[at.index * tc.batch_size:(at.index + 1) * tc.batch_size]
                 x = ds.batch(idx)
@@ -424,6 +425,7 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
                     eval_time += time.time() - t0
                 if tc.checkpoint_every and at.step % tc.checkpoint_every == 0 and at.index < steps_per_epoch:
                     save()  # (an epoch end saves below)
+                halt = dist.any_rank(stop.received is not None or out_of_time())
             dist.broadcast_buffers(model)
             record = {"epoch": at.epoch + 1, "step": at.step, "steps": at.step,
                       "epochs_done": at.step / steps_per_epoch,
@@ -438,9 +440,11 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
                 record = run.checkpoint(record)
             reseed_check()  # after the epoch's model folder, before its checkpoint
             save()
-            if stop.received:
+            received = stop.received  # one reading: a signal after it is the next step's to act on
+            halt = dist.any_rank(received is not None or out_of_time()) or halt
+            if received:
                 raise TrainingStopped(f"interrupted at step {at.step}; saved a checkpoint in {out} "
-                                      f"(continue with --resume {out})", StopSignals.CODES[stop.received])
-            if at.step >= total or out_of_time():
+                                      f"(continue with --resume {out})", StopSignals.CODES[received])
+            if at.step >= total or halt:
                 break
     return record
