@@ -203,6 +203,21 @@ def test_evaluate_command_clustering_and_pseudo_label(tiny_model_dir, shapes_as_
     assert json.loads(report(result, as_json=True))["n"] == 64
 
 
+def test_evaluate_turns_the_images_to_the_background_the_model_learned(tiny_model_dir, shapes_as_mnist, tmp_path):
+    from trainer.loop import predict_clusters
+
+    folder = tmp_path / "light"
+    shutil.copytree(tiny_model_dir, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "background": "light"}))  # as if of ink on paper
+    result = evaluate(str(folder), dataset="mnist", device="cpu")
+    pred, _ = predict_clusters(hub.from_pretrained(str(folder)), 255 - shapes_as_mnist.test_images)
+    assert result["accuracy"] == pytest.approx(cluster_accuracy(pred.numpy(), shapes_as_mnist.test_labels.numpy())[0])
+    assert result["inverted_to"] == "light background"
+    assert "(inverted to the model's light background)" in report(result).splitlines()[0]
+    assert "inverted_to" not in evaluate(str(tiny_model_dir), dataset="mnist", device="cpu")
+
+
 def test_evaluate_command_fid_with_a_stand_in(tiny_model_dir, shapes_as_mnist, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     folder = image_folder(tmp_path / "ref", n=40)

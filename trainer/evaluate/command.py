@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,11 @@ def evaluate(model: str, dataset: str | None = None, data: str | None = None, sp
     if ds is not None and (ds.image_size, ds.channels) != (cfg.image_size, cfg.channels):
         raise ValueError(f"{name} has {ds.image_size}px {ds.channels}-channel images, the model expects "
                          f"{cfg.image_size}px {cfg.channels}-channel")
+    if ds is not None and cfg.channels == 1 and data_mod.background(ds) != cfg.background:
+        # the model learned the other polarity (a folder of ink on paper): turn the images to it,
+        # as --invert auto does for image files
+        ds = replace(ds, images=255 - ds.images, test_images=255 - ds.test_images)
+        result["inverted_to"] = f"{cfg.background} background"
     labelled = labelled_split(ds, name, data, split, real_grid, seed, limit)
     if labelled is None and not (pseudo_label_cnn or factorvae or fid_against):
         raise ValueError(f"{name} has no labels for the {split} split: nothing to evaluate "
@@ -189,7 +195,8 @@ def report(result: dict, as_json: bool = False) -> str:
     """What the CLI prints: the JSON, or a few readable lines."""
     if as_json:
         return json.dumps(result, indent=2)
-    lines = [f"{result['model']} on {result.get('evaluated_on', result['dataset'])}"]
+    lines = [f"{result['model']} on {result.get('evaluated_on', result['dataset'])}"
+             + (f" (inverted to the model's {result['inverted_to']})" if "inverted_to" in result else "")]
     if result.get("clustering"):
         lines.append(f"  accuracy {result['clustering']}")
     elif "accuracy" in result:
