@@ -178,7 +178,7 @@ def shapes_as_mnist(monkeypatch):
     from trainer import data
 
     ds = shapes_dataset(256)
-    monkeypatch.setattr(data, "load", lambda name, root=None, limit=None, progress=True: ds)
+    monkeypatch.setattr(data, "load", lambda name, root=None, limit=None, progress=True, **format: ds)
     return ds
 
 

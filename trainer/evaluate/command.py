@@ -110,10 +110,9 @@ def evaluate(model: str, dataset: str | None = None, data: str | None = None, sp
     # A rotated dataset is rebuilt from the class the model was trained on (its config records it).
     rotated = name == cfg.dataset and name in data_mod.ROTATED and hasattr(cfg, "source_class")
     extra = {"source_class": cfg.source_class} if rotated else {}
-    ds = data_mod.load(name, data, progress=False, **extra) if name in LABELLED else None
-    if ds is not None and (ds.image_size, ds.channels) != (cfg.image_size, cfg.channels):
-        raise ValueError(f"{name} has {ds.image_size}px {ds.channels}-channel images, the model expects "
-                         f"{cfg.image_size}px {cfg.channels}-channel")
+    # (load refuses a dataset whose size or channels are not the model's)
+    ds = (data_mod.load(name, data, progress=False, image_size=cfg.image_size, channels=cfg.channels, **extra)
+          if name in LABELLED else None)
     if ds is not None and cfg.channels == 1 and data_mod.background(ds) != cfg.background:
         # the model learned the other polarity (a folder of ink on paper): turn the images to it,
         # as --invert auto does for image files
