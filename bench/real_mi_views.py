@@ -28,6 +28,7 @@ from trainer import augment as views_of  # noqa: E402
 from trainer.dsprites import ProceduralDSprites  # noqa: E402
 from trainer.evaluate.clustering import nmi  # noqa: E402
 from trainer.losses import paired_information_loss  # noqa: E402
+from trainer.train import defaults_for  # noqa: E402
 from trainer.progress import make_progress  # noqa: E402
 
 FACTORS = ("shape", "scale", "orientation", "posX", "posY")
@@ -35,8 +36,8 @@ FACTORS = ("shape", "scale", "orientation", "posX", "posY")
 
 def train_alone(augment: str, steps: int, width: float, seed: int, ds, held_out: torch.Tensor, advance) -> dict:
     torch.manual_seed(seed)
-    model = build(InfoVAEGANConfig(image_size=64, z_dim=100, n_classes=3, c_dim=10, width=width,
-                                   model="infovaegan2", dataset="dsprites", augment=augment))
+    settings = {k: v for k, v in defaults_for("dsprites").items() if k != "epochs"}
+    model = build(InfoVAEGANConfig(**settings, width=width, model="infovaegan2", dataset="dsprites", augment=augment))
     encoder = model.E
     opt = torch.optim.Adam(encoder.parameters(), 2e-4, betas=(0.5, 0.999))
     rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
