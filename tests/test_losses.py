@@ -393,3 +393,16 @@ def test_reseed_splits_an_overfull_category_only():
     feat = model.D.trunk_features
     assert torch.equal(model.D.head[0].weight[:, feat + 2], model.D.head[0].weight[:, feat + 0])
     assert model.training  # left in training mode
+
+
+def test_views_of_light_background_images_keep_their_paper_white():
+    from trainer.augment import views
+
+    ink = torch.ones(32, 1, 28, 28)
+    ink[:, :, 10:18, 12:16] = 0.0  # a dark bar on white paper
+    parts = "affine+stroke+contrast+centre"
+    light = views(ink, parts, torch.Generator().manual_seed(0), background="light")
+    assert torch.all(light[:, :, 0, :] > 0.99) and torch.all(light[:, :, :, 0] > 0.99)  # borders: paper
+    assert torch.all(light.amin(dim=(1, 2, 3)) < 0.5)  # the bar is still there, still dark
+    dark = views(ink, parts, torch.Generator().manual_seed(0))  # read as a dark background: black fill
+    assert dark[:, :, 0, :].min() < 0.5

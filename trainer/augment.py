@@ -7,6 +7,10 @@ identity), "stroke" (thinner or thicker strokes: the pen, not the shape), "contr
 darker or lighter shade: a garment's colour or a scan's exposure, not the object), "centre"
 (each view centred on its centre of mass and scaled to one size: where and how large an object
 is, not what it is, as dSprites' position and scale) and "spin" (any rotation: orientation).
+
+The warps below assume a dark background (MNIST's light strokes on black): borders fill with
+black, strokes are the bright pixels. ``views`` turns light-background images (ink on paper)
+into their negative for the warp and back, so the same parts apply to both.
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ import torch.nn.functional as F
 from infoedit.models.infovaegan import augment_parts
 
 
-def views(x: torch.Tensor, augment: str, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A random view of each image of x under the named parts."""
+def views(x: torch.Tensor, augment: str, generator: torch.Generator | None = None,
+          background: str = "dark") -> torch.Tensor:
+    """A random view of each image of x (in [0, 1]) under the named parts; ``background``
+    is the model's (config.BACKGROUNDS): "light" images are warped as their negative."""
+    if background == "light":
+        return 1 - views(1 - x, augment, generator)
     parts = augment_parts(augment)
     x = random_affine(x, generator, degrees=180.0 if "spin" in parts else 15.0, flip="flip" in parts,
                       shear=0.3 if "shear" in parts else 0.0, aspect=0.2 if "shear" in parts else 0.0,

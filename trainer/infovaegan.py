@@ -63,12 +63,15 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     mi = cfg.mi_weight_s * mi_s + cfg.mi_weight_c * mi_c
     extra = {}
     if real_mi:  # the lever: E alone, views x and a random warp of x (cfg.augment)
-        _, _, logits_warped, aux_warped = model.E.forward_with_aux(augment.views(x, cfg.augment, gen))
+        def view() -> torch.Tensor:
+            return augment.views(x, cfg.augment, gen, cfg.background)
+
+        _, _, logits_warped, aux_warped = model.E.forward_with_aux(view())
         logits_a, aux_a = logits_r, aux_r
         if "centre" in augment_parts(cfg.augment):
             # A centred, resized view looks unlike any raw image (E could tell the two apart and
             # map them to unrelated categories), so the pair is two such views.
-            _, _, logits_a, aux_a = model.E.forward_with_aux(augment.views(x, cfg.augment, gen))
+            _, _, logits_a, aux_a = model.E.forward_with_aux(view())
         extra["mi_real"] = losses.paired_information_loss(logits_a, logits_warped, cfg.real_mi_balance)
         mi = mi + cfg.real_mi_weight * extra["mi_real"]
         if aux_a is not None:  # the over-clustering head: same loss, same weight, as IIC trains its heads
