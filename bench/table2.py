@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 import time
 from pathlib import Path
 
@@ -125,7 +125,8 @@ def score_run(args, folder: Path, found: dict) -> dict:
 
 def changed_settings(config) -> dict:
     """The model-config fields that differ from the paper's dSprites model of the same family."""
-    paper = asdict(type(config)(**{k: v for k, v in defaults_for("dsprites").items() if k != "epochs"},
+    known = {f.name for f in fields(config)}  # dataset defaults a family has no field for (a VAE's z_dim)
+    paper = asdict(type(config)(**{k: v for k, v in defaults_for("dsprites").items() if k in known},
                                 model=config.model, dataset=config.dataset))
     return {k: v for k, v in asdict(config).items() if paper.get(k) != v}
 
