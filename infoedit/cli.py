@@ -233,6 +233,11 @@ InvertOpt = Annotated[str, typer.Option(
     help="1-channel models: invert images whose background is not the model's (light-on-dark for "
          "MNIST). auto inverts when the image's border (light: mean > 0.5) differs from the model's "
          "background; yes or no force it.")]
+FrameOpt = Annotated[str, typer.Option(
+    help="1-channel models: cut the object out of a photo or scan and frame it as the model's dataset "
+         "frames its images (MNIST: a 20x20 box centred by mass in 28x28; Fashion-MNIST: the frame "
+         "filled), after --invert. auto frames images not already at the model's size when its "
+         "dataset has such a framing; yes frames every image; no: plain centre crop and resize.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the fixed noise z.")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]
@@ -257,15 +262,17 @@ def _load_model(model: str, revision: Optional[str], device: str):
     return hub.from_pretrained(model, revision=revision, device=device).to(memory_format=torch.channels_last)
 
 
-def _loader(net, invert: str, pixels: bool = False):
+def _loader(net, invert: str, frame: str, pixels: bool = False):
     """Path -> model-ready tensor (or, with ``pixels``, its uint8 pixels): the shared
-    preprocessing, then the shared polarity step."""
-    from infoedit.images import INVERT_MODES, load_for_model, load_pixels
+    preprocessing, with the shared polarity and framing steps."""
+    from infoedit.images import DATASET_FRAMING, FRAME_MODES, INVERT_MODES, load_for_model, load_pixels
 
     _choice("--invert", invert, INVERT_MODES)
+    _choice("--frame", frame, FRAME_MODES)
     cfg = net.config
+    framing = DATASET_FRAMING.get(cfg.dataset, "none")
     load = load_pixels if pixels else load_for_model
-    return lambda path: load(path, cfg.image_size, cfg.channels, invert, cfg.background)
+    return lambda path: load(path, cfg.image_size, cfg.channels, invert, cfg.background, frame, framing)
 
 
 def _check_new(path: Path, force: bool, png: bool = True) -> None:
@@ -297,7 +304,8 @@ def _fmt(values: list[float]) -> str:
 def encode(
     images: list[Path] = typer.Argument(..., help="Image files (any size and mode)."),
     model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
-    invert: InvertOpt = "auto", json_out: JsonOpt = False, debug: DebugOpt = False,
+    invert: InvertOpt = "auto", frame: FrameOpt = "auto",
+    json_out: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Print each image's codes: discrete (argmax cluster, probabilities) and continuous (mu, sigma)."""
     with user_errors(debug):
@@ -306,7 +314,7 @@ def encode(
         from infoedit import engine
 
         net = _load_model(model, revision, device)
-        load = _loader(net, invert)
+        load = _loader(net, invert, frame)
         rows = []
         for start in range(0, len(images), 256):  # batches: any number of files in bounded memory
             chunk = images[start:start + 256]
@@ -349,7 +357,8 @@ def swap(
     continuous_from: str = typer.Option("a", help="Image whose continuous code is used: a or b."),
     strip: bool = typer.Option(False, help="Write A | B | result side by side instead of the result alone."),
     seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
-    invert: InvertOpt = "auto", force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+    invert: InvertOpt = "auto", frame: FrameOpt = "auto",
+    force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
         _choice("--discrete-from", discrete_from, ("a", "b"))
@@ -361,7 +370,7 @@ def swap(
         from infoedit.images import make_grid, save_png
 
         net = _load_model(model, revision, device)
-        load = _loader(net, invert)
+        load = _loader(net, invert, frame)
         xa, xb = load(a).unsqueeze(0), load(b).unsqueeze(0)
         result = engine.swap(net, xa, xb, discrete_from, continuous_from, seed).cpu()
         image = make_grid(torch.cat([xa, xb, result]), nrow=3) if strip else result[0]
@@ -383,7 +392,8 @@ def traverse(
     steps: int = typer.Option(10, min=1, help="Images per row."),
     out: Path = typer.Option(Path("traverse.png"), "--out", "-o", help="Output grid PNG."),
     seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
-    invert: InvertOpt = "auto", force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+    invert: InvertOpt = "auto", frame: FrameOpt = "auto",
+    force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
         if code and discrete:
@@ -396,7 +406,7 @@ def traverse(
         indices = code or list(range(net.config.c_dim))
         if not discrete and not indices:
             fail(f"{model}: this model has no continuous codes; use --discrete")
-        x = _loader(net, invert)(image)
+        x = _loader(net, invert, frame)(image)
         if discrete:
             grid, per_row = engine.traverse_discrete(net, x, seed), net.config.n_classes
         else:
@@ -416,7 +426,8 @@ def reconstruct(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output PNG, or a folder for several images."),
     strip: bool = typer.Option(False, help="Write inputs above their reconstructions in one PNG."),
     seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
-    invert: InvertOpt = "auto", force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+    invert: InvertOpt = "auto", frame: FrameOpt = "auto",
+    force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
         one_png = strip or len(images) == 1
@@ -427,7 +438,7 @@ def reconstruct(
         from infoedit.images import make_grid, save_png
 
         net = _load_model(model, revision, device)
-        load = _loader(net, invert)
+        load = _loader(net, invert, frame)
         pairs = []
         for start in range(0, len(images), 256):  # batches: bounded memory however many files
             x = torch.stack([load(p) for p in images[start:start + 256]])
@@ -523,7 +534,8 @@ def classify(
     names: Optional[str] = typer.Option(None, help="Cluster names, '0=zero,1=one,...' (or 'zero,one,...')."),
     batch_size: int = typer.Option(256, min=1, help="Images per model call."),
     model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
-    invert: InvertOpt = "auto", force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+    invert: InvertOpt = "auto", frame: FrameOpt = "auto",
+    force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
         from infoedit.images import iter_images
@@ -540,7 +552,7 @@ def classify(
         net = _load_model(model, revision, device)
         labels = results.parse_names(names, net.config.n_classes, net.class_names)
         done, failed = _classify_stream(net, folder, out, json_out, dest, bool(move_to), labels,
-                                        _loader(net, invert, pixels=True), batch_size, quiet)
+                                        _loader(net, invert, frame, pixels=True), batch_size, quiet)
         if failed and not quiet:  # a warning, so shown even when stderr is not a terminal
             print(f"infoedit: {len(failed)} file(s) skipped:", file=sys.stderr)
             for path, reason in failed:

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 # A decompression bomb (a tiny file that decodes to gigapixels) is refused, not decoded.
 Image.MAX_IMAGE_PIXELS = 64_000_000
@@ -98,18 +98,75 @@ def to_unit(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255)
 
 
-def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no", background: str = "dark"
-                ) -> np.ndarray:
+def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no", background: str = "dark",
+                frame: str = "no", framing: str = "none") -> np.ndarray:
     """Open + preprocess (+ match_polarity) as uint8 [C, H, W]; raises ImageError with one line
-    on any bad file."""
-    img = open_image(path, draft_size=size * 2)
+    on any bad file. ``frame`` (FRAME_MODES) and ``framing`` (the model's dataset's, see
+    DATASET_FRAMING): whether a 1-channel image's object is cut out and framed as the dataset
+    frames its images, instead of the plain centre crop."""
+    if frame not in FRAME_MODES:
+        raise ValueError(f"frame must be one of {', '.join(FRAME_MODES)}, got {frame!r}")
+    # A framed object is cut from the full picture: decode JPEGs at more than the model's size.
+    img = open_image(path, draft_size=size * (8 if frame != "no" else 2))
     if min(img.size) < 1:
         raise ImageError(f"{path}: empty image")
+    # auto: an image already at the model's size is taken as framed (a dataset's own image).
+    framed = channels == 1 and (frame == "yes" or (frame == "auto" and framing != "none" and img.size != (size, size)))
     try:
-        pixels = preprocess(img, size, channels)
+        if not framed:
+            return match_polarity(preprocess(img, size, channels), invert, background)
+        gray = _to_mode(img, 1)
+        factor = min(gray.size) // (size * 16)  # a photo's object needs no more pixels than this
+        gray = gray.reduce(factor) if factor > 1 else gray
+        pixels = match_polarity(np.array(gray, dtype=np.uint8)[None], invert, background)
+        light = background == "light"  # frame_object wants the object light on dark
+        out = frame_object(255 - pixels if light else pixels, size, framing if framing != "none" else "fill")
+        return 255 - out if light else out
     except (OSError, ValueError) as exc:
         raise ImageError(f"{path}: cannot convert image ({exc})") from None
-    return match_polarity(pixels, invert, background)
+
+
+# How a labelled dataset made its images from scans, so a photo can be made to look the same:
+# MNIST's digits fill a 20x20 box and sit by their centre of mass in 28x28 (LeCun et al.),
+# Fashion-MNIST's products are trimmed and their longer side fills the frame (Xiao et al. 2017).
+DATASET_FRAMING = {"mnist": "digit", "rotated-mnist": "digit", "fashion-mnist": "fill", "rotated-fashion": "fill"}
+FRAME_MODES = ("auto", "yes", "no")
+INK_THRESHOLD = 0.25  # of the object's peak over the background: below it is paper, lighting or noise
+
+
+def frame_object(pixels: np.ndarray, size: int, framing: str) -> np.ndarray:
+    """A light-on-dark 1-channel uint8 image [1, H, W] of any size -> [1, size, size]: the
+    background level (the border's median) taken off, the intensities stretched so the object's
+    peak is white, faint pixels (INK_THRESHOLD) cleared, the object's box cut out and resized:
+    "digit" to a 20/28 box centred by mass, "fill" to the whole frame, centred. A picture with
+    no object (flat) gets the plain centre crop."""
+    g = pixels[0].astype(np.float32)
+    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    v = g - np.median(border)
+    # the peak of a 3x3 median: one hot pixel (noise, a JPEG artefact) is not the object
+    smooth = np.asarray(Image.fromarray(v, "F").filter(ImageFilter.MedianFilter(3)))
+    peak = float(smooth.max())
+    if peak < 16:
+        return preprocess(Image.fromarray(pixels[0]), size, 1)
+    v = np.clip((v / peak - INK_THRESHOLD) / (1 - INK_THRESHOLD), 0, 1)
+    rows = np.flatnonzero((smooth > INK_THRESHOLD * peak).any(axis=1))
+    cols = np.flatnonzero((smooth > INK_THRESHOLD * peak).any(axis=0))
+    crop = v[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    box = round(size * 20 / 28) if framing == "digit" else size
+    scale = box / max(crop.shape)
+    h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
+    obj = np.clip(np.asarray(Image.fromarray(crop, "F").resize((w, h), Image.Resampling.BOX)), 0, 1)
+    if framing == "digit":
+        mass = obj.sum()
+        cy = (obj.sum(1) @ np.arange(h)) / mass if mass > 0 else (h - 1) / 2
+        cx = (obj.sum(0) @ np.arange(w)) / mass if mass > 0 else (w - 1) / 2
+        top, left = round((size - 1) / 2 - cy), round((size - 1) / 2 - cx)
+    else:
+        top, left = (size - h) // 2, (size - w) // 2
+    top, left = min(max(top, 0), size - h), min(max(left, 0), size - w)
+    out = np.zeros((size, size), np.float32)
+    out[top:top + h, left:left + w] = obj
+    return np.round(out * 255).astype(np.uint8)[None]
 
 
 def load_image(path: str | Path, size: int, channels: int) -> torch.Tensor:
@@ -145,10 +202,10 @@ def match_polarity(pixels: np.ndarray, invert: str = "auto", background: str = "
     return 255 - pixels
 
 
-def load_for_model(path: str | Path, size: int, channels: int, invert: str = "auto", background: str = "dark"
-                   ) -> torch.Tensor:
-    """What every editing command feeds the encoder: load_pixels with match_polarity, in [0, 1]."""
-    return to_unit(load_pixels(path, size, channels, invert, background))
+def load_for_model(path: str | Path, size: int, channels: int, invert: str = "auto", background: str = "dark",
+                   frame: str = "no", framing: str = "none") -> torch.Tensor:
+    """What every editing command feeds the encoder: load_pixels (polarity, framing), in [0, 1]."""
+    return to_unit(load_pixels(path, size, channels, invert, background, frame, framing))
 
 
 def iter_images(root: str | Path, skip: Path | None = None) -> Iterator[Path]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 # Tests run tiny models: one thread avoids thread-pool overhead that dominates such small ops
@@ -57,3 +59,16 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     model = InfoVAEGAN(InfoVAEGANConfig(n_classes=3, c_dim=2, z_dim=8, width=0.125, dataset="shapes"))
     fit(model, shapes_dataset(), TrainConfig(epochs=3, batch_size=32, seed=0, device="cpu"), out, progress=False)
     return out
+
+
+def photo_of(digit: np.ndarray, seed: int = 0) -> Image.Image:
+    """A 28x28 light-on-dark uint8 image as a photo of ink on grey paper: 8x larger, off centre
+    on a wider page, with a lighting gradient and sensor noise (what `--frame` undoes)."""
+    rng = np.random.default_rng(seed)
+    big = np.asarray(Image.fromarray(digit).resize((224, 224), Image.Resampling.BICUBIC), np.float32) / 255
+    page = np.full((480, 640), 200.0, np.float32) + np.linspace(-20, 20, 640)[None, :]
+    top, left = int(rng.integers(0, 480 - 224)), int(rng.integers(0, 640 - 224))
+    region = page[top:top + 224, left:left + 224]
+    page[top:top + 224, left:left + 224] = region * (1 - big) + 40 * big
+    page += rng.normal(0, 4, page.shape)
+    return Image.fromarray(np.clip(page, 0, 255).astype(np.uint8)).convert("RGB")

@@ -79,18 +79,20 @@ def test_load_image_raises_only_image_error(data, size, channels):
         assert 0 <= x.min() and x.max() <= 1
 
 
-ARG = st.one_of(st.sampled_from(["--json", "--invert", "--device", "--model", "--revision", "-m", "--", "-"]),
+ARG = st.one_of(st.sampled_from(["--json", "--invert", "--frame", "--device", "--model", "--revision", "-m", "--", "-"]),
                 st.text(max_size=12))
 
 
 @FUZZ
 @given(data=image_bytes(), invert=st.one_of(st.sampled_from(["auto", "yes", "no"]), st.text(max_size=8)),
        device=st.one_of(st.sampled_from(["auto", "cpu", "cuda"]), st.text(max_size=8)),
+       frame=st.one_of(st.sampled_from(["auto", "yes", "no"]), st.text(max_size=8)),
        as_json=st.booleans(), extra=st.lists(ARG, max_size=3))
-def test_cli_encode_exits_0_or_2(tiny_model_dir, data, invert, device, as_json, extra):
+def test_cli_encode_exits_0_or_2(tiny_model_dir, data, invert, frame, device, as_json, extra):
     with tempfile.TemporaryDirectory() as tmp:
         path = _write(tmp, data)
-        args = ["encode", str(path), "--model", str(tiny_model_dir), "--invert", invert, "--device", device,
+        args = ["encode", str(path), "--model", str(tiny_model_dir), "--invert", invert, "--frame", frame,
+                "--device", device,
                 *(["--json"] if as_json else []), *extra]
         res = CliRunner().invoke(app, args)
     if res.exception is not None and not isinstance(res.exception, SystemExit):

@@ -139,3 +139,64 @@ def test_make_grid_and_save_png_round_trip(tmp_path):
     back = load_image(tmp_path / "g.png", grid.shape[1], 1)  # not square: load crops, so compare a cell
     assert back.shape == (1, 13, 13)
     assert not list(tmp_path.glob(".*.tmp")), "the temp file of the atomic write was left behind"
+
+
+def _digit() -> np.ndarray:
+    """A 28x28 '7'-like stroke figure framed as MNIST frames its digits: a 20 px tall box."""
+    x = np.zeros((28, 28), np.uint8)
+    x[4:7, 8:20] = 255                                      # the bar
+    for r in range(7, 24):                                  # the slanted stem
+        c = 19 - (r - 7) * 8 // 17
+        x[r, c - 1:c + 2] = 255
+    return x
+
+
+def test_frame_cuts_the_digit_out_of_a_photo_as_mnist_frames_it(tmp_path):
+    from conftest import photo_of
+
+    from infoedit.images import frame_object
+
+    digit = _digit()
+    path = tmp_path / "photo.jpg"
+    photo_of(digit).save(path, quality=90)
+    framed = load_for_model(path, 28, 1, "auto", "dark", "auto", "digit")[0].numpy()
+    plain = load_for_model(path, 28, 1, "auto", "dark", "no", "digit")[0].numpy()
+    assert framed[0].max() == 0 and framed[:, 0].max() == 0   # the paper is black, lighting and noise gone
+    rows, cols = np.flatnonzero(framed.max(1) > 0.25), np.flatnonzero(framed.max(0) > 0.25)
+    assert rows[-1] - rows[0] + 1 in (19, 20, 21)            # the longer side fills MNIST's 20 px box
+    mass = framed.sum()
+    assert abs(framed.sum(1) @ np.arange(28) / mass - 13.5) <= 0.75  # centred by its centre of mass
+    assert abs(framed.sum(0) @ np.arange(28) / mass - 13.5) <= 0.75
+    target = frame_object(digit[None], 28, "digit")[0] / 255.0  # the clean digit, framed the same way
+    assert np.corrcoef(framed.ravel(), target.ravel())[0, 1] > 0.9
+    assert np.corrcoef(plain.ravel(), target.ravel())[0, 1] < 0.5  # a plain resize keeps the page
+
+
+def test_frame_auto_leaves_model_sized_images_and_frame_no_alone(tmp_path):
+    path = tmp_path / "digit.png"
+    Image.fromarray(np.roll(_digit(), 3, axis=1)).save(path)  # off centre, yet a dataset-sized image
+    auto = load_for_model(path, 28, 1, "auto", "dark", "auto", "digit")
+    assert torch.equal(auto, load_image(path, 28, 1))
+    assert not torch.equal(load_for_model(path, 28, 1, "auto", "dark", "yes", "digit"), auto)
+    big = tmp_path / "big.png"
+    Image.fromarray(_digit()).resize((56, 56)).save(big)
+    assert torch.equal(load_for_model(big, 28, 1, "auto", "dark", "auto", "none"), load_image(big, 28, 1))
+    with pytest.raises(ValueError, match="frame"):
+        load_for_model(path, 28, 1, "auto", "dark", "always", "digit")
+
+
+def test_frame_fill_light_background_and_blank_pages(tmp_path):
+    from infoedit.images import frame_object
+
+    wide = np.zeros((1, 100, 200), np.uint8)
+    wide[0, 40:60, 50:130] = 255  # an 80 x 20 bar
+    filled = frame_object(wide, 28, "fill")[0]
+    cols = np.flatnonzero(filled.max(0) > 64)
+    assert cols[0] == 0 and cols[-1] == 27            # the longer side fills the frame
+    assert filled[:10].max() == 0 and filled[-10:].max() == 0
+    paper = tmp_path / "paper.png"
+    Image.fromarray(255 - wide[0]).save(paper)         # dark ink on paper, for a light-background model
+    light = load_for_model(paper, 28, 1, "auto", "light", "yes", "fill")[0]
+    assert light[0, 0] == 1 and light.min() == 0       # framed, and still ink on paper
+    blank = np.full((1, 50, 60), 90, np.uint8)
+    assert frame_object(blank, 28, "digit").shape == (1, 28, 28)  # no object: the plain crop

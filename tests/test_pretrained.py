@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -19,6 +20,27 @@ BUNDLED = {"mnist": "mnist", "fashion-mnist": "fashion"}  # name -> examples/ fo
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_photos_of_the_example_digits_classify_as_the_digits_do(tmp_path):
+    """--frame auto: a photo of ink on paper is cut out and framed as MNIST frames its digits."""
+    from conftest import photo_of
+
+    from infoedit.images import load_pixels
+
+    digits = sorted((REPO / "examples" / "mnist").glob("[0-9].png"))
+    for i, d in enumerate(digits):
+        photo_of(load_pixels(d, 28, 1)[0], seed=i).save(tmp_path / f"{d.stem}.jpg", quality=90)
+    clusters = {}
+    for folder, frame in ((REPO / "examples" / "mnist", "auto"), (tmp_path, "auto"), (tmp_path, "no")):
+        out = tmp_path / f"{frame}-{folder.name}.csv"
+        result = runner.invoke(app, ["classify", str(folder), "--frame", frame, "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
+        clusters[folder, frame] = {Path(r[0]).stem: r[1] for r in rows if Path(r[0]).stem.isdigit()}
+    originals = clusters[REPO / "examples" / "mnist", "auto"]
+    assert clusters[tmp_path, "auto"] == originals
+    assert sum(clusters[tmp_path, "no"][k] == v for k, v in originals.items()) <= 5  # unframed: the page
 
 
 @pytest.mark.parametrize("name", BUNDLED)
