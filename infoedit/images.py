@@ -134,6 +134,36 @@ FRAME_MODES = ("auto", "yes", "no")
 INK_THRESHOLD = 0.25  # of the object's peak over the background: below it is paper, lighting or noise
 
 
+# Stroke width over the longer side of the digit's box, as 2 * area / boundary pixels: MNIST's
+# test digits have a median of 0.127, and 95% are above 0.085 (measured at 80 px on 2,000 of them).
+MNIST_STROKE, THIN_STROKE = 0.127, 0.085
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Mean width in pixels of the strokes of a boolean mask: 2 * area / boundary pixels (a stroke
+    of width w and length L has about w * L pixels, 2 * L of them on its boundary)."""
+    inner = np.zeros_like(mask)
+    inner[1:-1, 1:-1] = (mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1]
+                         & mask[1:-1, :-2] & mask[1:-1, 2:])
+    return 2 * float(mask.sum()) / max(int((mask & ~inner).sum()), 1)
+
+
+def _thicken_strokes(crop: np.ndarray, work: int) -> np.ndarray:
+    """A digit written with a pen far thinner than MNIST's (a photo of a biro on paper), redrawn
+    to MNIST's median stroke: resized to ``work`` px on its longer side and dilated there. Strokes
+    within MNIST's range are left as they are. Returns the crop, resized when it was thickened."""
+    long = max(crop.shape)
+    width = stroke_width(crop > 0.5) / long
+    if width >= THIN_STROKE:
+        return crop
+    scale = work / long
+    h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
+    small = np.asarray(Image.fromarray(crop, "F").resize((w, h), Image.Resampling.BOX))
+    radius = max(1, round((MNIST_STROKE - width) * work / 2))
+    grown = np.asarray(Image.fromarray(small, "F").filter(ImageFilter.MaxFilter(2 * radius + 1)))
+    return np.clip(grown / max(float(grown.max()), 1e-6), 0, 1)
+
+
 def frame_object(pixels: np.ndarray, size: int, framing: str) -> np.ndarray:
     """A light-on-dark 1-channel uint8 image [1, H, W] of any size -> [1, size, size]: the
     background level (the border's median) taken off, the intensities stretched so the object's
@@ -153,6 +183,8 @@ def frame_object(pixels: np.ndarray, size: int, framing: str) -> np.ndarray:
     cols = np.flatnonzero((smooth > INK_THRESHOLD * peak).any(axis=0))
     crop = v[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     box = round(size * 20 / 28) if framing == "digit" else size
+    if framing == "digit":
+        crop = _thicken_strokes(crop, 4 * box)
     scale = box / max(crop.shape)
     h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
     obj = np.clip(np.asarray(Image.fromarray(crop, "F").resize((w, h), Image.Resampling.BOX)), 0, 1)

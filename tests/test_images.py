@@ -200,3 +200,21 @@ def test_frame_fill_light_background_and_blank_pages(tmp_path):
     assert light[0, 0] == 1 and light.min() == 0       # framed, and still ink on paper
     blank = np.full((1, 50, 60), 90, np.uint8)
     assert frame_object(blank, 28, "digit").shape == (1, 28, 28)  # no object: the plain crop
+
+
+def test_frame_thickens_a_thin_pen_to_mnist_strokes_and_leaves_mnist_strokes_alone():
+    from infoedit.images import THIN_STROKE, frame_object, stroke_width
+
+    page = np.zeros((1, 300, 300), np.uint8)
+    page[0, 50:53, 80:200] = 255                      # a '7' drawn with a 3 px pen, 200 px tall
+    for r in range(53, 250):
+        c = 199 - (r - 53) * 100 // 197
+        page[0, r, c - 1:c + 2] = 255
+    assert stroke_width(page[0] > 127) / 200 < 0.02
+    framed = frame_object(page, 28, "digit")[0]
+    rows, cols = np.flatnonzero(framed.max(1) > 127), np.flatnonzero(framed.max(0) > 127)
+    ratio = stroke_width(framed > 127) / max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
+    assert THIN_STROKE <= ratio <= 0.25
+    mnist_like = frame_object(_digit()[None], 28, "digit")[0]  # 3 px strokes in a 20 px box: as drawn
+    upscaled = np.asarray(Image.fromarray(_digit()).resize((280, 280), Image.Resampling.NEAREST))[None]
+    assert np.corrcoef(frame_object(upscaled, 28, "digit")[0].ravel(), mnist_like.ravel())[0, 1] > 0.95
