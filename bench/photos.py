@@ -3,9 +3,8 @@
 Each test image of a labelled dataset is drawn as a photo would show it: dark ink on grey paper
 (the page 170-230, the ink 20-70, a lighting gradient across the page, sensor noise), 5-11x
 larger than the dataset's image, anywhere on a 500-900 px page, saved as JPEG; digits also with
-a thin pen. The score is the
-unsupervised accuracy (Hungarian-matched clusters, as `infoedit evaluate`) on the photos, beside
-the same images given as they are.
+a thin pen. The score is the unsupervised accuracy (Hungarian-matched clusters, as `infoedit
+evaluate`) on the photos, beside the same images given as they are.
 
     python bench/photos.py [--n 300] [--datasets mnist fashion-mnist]
 """
