@@ -98,42 +98,12 @@ def to_unit(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255)
 
 
-def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no", background: str = "dark",
-                frame: str = "no", framing: str = "none") -> np.ndarray:
-    """Open + preprocess (+ match_polarity) as uint8 [C, H, W]; raises ImageError with one line
-    on any bad file. ``frame`` (FRAME_MODES) and ``framing`` (the model's dataset's, see
-    DATASET_FRAMING): whether a 1-channel image's object is cut out and framed as the dataset
-    frames its images, instead of the plain centre crop."""
-    if frame not in FRAME_MODES:
-        raise ValueError(f"frame must be one of {', '.join(FRAME_MODES)}, got {frame!r}")
-    # A framed object is cut from the full picture: decode JPEGs at more than the model's size.
-    img = open_image(path, draft_size=size * (8 if frame != "no" else 2))
-    if min(img.size) < 1:
-        raise ImageError(f"{path}: empty image")
-    # auto: an image already at the model's size is taken as framed (a dataset's own image).
-    framed = channels == 1 and (frame == "yes" or (frame == "auto" and framing != "none" and img.size != (size, size)))
-    try:
-        if not framed:
-            return match_polarity(preprocess(img, size, channels), invert, background)
-        gray = _to_mode(img, 1)
-        factor = min(gray.size) // (size * 16)  # a photo's object needs no more pixels than this
-        gray = gray.reduce(factor) if factor > 1 else gray
-        pixels = match_polarity(np.array(gray, dtype=np.uint8)[None], invert, background)
-        light = background == "light"  # frame_object wants the object light on dark
-        out = frame_object(255 - pixels if light else pixels, size, framing if framing != "none" else "fill")
-        return 255 - out if light else out
-    except (OSError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot convert image ({exc})") from None
-
-
 # How a labelled dataset made its images from scans, so a photo can be made to look the same:
 # MNIST's digits fill a 20x20 box and sit by their centre of mass in 28x28 (LeCun et al.),
 # Fashion-MNIST's products are trimmed and their longer side fills the frame (Xiao et al. 2017).
 DATASET_FRAMING = {"mnist": "digit", "rotated-mnist": "digit", "fashion-mnist": "fill", "rotated-fashion": "fill"}
 FRAME_MODES = ("auto", "yes", "no")
 INK_THRESHOLD = 0.25  # of the object's peak over the background: below it is paper, lighting or noise
-
-
 # Stroke width over the longer side of the digit's box, as 2 * area / boundary pixels: MNIST's
 # test digits have a median of 0.127, and 95% are above 0.085 (measured at 80 px on 2,000 of them).
 MNIST_STROKE, THIN_STROKE = 0.127, 0.085
@@ -199,6 +169,35 @@ def frame_object(pixels: np.ndarray, size: int, framing: str) -> np.ndarray:
     out = np.zeros((size, size), np.float32)
     out[top:top + h, left:left + w] = obj
     return np.round(out * 255).astype(np.uint8)[None]
+
+
+def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no", background: str = "dark",
+                frame: str = "no", framing: str = "none") -> np.ndarray:
+    """Open + preprocess (+ match_polarity) as uint8 [C, H, W]; raises ImageError with one line
+    on any bad file. ``frame`` (FRAME_MODES) and ``framing`` (the model's dataset's, see
+    DATASET_FRAMING): whether a 1-channel image's object is cut out and framed as the dataset
+    frames its images, instead of the plain centre crop."""
+    if frame not in FRAME_MODES:
+        raise ValueError(f"frame must be one of {', '.join(FRAME_MODES)}, got {frame!r}")
+    # A framed object is cut from the full picture: decode JPEGs at more than the model's size.
+    img = open_image(path, draft_size=size * (8 if frame != "no" else 2))
+    if min(img.size) < 1:
+        raise ImageError(f"{path}: empty image")
+    # auto: an image already at the model's size is taken as framed (a dataset's own image).
+    framed = channels == 1 and (frame == "yes" or
+                                (frame == "auto" and framing != "none" and img.size != (size, size)))
+    try:
+        if not framed:
+            return match_polarity(preprocess(img, size, channels), invert, background)
+        gray = _to_mode(img, 1)
+        factor = min(gray.size) // (size * 16)  # a photo's object needs no more pixels than this
+        gray = gray.reduce(factor) if factor > 1 else gray
+        pixels = match_polarity(np.array(gray, dtype=np.uint8)[None], invert, background)
+        light = background == "light"  # frame_object wants the object light on dark
+        out = frame_object(255 - pixels if light else pixels, size, framing if framing != "none" else "fill")
+        return 255 - out if light else out
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"{path}: cannot convert image ({exc})") from None
 
 
 def load_image(path: str | Path, size: int, channels: int) -> torch.Tensor:

@@ -164,6 +164,7 @@ def test_frame_cuts_the_digit_out_of_a_photo_as_mnist_frames_it(tmp_path):
     assert framed[0].max() == 0 and framed[:, 0].max() == 0   # the paper is black, lighting and noise gone
     rows, cols = np.flatnonzero(framed.max(1) > 0.25), np.flatnonzero(framed.max(0) > 0.25)
     assert rows[-1] - rows[0] + 1 in (19, 20, 21)            # the longer side fills MNIST's 20 px box
+    assert cols[-1] - cols[0] + 1 < rows[-1] - rows[0] + 1
     mass = framed.sum()
     assert abs(framed.sum(1) @ np.arange(28) / mass - 13.5) <= 0.75  # centred by its centre of mass
     assert abs(framed.sum(0) @ np.arange(28) / mass - 13.5) <= 0.75
