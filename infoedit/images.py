@@ -134,15 +134,41 @@ def _thicken_strokes(crop: np.ndarray, work: int) -> np.ndarray:
     return np.clip(grown / max(float(grown.max()), 1e-6), 0, 1)
 
 
+def page_level(g: np.ndarray, ring: float = 0.05, rounds: int = 3) -> np.ndarray:
+    """The background's level at every pixel of a float image [H, W]: a quadratic in x and y
+    fitted to the outer ``ring`` of the image, so a photo's lighting gradient or vignette is
+    taken off with the paper. Each round drops the ring's pixels farthest above the fit (30%: an
+    object that reaches the edge), so the fit follows the paper."""
+    h, w = g.shape
+    k = max(1, round(ring * min(h, w)))
+    edge = np.ones((h, w), bool)
+    edge[k:h - k, k:w - k] = False
+    ys, xs = np.nonzero(edge)
+    step = max(1, len(ys) // 20_000)  # a sample of the ring is plenty for six coefficients
+    ys, xs = ys[::step], xs[::step]
+
+    def terms(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        y, x = y / max(h - 1, 1) - 0.5, x / max(w - 1, 1) - 0.5
+        return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
+
+    a, values = terms(ys.astype(np.float64), xs.astype(np.float64)), g[ys, xs].astype(np.float64)
+    keep = np.ones(len(values), bool)
+    for _ in range(rounds):
+        coef = np.linalg.lstsq(a[keep], values[keep], rcond=None)[0]
+        residual = values - a @ coef
+        keep = residual <= np.percentile(residual, 70)
+    gy, gx = np.mgrid[0:h, 0:w]
+    return (terms(gy.astype(np.float64), gx.astype(np.float64)) @ coef).astype(np.float32)
+
+
 def frame_object(pixels: np.ndarray, size: int, framing: str) -> np.ndarray:
     """A light-on-dark 1-channel uint8 image [1, H, W] of any size -> [1, size, size]: the
-    background level (the border's median) taken off, the intensities stretched so the object's
+    background level (page_level) taken off, the intensities stretched so the object's
     peak is white, faint pixels (INK_THRESHOLD) cleared, the object's box cut out and resized:
     "digit" to a 20/28 box centred by mass, "fill" to the whole frame, centred. A picture with
     no object (flat) gets the plain centre crop."""
     g = pixels[0].astype(np.float32)
-    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
-    v = g - np.median(border)
+    v = g - page_level(g)
     # the peak of a 3x3 median: one hot pixel (noise, a JPEG artefact) is not the object
     smooth = np.asarray(Image.fromarray(v, "F").filter(ImageFilter.MedianFilter(3)))
     peak = float(smooth.max())

@@ -61,12 +61,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return out
 
 
-def photo_of(digit: np.ndarray, seed: int = 0) -> Image.Image:
+def photo_of(digit: np.ndarray, seed: int = 0, vignette: float = 0.0) -> Image.Image:
     """A 28x28 light-on-dark uint8 image as a photo of ink on grey paper: 8x larger, off centre
-    on a wider page, with a lighting gradient and sensor noise (what `--frame` undoes)."""
+    on a wider page, with a lighting gradient, corners darker by ``vignette`` and sensor noise
+    (what `--frame` undoes)."""
     rng = np.random.default_rng(seed)
     big = np.asarray(Image.fromarray(digit).resize((224, 224), Image.Resampling.BICUBIC), np.float32) / 255
     page = np.full((480, 640), 200.0, np.float32) + np.linspace(-20, 20, 640)[None, :]
+    y, x = np.mgrid[-1:1:480j, -1:1:640j]
+    page *= 1 - vignette * (x * x + y * y) / 2
     top, left = int(rng.integers(0, 480 - 224)), int(rng.integers(0, 640 - 224))
     region = page[top:top + 224, left:left + 224]
     page[top:top + 224, left:left + 224] = region * (1 - big) + 40 * big

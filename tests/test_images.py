@@ -151,14 +151,15 @@ def _digit() -> np.ndarray:
     return x
 
 
-def test_frame_cuts_the_digit_out_of_a_photo_as_mnist_frames_it(tmp_path):
+@pytest.mark.parametrize("vignette", [0.0, 0.4])
+def test_frame_cuts_the_digit_out_of_a_photo_as_mnist_frames_it(tmp_path, vignette):
     from conftest import photo_of
 
     from infoedit.images import frame_object
 
     digit = _digit()
     path = tmp_path / "photo.jpg"
-    photo_of(digit).save(path, quality=90)
+    photo_of(digit, vignette=vignette).save(path, quality=90)  # 0.4: corners 40% darker, as a cheap lens
     framed = load_for_model(path, 28, 1, "auto", "dark", "auto", "digit")[0].numpy()
     plain = load_for_model(path, 28, 1, "auto", "dark", "no", "digit")[0].numpy()
     assert framed[0].max() == 0 and framed[:, 0].max() == 0   # the paper is black, lighting and noise gone
