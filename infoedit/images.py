@@ -209,12 +209,15 @@ def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no", 
     img = open_image(path, draft_size=size * (8 if frame != "no" else 2))
     if min(img.size) < 1:
         raise ImageError(f"{path}: empty image")
-    # auto: an image already at the model's size is taken as framed (a dataset's own image).
-    framed = channels == 1 and (frame == "yes" or
-                                (frame == "auto" and framing != "none" and img.size != (size, size)))
     try:
-        if not framed:
+        if channels != 1 or frame == "no" or (frame == "auto" and framing == "none"):
             return match_polarity(preprocess(img, size, channels), invert, background)
+        if frame == "auto" and img.size == (size, size):
+            # A model-sized image in the model's polarity is taken as framed (a dataset's own
+            # image); one of the other polarity (a drawing in black on white) is not.
+            plain = preprocess(img, size, channels)
+            if has_light_background(plain) == (background == "light"):
+                return match_polarity(plain, invert, background)
         gray = _to_mode(img, 1)
         factor = min(gray.size) // (size * 16)  # a photo's object needs no more pixels than this
         gray = gray.reduce(factor) if factor > 1 else gray

@@ -180,6 +180,11 @@ def test_frame_auto_leaves_model_sized_images_and_frame_no_alone(tmp_path):
     auto = load_for_model(path, 28, 1, "auto", "dark", "auto", "digit")
     assert torch.equal(auto, load_image(path, 28, 1))
     assert not torch.equal(load_for_model(path, 28, 1, "auto", "dark", "yes", "digit"), auto)
+    drawing = tmp_path / "drawing.png"  # model-sized but black on white: no dataset image, framed
+    Image.fromarray(255 - np.roll(_digit(), 3, axis=1)).save(drawing)
+    framed = load_for_model(drawing, 28, 1, "auto", "dark", "auto", "digit")
+    assert torch.equal(framed, load_for_model(drawing, 28, 1, "auto", "dark", "yes", "digit"))
+    assert torch.allclose(framed, load_for_model(path, 28, 1, "auto", "dark", "yes", "digit"), atol=1 / 255)
     big = tmp_path / "big.png"
     Image.fromarray(_digit()).resize((56, 56)).save(big)
     assert torch.equal(load_for_model(big, 28, 1, "auto", "dark", "auto", "none"), load_image(big, 28, 1))
