@@ -205,12 +205,13 @@ def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no", 
     frames its images, instead of the plain centre crop."""
     if frame not in FRAME_MODES:
         raise ValueError(f"frame must be one of {', '.join(FRAME_MODES)}, got {frame!r}")
+    may_frame = channels == 1 and (frame == "yes" or (frame == "auto" and framing != "none"))
     # A framed object is cut from the full picture: decode JPEGs at more than the model's size.
-    img = open_image(path, draft_size=size * (8 if frame != "no" else 2))
+    img = open_image(path, draft_size=size * (8 if may_frame else 2))
     if min(img.size) < 1:
         raise ImageError(f"{path}: empty image")
     try:
-        if channels != 1 or frame == "no" or (frame == "auto" and framing == "none"):
+        if not may_frame:
             return match_polarity(preprocess(img, size, channels), invert, background)
         if frame == "auto" and img.size == (size, size):
             # A model-sized image in the model's polarity is taken as framed (a dataset's own
