@@ -92,7 +92,8 @@ def main() -> None:
     prov = common.provenance(args, started)
     lines = ["# `infoedit classify` on photos of ink on paper (bundled models)", "",
              "| model | " + " | ".join(next(iter(rows.values()))) + " |", "|---|---|---|---|---|"]
-    lines += [f"| {name} | " + " | ".join("n/a" if v is None else f"{100 * v:.1f}%" for v in r.values()) + " |" for name, r in rows.items()]
+    for name, r in rows.items():
+        lines.append(f"| {name} | " + " | ".join("n/a" if v is None else f"{100 * v:.1f}%" for v in r.values()) + " |")
     lines += ["", f"Unsupervised accuracy (Hungarian-matched clusters) on the first {args.n} test images of each "
               f"dataset, each drawn as a photo (see bench/photos.py), seed {args.seed}.",
               f"Commit `{prov['commit']}`, {prov['date']}, `{prov['command']}`."]

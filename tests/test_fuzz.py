@@ -79,7 +79,8 @@ def test_load_image_raises_only_image_error(data, size, channels):
         assert 0 <= x.min() and x.max() <= 1
 
 
-ARG = st.one_of(st.sampled_from(["--json", "--invert", "--frame", "--device", "--model", "--revision", "-m", "--", "-"]),
+ARG = st.one_of(st.sampled_from(["--json", "--invert", "--frame", "--device", "--model", "--revision", "-m",
+                                  "--", "-"]),
                 st.text(max_size=12))
 
 
