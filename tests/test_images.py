@@ -205,6 +205,11 @@ def test_frame_fill_light_background_and_blank_pages(tmp_path):
     Image.fromarray(255 - wide[0]).save(paper)         # dark ink on paper, for a light-background model
     light = load_for_model(paper, 28, 1, "auto", "light", "yes", "fill")[0]
     assert light[0, 0] == 1 and light.min() == 0       # framed, and still ink on paper
+    garment = np.zeros((1, 100, 200), np.uint8)
+    garment[0, 20:80, 40:160] = 40                     # a light shirt (dim once inverted) ...
+    garment[0, 45:55, 95:105] = 255                    # ... with a dark logo: the shirt is framed
+    shirt = frame_object(garment, 28, "fill")[0]
+    assert (shirt > 0).mean() > 0.4 and (shirt > 200).mean() < 0.05  # not the logo blown up
     blank = np.full((1, 50, 60), 90, np.uint8)
     assert frame_object(blank, 28, "digit").shape == (1, 28, 28)  # no object: the plain crop
 
