@@ -172,12 +172,13 @@ def test_release_bundles_a_half_precision_copy_that_loads_by_name(tiny_model_dir
 def test_a_folder_written_before_the_levers_loads_as_it_was_trained(tiny_model_dir, tmp_path):
     folder = _copy(tiny_model_dir, tmp_path / "m")
     cfg = json.loads((folder / "config.json").read_text())
-    for name in ("d_real_s", "shared_trunk", "real_mi_weight", "z_scale", "augment", "kl_c_weight", "tc_weight"):
+    for name in ("d_real_s", "shared_trunk", "real_mi_weight", "z_scale", "augment", "kl_c_weight", "tc_weight",
+                 "batchnorm"):
         del cfg[name]
     (folder / "config.json").write_text(json.dumps(cfg))
     old = hub.from_pretrained(str(folder)).config
     assert (old.d_real_s, old.shared_trunk, old.real_mi_weight, old.z_scale, old.augment, old.kl_c_weight,
-            old.tc_weight) == ("gumbel", False, 0.0, 1.0, "affine", 1.0, 0.0)
+            old.tc_weight, old.batchnorm) == ("gumbel", False, 0.0, 1.0, "affine", 1.0, 0.0, True)
 
 
 def test_written_files_get_ordinary_permissions(tmp_path):
@@ -217,3 +218,28 @@ def test_release_names_the_categories_after_the_matched_labels(tiny_model_dir, t
     (dest / hub.CLASS_NAMES_NAME).write_text('["bag", "bag", "x"]')
     out = CliRunner().invoke(app, ["encode", str(png), "--model", "tiny"])
     assert out.exit_code == 2 and "class_names.json: expected a list of 3 distinct" in out.output
+
+
+@pytest.mark.parametrize("model_name", ["infovaegan2", "beta-vae", "infogan"])
+def test_batchnorm_false_leaves_out_every_batchnorm_and_nothing_else(tmp_path, model_name):
+    from infoedit.models import FAMILIES, build
+    from trainer.loop import TrainConfig, family_trainer
+
+    config_class = FAMILIES[model_name][0]
+    with_bn, without = (build(config_class(image_size=28, channels=1, width=0.125, model=model_name,
+                                           batchnorm=b)) for b in (True, False))
+    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+    assert any(isinstance(m, norms) for m in with_bn.modules())
+    assert not any(isinstance(m, norms) for m in without.modules())
+    keys = {k for k in with_bn.state_dict() if k in without.state_dict()}
+    assert keys == set(without.state_dict())  # the other layers keep the paper's names and shapes
+    assert all(with_bn.state_dict()[k].shape == v.shape for k, v in without.state_dict().items())
+    make_optimizers, step = family_trainer(model_name)
+    x = torch.rand(16, 1, 28, 28)
+    values = step(without, make_optimizers(without, TrainConfig()), x, torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(torch.tensor(v)) for v in values.values())
+    hub.save_pretrained(without, tmp_path / "m")
+    loaded = hub.from_pretrained(str(tmp_path / "m"))
+    assert loaded.config.batchnorm is False
+    without.eval()
+    assert torch.equal(loaded.encode(x)[0], without.encode(x)[0])

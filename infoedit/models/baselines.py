@@ -26,7 +26,7 @@ from torch import nn
 
 from infoedit import codes
 from infoedit.models.config import CodeModel, ConfigMixin
-from infoedit.models.nets import Encoder, Generator, JointDiscriminator, _w, conv_trunk
+from infoedit.models.nets import Encoder, Generator, JointDiscriminator, _norm, _w, conv_trunk
 
 FORMAT_VERSION = 1
 
@@ -44,11 +44,13 @@ class BaselineConfig(ConfigMixin):
     c_dim: int = 2            # continuous code dimensions
     c_prior: str = "uniform"  # p(c): "uniform" U(-1,1) (InfoGAN) or "normal" N(0,1) (VAEs)
     width: float = 1.0        # multiplies every hidden width; 1.0 = the paper's networks
+    batchnorm: bool = True    # False: the networks without their BatchNorm layers (InfoVAEGANConfig's lever)
     model: str = ""
     dataset: str = ""
     format_version: int = FORMAT_VERSION
 
-    ADDED_FIELDS: ClassVar[dict] = {"background": "dark"}  # folders older than the field: MNIST-like
+    # folders older than the fields: MNIST-like images, the paper's networks
+    ADDED_FIELDS: ClassVar[dict] = {"background": "dark", "batchnorm": True}
 
     FAMILY = ""  # the ``model`` name the subclass builds (a class attribute, not a field)
 
@@ -151,7 +153,7 @@ class QHead(nn.Module):
     def __init__(self, hidden: int, cfg: InfoGANConfig):
         super().__init__()
         q = _w(128, cfg.width)
-        self.fc = nn.Sequential(nn.Linear(hidden, q), nn.BatchNorm1d(q), nn.LeakyReLU(0.1, True))
+        self.fc = nn.Sequential(nn.Linear(hidden, q), _norm(q, cfg.batchnorm, 1), nn.LeakyReLU(0.1, True))
         self.logits = nn.Linear(q, cfg.n_classes)
         self.mu = nn.Linear(q, cfg.c_dim)
         self.sigma = nn.Linear(q, cfg.c_dim) if cfg.mi_continuous == "nll" else None
@@ -170,9 +172,10 @@ class InfoGANDiscriminator(nn.Module):
 
     def __init__(self, cfg: InfoGANConfig):
         super().__init__()
-        convs, feat = conv_trunk(cfg.image_size, cfg.channels, cfg.width)
+        convs, feat = conv_trunk(cfg.image_size, cfg.channels, cfg.width, cfg.batchnorm)
         hidden = _w(1024, cfg.width)
-        self.trunk = nn.Sequential(convs, nn.Linear(feat, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(0.1, True))
+        self.trunk = nn.Sequential(convs, nn.Linear(feat, hidden), _norm(hidden, cfg.batchnorm, 1),
+                                   nn.LeakyReLU(0.1, True))
         self.head = nn.Linear(hidden, 1)
         self.q = QHead(hidden, cfg)
 
@@ -186,7 +189,7 @@ class InfoGAN(CodeModel):
         super().__init__()
         config.validate()
         self.config = cfg = config
-        self.G = Generator(cfg.z_dim + cfg.code_dim, cfg.image_size, cfg.channels, cfg.width)
+        self.G = Generator(cfg.z_dim + cfg.code_dim, cfg.image_size, cfg.channels, cfg.width, cfg.batchnorm)
         self.D = InfoGANDiscriminator(cfg)  # D = D.trunk + D.head; Q = D.trunk + D.q
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -202,9 +205,10 @@ class ALI(CodeModel):
         super().__init__()
         config.validate()
         self.config = cfg = config
-        self.G = Generator(cfg.z_dim + cfg.code_dim, cfg.image_size, cfg.channels, cfg.width)
-        self.E = Encoder(cfg.image_size, cfg.channels, cfg.n_classes, cfg.c_dim, cfg.width)
-        self.D = JointDiscriminator(cfg.image_size, cfg.channels, cfg.code_dim, cfg.width)
+        self.G = Generator(cfg.z_dim + cfg.code_dim, cfg.image_size, cfg.channels, cfg.width, cfg.batchnorm)
+        self.E = Encoder(cfg.image_size, cfg.channels, cfg.n_classes, cfg.c_dim, cfg.width,
+                         batchnorm=cfg.batchnorm)
+        self.D = JointDiscriminator(cfg.image_size, cfg.channels, cfg.code_dim, cfg.width, cfg.batchnorm)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.E(x)
@@ -230,8 +234,9 @@ class VAE(CodeModel):
         self.discrete = cfg.model == "jointvae"
         # beta-VAE's E keeps a 1-way logits head: softmax over one class is 1, so its
         # "classification" is one cluster and the head never takes a gradient.
-        self.E = Encoder(cfg.image_size, cfg.channels, cfg.n_classes, cfg.c_dim, cfg.width)
-        self.G = Generator(self.code_width, cfg.image_size, cfg.channels, cfg.width)
+        self.E = Encoder(cfg.image_size, cfg.channels, cfg.n_classes, cfg.c_dim, cfg.width,
+                         batchnorm=cfg.batchnorm)
+        self.G = Generator(self.code_width, cfg.image_size, cfg.channels, cfg.width, cfg.batchnorm)
         if not isinstance(self.G.deconv[-1], nn.Sigmoid):
             raise TypeError("nets.Generator must end in a sigmoid: the VAE loss reads the logits before it")
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))

@@ -69,6 +69,9 @@ class InfoVAEGANConfig(ConfigMixin):
     # sigma 0.1) leaves each category a narrow mode, so the 10 categories must cover the data's
     # 10 largest modes instead of z carrying the identity.
     z_scale: float = 1.0
+    # Not in the paper (a lever): False leaves out every BatchNorm of G, G2, E and D. On dSprites
+    # the paper's BatchNorm networks spread every factor over all code dims (README, dSprites).
+    batchnorm: bool = True
     model: str = "infovaegan"
     dataset: str = ""
     format_version: int = FORMAT_VERSION
@@ -76,7 +79,7 @@ class InfoVAEGANConfig(ConfigMixin):
     ADDED_FIELDS: ClassVar[dict] = {"d_real_s": "gumbel", "shared_trunk": False, "real_mi_weight": 0.0,
                                     "z_scale": 1.0, "augment": "affine", "real_mi_balance": 1.0,
                                     "overcluster": 0, "reseed": False, "kl_c_weight": 1.0,
-                                    "tc_weight": 0.0, "background": "dark"}
+                                    "tc_weight": 0.0, "background": "dark", "batchnorm": True}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
@@ -125,11 +128,11 @@ class InfoVAEGAN(CodeModel):
         config.validate()
         self.config = config
         cfg = config
-        self.G = Generator(cfg.z_dim + cfg.code_dim, cfg.image_size, cfg.channels, cfg.width)
-        self.D = JointDiscriminator(cfg.image_size, cfg.channels, cfg.code_dim, cfg.width)
+        self.G = Generator(cfg.z_dim + cfg.code_dim, cfg.image_size, cfg.channels, cfg.width, cfg.batchnorm)
+        self.D = JointDiscriminator(cfg.image_size, cfg.channels, cfg.code_dim, cfg.width, cfg.batchnorm)
         shared = (self.D.trunk, self.D.trunk_features) if cfg.shared_trunk else None
         self.E = Encoder(cfg.image_size, cfg.channels, cfg.n_classes, cfg.c_dim, cfg.width, shared,
-                         cfg.overcluster)
+                         cfg.overcluster, cfg.batchnorm)
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None):
         z, s, c = super().sample_prior(n, generator)
@@ -155,7 +158,7 @@ class InfoVAEGAN2(InfoVAEGAN):
         super().__init__(config)
         cfg = config
         # Same builder as G with no noise input: G2 sees only the codes E infers.
-        self.G2 = Generator(cfg.code_dim, cfg.image_size, cfg.channels, cfg.width)
+        self.G2 = Generator(cfg.code_dim, cfg.image_size, cfg.channels, cfg.width, cfg.batchnorm)
 
     def generate2(self, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return self.G2(s.new_zeros(s.shape[0], 0), torch.cat([s, c], dim=1))

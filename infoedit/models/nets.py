@@ -21,6 +21,14 @@ def _w(n: int, width: float) -> int:
     return max(8, int(round(n * width)))
 
 
+def _norm(n: int, batchnorm: bool, dims: int = 2) -> nn.Module:
+    """The paper's BatchNorm after a layer of n features, or nothing (an Identity, so the layers'
+    indices and names stay those of the paper's networks). The layers before it keep bias=False."""
+    if not batchnorm:
+        return nn.Identity()
+    return nn.BatchNorm2d(n) if dims == 2 else nn.BatchNorm1d(n)
+
+
 def _check_size(image_size: int) -> None:
     if image_size not in SIZES:
         raise ValueError(f"image_size must be one of {SIZES}, got {image_size}")
@@ -29,23 +37,23 @@ def _check_size(image_size: int) -> None:
 class Generator(nn.Module):
     """G(z, code) -> image in [0, 1]; code = [s, c]."""
 
-    def __init__(self, in_dim: int, image_size: int, channels: int, width: float = 1.0):
+    def __init__(self, in_dim: int, image_size: int, channels: int, width: float = 1.0, batchnorm: bool = True):
         super().__init__()
         _check_size(image_size)
         if image_size == 28:
             self.base, base_ch = 7, _w(128, width)
-            fc = [nn.Linear(in_dim, _w(1024, width)), nn.BatchNorm1d(_w(1024, width)), nn.ReLU(True),
-                  nn.Linear(_w(1024, width), base_ch * 49), nn.BatchNorm1d(base_ch * 49), nn.ReLU(True)]
+            fc = [nn.Linear(in_dim, _w(1024, width)), _norm(_w(1024, width), batchnorm, 1), nn.ReLU(True),
+                  nn.Linear(_w(1024, width), base_ch * 49), _norm(base_ch * 49, batchnorm, 1), nn.ReLU(True)]
             ups = [_w(64, width)]
         else:
             self.base, base_ch = 8, _w(256, width)
-            fc = [nn.Linear(in_dim, base_ch * 64), nn.BatchNorm1d(base_ch * 64), nn.ReLU(True)]
+            fc = [nn.Linear(in_dim, base_ch * 64), _norm(base_ch * 64, batchnorm, 1), nn.ReLU(True)]
             ups = [_w(128, width), _w(64, width)]
         self.base_ch = base_ch
         self.fc = nn.Sequential(*fc)
         layers, ch = [], base_ch
         for out in ups:
-            layers += [nn.ConvTranspose2d(ch, out, 4, 2, 1, bias=False), nn.BatchNorm2d(out), nn.ReLU(True)]
+            layers += [nn.ConvTranspose2d(ch, out, 4, 2, 1, bias=False), _norm(out, batchnorm), nn.ReLU(True)]
             ch = out
         layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1), nn.Sigmoid()]
         self.deconv = nn.Sequential(*layers)
@@ -55,7 +63,8 @@ class Generator(nn.Module):
         return self.deconv(h.view(-1, self.base_ch, self.base, self.base))
 
 
-def conv_trunk(image_size: int, channels: int, width: float = 1.0) -> tuple[nn.Sequential, int]:
+def conv_trunk(image_size: int, channels: int, width: float = 1.0, batchnorm: bool = True
+               ) -> tuple[nn.Sequential, int]:
     """Strided convolutions (no BN on the first, as DCGAN) then flatten; returns (net, out_features)."""
     _check_size(image_size)
     widths = [64, 128] if image_size == 28 else [64, 128, 256, 512]
@@ -64,7 +73,7 @@ def conv_trunk(image_size: int, channels: int, width: float = 1.0) -> tuple[nn.S
         out = _w(n, width)
         layers.append(nn.Conv2d(ch, out, 4, 2, 1, bias=i == 0))
         if i > 0:
-            layers.append(nn.BatchNorm2d(out))
+            layers.append(_norm(out, batchnorm))
         layers.append(nn.LeakyReLU(0.1 if image_size == 28 else 0.2, True))
         ch, side = out, side // 2
     layers.append(nn.Flatten())
@@ -75,17 +84,18 @@ class Encoder(nn.Module):
     """E(x) -> (mu_c, sigma_c, logits_s): the inference network q(s, c | x)."""
 
     def __init__(self, image_size: int, channels: int, n_classes: int, c_dim: int, width: float = 1.0,
-                 shared_trunk: tuple[nn.Module, int] | None = None, aux_classes: int = 0):
+                 shared_trunk: tuple[nn.Module, int] | None = None, aux_classes: int = 0,
+                 batchnorm: bool = True):
         super().__init__()
         if shared_trunk is None:
-            self.trunk, feat = conv_trunk(image_size, channels, width)
+            self.trunk, feat = conv_trunk(image_size, channels, width, batchnorm)
         else:
             # Read another network's trunk (InfoGAN's Q-on-D). Held outside the module tree so
             # its parameters belong to, are saved with and are optimised by their owner only.
             trunk, feat = shared_trunk
             object.__setattr__(self, "trunk", trunk)
         hidden = _w(1024, width)
-        self.fc = nn.Sequential(nn.Linear(feat, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(0.1, True))
+        self.fc = nn.Sequential(nn.Linear(feat, hidden), _norm(hidden, batchnorm, 1), nn.LeakyReLU(0.1, True))
         self.logits = nn.Linear(hidden, n_classes)
         self.mu = nn.Linear(hidden, c_dim)
         self.sigma = nn.Linear(hidden, c_dim)
@@ -107,9 +117,9 @@ class Encoder(nn.Module):
 class JointDiscriminator(nn.Module):
     """D(x, code) -> logit: image trunk, flatten, concat the code, MLP (BiGAN/ALI style)."""
 
-    def __init__(self, image_size: int, channels: int, code_dim: int, width: float = 1.0):
+    def __init__(self, image_size: int, channels: int, code_dim: int, width: float = 1.0, batchnorm: bool = True):
         super().__init__()
-        self.trunk, feat = conv_trunk(image_size, channels, width)
+        self.trunk, feat = conv_trunk(image_size, channels, width, batchnorm)
         self.trunk_features = feat
         hidden = _w(1024, width)
         self.head = nn.Sequential(nn.Linear(feat + code_dim, hidden), nn.LeakyReLU(0.1, True),
