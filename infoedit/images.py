@@ -220,7 +220,7 @@ def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no", 
             # A model-sized image in the model's polarity is taken as framed (a dataset's own
             # image); one of the other polarity (a drawing in black on white) is not.
             plain = preprocess(img, size, channels)
-            if has_light_background(plain) == (background == "light"):
+            if has_background(plain, background):
                 return match_polarity(plain, invert, background)
         gray = _to_mode(img, 1)
         factor = min(gray.size) // (size * 16)  # a photo's object needs no more pixels than this
@@ -249,6 +249,11 @@ def has_light_background(pixels: np.ndarray) -> bool:
     return border_sum * 2 > 255 * border_len  # mean > 127.5, exactly, in integers
 
 
+def has_background(pixels: np.ndarray, background: str) -> bool:
+    """Whether a 1-channel uint8 image's border reads as ``background`` ("dark" or "light")."""
+    return has_light_background(pixels) == (background == "light")
+
+
 def match_polarity(pixels: np.ndarray, invert: str = "auto", background: str = "dark") -> np.ndarray:
     """Give 1-channel uint8 pixels [1, H, W] the polarity of the model's training images:
     ``background`` "dark" (light strokes on black, as MNIST) or "light" (dark ink on paper).
@@ -261,7 +266,7 @@ def match_polarity(pixels: np.ndarray, invert: str = "auto", background: str = "
         raise ValueError(f"invert must be one of {', '.join(INVERT_MODES)}, got {invert!r}")
     if pixels.shape[0] != 1 or invert == "no":
         return pixels
-    if invert == "auto" and has_light_background(pixels) == (background == "light"):
+    if invert == "auto" and has_background(pixels, background):
         return pixels
     return 255 - pixels
 
