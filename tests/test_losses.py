@@ -48,7 +48,7 @@ def test_mi_loss_hand_checked():
 
 
 def test_vae_loss_hand_checked():
-    x_g, x_re = torch.zeros(2, 1, 2, 2), torch.full((2, 1, 2, 2), 0.5)  # 4 px * 0.25 = 1 per image
+    x_g, x_re = torch.zeros(2, 1, 2, 2), torch.zeros(2, 1, 2, 2)  # logits 0: 0.5, 4 px * 0.25 = 1 per image
     p = codes.prior_std("normal")
     mu, sigma = torch.zeros(2, 3), torch.full((2, 3), p)  # posterior = prior: KL 0
     logits = torch.zeros(2, 4)  # uniform q(s|x): KL 0
@@ -63,6 +63,12 @@ def test_vae_loss_hand_checked():
     total, rec, kl_c = losses.vae_loss(x_g, x_re, mu + 1, sigma, logits, "normal", 1e-3, kl_c_weight=4.0)
     assert kl_c.item() == pytest.approx(1.5 / p ** 2, rel=1e-5)
     assert total.item() == pytest.approx(rec.item() + 4.0 * kl_c.item(), rel=1e-5)
+    # Bernoulli: cross-entropy of p = 0.5 is log 2 per pixel, whatever the target
+    _, rec, _ = losses.vae_loss(x_g + 1, x_re, mu, sigma, logits, "normal", 1e-3, likelihood="bernoulli")
+    assert rec.item() == pytest.approx(4 * math.log(2), rel=1e-6)
+    sure = torch.full_like(x_re, 30.0)  # p ~ 1 on a target of 1: no loss, where the squared error is finite too
+    _, rec, _ = losses.vae_loss(x_g + 1, sure, mu, sigma, logits, "normal", 1e-3, likelihood="bernoulli")
+    assert rec.item() == pytest.approx(0.0, abs=1e-9)
 
 
 def test_total_correlation_is_near_zero_for_independent_dims_and_large_for_tied_ones():
@@ -103,6 +109,25 @@ def test_tc_lever_trains_e_and_unties_its_code_on_a_fixed_batch():
     seen = [train_step(net, opt, x.repeat(8, 1, 1, 1), torch.Generator().manual_seed(i))["tc"] for i in range(40)]
     early, late = sum(seen[:5]) / 5, sum(seen[-5:]) / 5
     assert early > 0.05 and late < 0.3 * early
+
+
+@pytest.mark.parametrize("model_name", ["infovaegan", "infovaegan2"])
+def test_bernoulli_likelihood_trains_the_reconstruction_on_a_fixed_batch(model_name):
+    from infoedit.models import build
+
+    cfg = InfoVAEGANConfig(n_classes=3, c_dim=3, z_dim=4, width=0.125, model=model_name, likelihood="bernoulli",
+                           mi_weight_s=0.0, mi_weight_c=0.0)
+    torch.manual_seed(0)
+    net = build(cfg)
+    x = (torch.rand(16, 1, 28, 28) > 0.7).float()  # binary images, as dSprites
+    opt = make_optimizers(net, TrainConfig(lr_d=0.0, lr_g=3e-3 if model_name == "infovaegan2" else 0.0, lr_e=3e-3))
+    seen = [train_step(net, opt, x, torch.Generator().manual_seed(i))["rec"] for i in range(30)]
+    if model_name == "infovaegan2":  # cross-entropy of the real images: ln 2 per pixel at p = 0.5, then down
+        assert seen[0] == pytest.approx(784 * math.log(2), rel=0.2) and sum(seen[-5:]) / 5 < 0.8 * seen[0]
+    else:  # Eq. 31's target is G's own sample; G is frozen, so E alone lowers it
+        assert sum(seen[-5:]) / 5 < sum(seen[:5]) / 5
+    with pytest.raises(ValueError, match="likelihood"):
+        InfoVAEGANConfig(likelihood="poisson").validate()
 
 
 def test_kl_matches_prior():

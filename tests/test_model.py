@@ -173,12 +173,13 @@ def test_a_folder_written_before_the_levers_loads_as_it_was_trained(tiny_model_d
     folder = _copy(tiny_model_dir, tmp_path / "m")
     cfg = json.loads((folder / "config.json").read_text())
     for name in ("d_real_s", "shared_trunk", "real_mi_weight", "z_scale", "augment", "kl_c_weight", "tc_weight",
-                 "batchnorm"):
+                 "batchnorm", "likelihood"):
         del cfg[name]
     (folder / "config.json").write_text(json.dumps(cfg))
     old = hub.from_pretrained(str(folder)).config
     assert (old.d_real_s, old.shared_trunk, old.real_mi_weight, old.z_scale, old.augment, old.kl_c_weight,
-            old.tc_weight, old.batchnorm) == ("gumbel", False, 0.0, 1.0, "affine", 1.0, 0.0, True)
+            old.tc_weight, old.batchnorm, old.likelihood) == ("gumbel", False, 0.0, 1.0, "affine", 1.0, 0.0, True,
+                                                              "gaussian")
 
 
 def test_written_files_get_ordinary_permissions(tmp_path):

@@ -83,19 +83,19 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
         # Eq. 32 (replaces Eq. 31): reconstruct the real x from E's codes through G2; trains E and G2.
         s_2 = codes.gumbel_softmax(logits_r, cfg.tau, gen)
         c_2 = codes.reparameterize(mu_r, sigma_r, gen)
-        x_rec = model.generate2(s_2, c_2)
+        x_rec = model.generate2_logits(s_2, c_2)
         vae, rec, kl_c = losses.vae_loss(x, x_rec, mu_r, sigma_r, logits_r, cfg.c_prior, cfg.kl_s_weight,
-                                         cfg.kl_c_weight)
+                                         cfg.kl_c_weight, cfg.likelihood)
         vae = vae + tc_penalty(cfg, c_2, mu_r, sigma_r, extra)
         (g_adv + mi + vae).backward()
     else:
         s_p = codes.gumbel_softmax(logits, cfg.tau, gen)
         c_p = codes.reparameterize(mu, sigma, gen)
         requires_grad(model.G, False)  # regeneration G(z, s', c'): gradient flows to E through s', c' only
-        x_re = model.generate(z, s_p, c_p)
+        x_re = model.G.logits(z, torch.cat([s_p, c_p], dim=1))
         requires_grad(model.G, True)
         vae, rec, kl_c = losses.vae_loss(x_g, x_re, mu, sigma, logits, cfg.c_prior, cfg.kl_s_weight,
-                                         cfg.kl_c_weight)
+                                         cfg.kl_c_weight, cfg.likelihood)
         vae = vae + tc_penalty(cfg, c_p, mu, sigma, extra)
         e_params = list(model.E.parameters())
         # The VAE loss also depends on G through E's input x_g; taking its gradient w.r.t. E's

@@ -102,11 +102,13 @@ def compile_networks(model: torch.nn.Module) -> None:
     torch._functorch.config.donated_buffer = False
     for net in model.children():
         net.compile()
-        if hasattr(net, "forward_with_aux"):
-            # E is also called through this method (InfoVAEGAN2, the real-data MI). Left eager, its
-            # BatchNorm backward keeps the running stats, which E's next, compiled call rewrites
-            # in place before that backward runs ("modified by an inplace operation").
-            net.forward_with_aux = torch.compile(net.forward_with_aux)
+        for method in ("forward_with_aux", "logits"):
+            # E and G are also called through these (InfoVAEGAN2, the real-data MI, the VAE loss).
+            # Left eager, their BatchNorm backward keeps the running stats, which the next,
+            # compiled call rewrites in place before that backward runs ("modified by an inplace
+            # operation").
+            if hasattr(net, method):
+                setattr(net, method, torch.compile(getattr(net, method)))
 
 
 def resolve_device(name: str) -> torch.device:

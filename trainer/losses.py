@@ -54,17 +54,22 @@ def mutual_information_loss(logits_s: torch.Tensor, s: torch.Tensor, mu: torch.T
     return loss_s, loss_c
 
 
-def vae_loss(x_g: torch.Tensor, x_regen: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
-             logits_s: torch.Tensor, c_prior: str, kl_s_weight: float, kl_c_weight: float = 1.0
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Eq. 31, negated: reconstruction of x_g = G(z,s,c) by G(z, s', c') plus the two KL terms.
+def vae_loss(target: torch.Tensor, x_logits: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
+             logits_s: torch.Tensor, c_prior: str, kl_s_weight: float, kl_c_weight: float = 1.0,
+             likelihood: str = "gaussian") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eq. 31/32, negated: -log p(target | s', c') of the decoder's output (given as its logits,
+    before the sigmoid) plus the two KL terms. The target carries no gradient.
 
-    log q(x | c, s, z) is taken as a unit-variance Gaussian, i.e. the squared error summed over
-    pixels (the authors' code); x_g is the target and carries no gradient. Returns
-    (total, reconstruction, kl_c) with total = rec + kl_c_weight * kl_c + kl_s_weight * kl_s
+    ``likelihood`` "gaussian": unit variance, i.e. the squared error of the image summed over
+    pixels (the authors' code); "bernoulli": the cross-entropy summed over pixels.
+    Returns (total, reconstruction, kl_c) with total = rec + kl_c_weight * kl_c + kl_s_weight * kl_s
     (kl_c_weight 1: the paper's loss).
     """
-    rec = ((x_g.detach() - x_regen) ** 2).flatten(1).sum(dim=1).mean()
+    target = target.detach()
+    if likelihood == "bernoulli":
+        rec = F.binary_cross_entropy_with_logits(x_logits, target, reduction="none").flatten(1).sum(dim=1).mean()
+    else:
+        rec = ((target - torch.sigmoid(x_logits)) ** 2).flatten(1).sum(dim=1).mean()
     kl_c = codes.kl_gaussian(mu, sigma, c_prior).mean() if mu.shape[1] else rec.new_zeros(())
     kl_s = codes.kl_categorical_uniform(F.softmax(logits_s, dim=1)).mean()
     return rec + kl_c_weight * kl_c + kl_s_weight * kl_s, rec, kl_c

@@ -250,8 +250,7 @@ class VAE(CodeModel):
 
     def decode_logits(self, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Bernoulli logits of p(x | s, c): G without its final sigmoid (a stable BCE needs logits)."""
-        h = self.G.fc(self._code(s, c))
-        return self.G.deconv[:-1](h.view(-1, self.G.base_ch, self.G.base, self.G.base))
+        return self.G.logits(c.new_zeros(len(c), 0), self._code(s, c))
 
     def generate(self, z: torch.Tensor, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1]; z is accepted for the shared interface and ignored (no noise)."""

@@ -13,6 +13,7 @@ from infoedit.models.nets import Encoder, Generator, JointDiscriminator
 
 FORMAT_VERSION = 1
 AUGMENT_PARTS = ("affine", "flip", "shear", "stroke", "contrast", "centre", "spin")
+LIKELIHOODS = ("gaussian", "bernoulli")
 
 
 @dataclass
@@ -35,6 +36,10 @@ class InfoVAEGANConfig(ConfigMixin):
     # a code whose dims vary independently over the data. 0 is the paper's loss.
     tc_weight: float = 0.0
     mi_continuous: str = "mse"  # "mse" (authors' code) or "nll" (Gaussian log-likelihood, Eq. 30)
+    # log p(x | s, c) of the VAE loss (Eq. 31/32; the paper leaves it open): "gaussian", unit
+    # variance, i.e. the squared error (the authors' code), or "bernoulli", the cross-entropy
+    # (a lever: the usual likelihood of binary images such as dSprites, and the baselines').
+    likelihood: str = "gaussian"
     mi_weight_s: float = 1.0
     mi_weight_c: float = 1.0
     width: float = 1.0        # multiplies every hidden width; 1.0 = the paper's networks
@@ -79,7 +84,8 @@ class InfoVAEGANConfig(ConfigMixin):
     ADDED_FIELDS: ClassVar[dict] = {"d_real_s": "gumbel", "shared_trunk": False, "real_mi_weight": 0.0,
                                     "z_scale": 1.0, "augment": "affine", "real_mi_balance": 1.0,
                                     "overcluster": 0, "reseed": False, "kl_c_weight": 1.0,
-                                    "tc_weight": 0.0, "background": "dark", "batchnorm": True}
+                                    "tc_weight": 0.0, "background": "dark", "batchnorm": True,
+                                    "likelihood": "gaussian"}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
@@ -92,6 +98,8 @@ class InfoVAEGANConfig(ConfigMixin):
             raise ValueError("c_dim must be >= 0")
         if self.c_prior not in codes.PRIORS:
             raise ValueError(f"c_prior must be one of {codes.PRIORS}, got {self.c_prior!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}")
         if self.mi_continuous not in ("mse", "nll"):
             raise ValueError(f"mi_continuous must be 'mse' or 'nll', got {self.mi_continuous!r}")
         if self.d_real_s not in ("onehot", "gumbel"):
@@ -161,4 +169,7 @@ class InfoVAEGAN2(InfoVAEGAN):
         self.G2 = Generator(cfg.code_dim, cfg.image_size, cfg.channels, cfg.width, cfg.batchnorm)
 
     def generate2(self, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.G2(s.new_zeros(s.shape[0], 0), torch.cat([s, c], dim=1))
+        return torch.sigmoid(self.generate2_logits(s, c))
+
+    def generate2_logits(self, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.G2.logits(s.new_zeros(s.shape[0], 0), torch.cat([s, c], dim=1))

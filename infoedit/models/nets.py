@@ -59,8 +59,12 @@ class Generator(nn.Module):
         self.deconv = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        return self.deconv[-1](self.logits(z, code))
+
+    def logits(self, z: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """The output before the final sigmoid (Bernoulli logits: a stable cross-entropy needs them)."""
         h = self.fc(torch.cat([z, code], dim=1))
-        return self.deconv(h.view(-1, self.base_ch, self.base, self.base))
+        return self.deconv[:-1](h.view(-1, self.base_ch, self.base, self.base))
 
 
 def conv_trunk(image_size: int, channels: int, width: float = 1.0, batchnorm: bool = True
