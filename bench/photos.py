@@ -2,9 +2,10 @@
 
 Each test image of a labelled dataset is drawn as a photo would show it: dark ink on grey paper
 (the page 170-230, the ink 20-70, a lighting gradient, corners up to 40% darker, sensor noise),
-5-11x larger than the dataset's image, anywhere on a 500-900 px page, saved as JPEG; digits also
-with a thin pen. The score is the unsupervised accuracy (Hungarian-matched clusters, as
-`infoedit evaluate`) on the photos, beside the same images given as they are.
+5-11x larger than the dataset's image, anywhere on a 500-900 px page, saved as JPEG; also on
+ruled and on squared paper (tilted lines), and digits with a thin pen. The score is the
+unsupervised accuracy (Hungarian-matched clusters, as `infoedit evaluate`) on the photos, beside
+the same images given as they are.
 
     python bench/photos.py [--n 300] [--datasets mnist fashion-mnist]
 """
@@ -29,9 +30,22 @@ from infoedit.images import DATASET_FRAMING  # noqa: E402
 from trainer.evaluate.clustering import cluster_accuracy  # noqa: E402
 
 
-def photo(image: np.ndarray, rng: np.random.Generator, thin: bool = False) -> Image.Image:
+def rule(page: np.ndarray, rng: np.random.Generator, spacing: float, vertical: bool) -> None:
+    """Print a ruling on ``page`` in place: lines ``spacing`` px apart, 1-3 px thick, 15-40% darker
+    than the paper, tilted up to 2 degrees (a page never lies square to the camera)."""
+    h, w = page.shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    across = (x if vertical else y) + np.tan(np.radians(rng.uniform(-2, 2))) * (y if vertical else x)
+    offset = np.abs((across - rng.uniform(0, spacing)) % spacing - spacing / 2) - spacing / 2  # <= 0
+    line = np.clip(rng.uniform(1, 3) / 2 + 0.5 + offset, 0, 1)  # 1 on the line, antialiased edge
+    page *= 1 - rng.uniform(0.15, 0.4) * line
+
+
+def photo(image: np.ndarray, rng: np.random.Generator, thin: bool = False, paper: str = "plain") -> Image.Image:
     """A light-on-dark uint8 [H, W] image as a photo of ink on paper; ``thin``: drawn with a pen
-    a third of the width (the strokes binarised, eroded and softened)."""
+    a third of the width (the strokes binarised, eroded and softened); ``paper``: "plain",
+    "ruled" (horizontal lines 0.5-0.9 of the object's height apart, so it crosses one or two) or
+    "squared" (lines both ways)."""
     side = int(rng.integers(5, 12)) * image.shape[0]
     big = Image.fromarray(image).resize((side, side), Image.Resampling.BICUBIC)
     if thin:
@@ -42,6 +56,11 @@ def photo(image: np.ndarray, rng: np.random.Generator, thin: bool = False) -> Im
     h, w = int(rng.integers(max(500, side + 1), 900)), int(rng.integers(max(500, side + 1), 900))
     page = np.full((h, w), rng.uniform(170, 230), np.float32) + np.linspace(0, rng.uniform(-30, 30), w)[None]
     y, x = np.mgrid[-1:1:h * 1j, -1:1:w * 1j]
+    if paper != "plain":
+        spacing = side * rng.uniform(0.5, 0.9)
+        rule(page, rng, spacing, vertical=False)
+        if paper == "squared":
+            rule(page, rng, spacing, vertical=True)
     page *= 1 - rng.uniform(0, 0.4) * (x * x + y * y) / 2  # a lens's vignette: corners up to 40% darker
     top, left = int(rng.integers(0, h - side)), int(rng.integers(0, w - side))
     region = page[top:top + side, left:left + side]
@@ -75,23 +94,33 @@ def main() -> None:
         images, labels = ds.test_images[:args.n, 0].numpy(), ds.test_labels[:args.n].numpy()
         rng = np.random.default_rng(args.seed)
         with tempfile.TemporaryDirectory() as tmp:
-            plain, photos, thin = Path(tmp) / "plain", Path(tmp) / "photos", Path(tmp) / "thin"
             strokes = DATASET_FRAMING.get(name) == "digit"  # a thin pen: handwriting, not products
-            for folder in (plain, photos, thin)[:3 if strokes else 2]:
-                folder.mkdir()
+            # folder -> how its images are drawn (None: the dataset's image as it is)
+            kinds = {"plain": None, "photos": {}, "ruled": {"paper": "ruled"}, "squared": {"paper": "squared"}}
+            if strokes:
+                kinds["thin"] = {"thin": True}
+            for kind in kinds:
+                (Path(tmp) / kind).mkdir()
             for i, image in enumerate(images):
-                Image.fromarray(image).save(plain / f"{i:05d}.png")
-                photo(image, rng).save(photos / f"{i:05d}.jpg", quality=85)
-                if strokes:
-                    photo(image, rng, thin=True).save(thin / f"{i:05d}.jpg", quality=85)
-            rows[name] = {"dataset images": cluster_accuracy(classify(plain, name, "auto"), labels)[0],
-                          "photos, --frame auto": cluster_accuracy(classify(photos, name, "auto"), labels)[0],
-                          "photos, --frame no": cluster_accuracy(classify(photos, name, "no"), labels)[0],
-                          "thin pen, --frame auto": cluster_accuracy(classify(thin, name, "auto"), labels)[0]
-                          if strokes else None}
+                for kind, how in kinds.items():
+                    if how is None:
+                        Image.fromarray(image).save(Path(tmp) / kind / f"{i:05d}.png")
+                    else:
+                        photo(image, rng, **how).save(Path(tmp) / kind / f"{i:05d}.jpg", quality=85)
+
+            def accuracy(kind: str, frame: str = "auto") -> float:
+                return cluster_accuracy(classify(Path(tmp) / kind, name, frame), labels)[0]
+
+            rows[name] = {"dataset images": accuracy("plain"),
+                          "photos, --frame auto": accuracy("photos"),
+                          "photos, --frame no": accuracy("photos", "no"),
+                          "ruled paper, --frame auto": accuracy("ruled"),
+                          "squared paper, --frame auto": accuracy("squared"),
+                          "thin pen, --frame auto": accuracy("thin") if strokes else None}
     prov = common.provenance(args, started)
+    columns = list(next(iter(rows.values())))
     lines = ["# `infoedit classify` on photos of ink on paper (bundled models)", "",
-             "| model | " + " | ".join(next(iter(rows.values()))) + " |", "|---|---|---|---|---|"]
+             "| model | " + " | ".join(columns) + " |", "|---" * (1 + len(columns)) + "|"]
     for name, r in rows.items():
         lines.append(f"| {name} | " + " | ".join("n/a" if v is None else f"{100 * v:.1f}%" for v in r.values()) + " |")
     lines += ["", f"Unsupervised accuracy (Hungarian-matched clusters) on the first {args.n} test images of each "

@@ -231,12 +231,12 @@ RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, 
 DeviceOpt = Annotated[str, typer.Option(help=DEVICE_HELP)]
 InvertOpt = Annotated[str, typer.Option(
     help="1-channel models: invert images whose background is not the model's (light-on-dark for "
-         "MNIST). auto inverts when the image's border (light: mean > 0.5) differs from the model's "
-         "background; yes or no force it.")]
+         "MNIST). auto inverts when the image's border (light: nearer the image's lightest pixels than "
+         "its darkest) differs from the model's background; yes or no force it.")]
 FrameOpt = Annotated[str, typer.Option(
     help="1-channel models: cut the object out of a photo or scan and frame it as the model's dataset "
          "frames its images (MNIST: a 20x20 box centred by mass in 28x28; Fashion-MNIST: the frame "
-         "filled), after --invert. auto frames images when the model's dataset has such a framing, "
+         "filled), after --invert; the lines of ruled or squared paper are taken out. auto frames images when the model's dataset has such a framing, "
          "except those already at the model's size in its polarity (the dataset's own images); yes "
          "frames every image; no: plain centre crop and resize.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the fixed noise z.")]

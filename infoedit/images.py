@@ -162,21 +162,92 @@ def page_level(g: np.ndarray, ring: float = 0.05, rounds: int = 3) -> np.ndarray
     return (terms(gy.astype(np.float64), gx.astype(np.float64)) @ coef).astype(np.float32)
 
 
+# Ruled or squared paper: a line crosses at least this share of the picture, at most this thick
+# (of the picture's height), tilted at most RULING_TILT degrees, with paper on both sides; two
+# or more must be found, so a digit's long stroke in a tight crop is not taken for the ruling.
+RULING_SPAN, RULING_THICKNESS, RULING_TILT = 0.6, 0.03, 3.0
+
+
+def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float) -> np.ndarray:
+    """``v`` (levelled, light object on 0) with its horizontal ruling lines taken out. Lines are
+    runs of rows, after shearing by the best of a few small angles, with more than RULING_SPAN of
+    the width above ``faint`` (of the part inside the picture, for the lines leaving it; two
+    must cross it whole). On a line a pixel stays when it is darker ink than the line itself
+    (the midpoint of the line's level and ``peak``), else it takes the lower of the pixels just
+    above and below the line: a stroke crossing the line stays whole, the line goes."""
+    h, w = v.shape
+    ys, xs = np.nonzero(v > faint)
+    if len(ys) < 2 * RULING_SPAN * w:
+        return v
+    best_count, shift = None, None
+    for angle in np.radians(np.linspace(-RULING_TILT, RULING_TILT, 25)):
+        s = np.round((np.arange(w) - w / 2) * np.tan(angle)).astype(int)  # sheared row = y - s[x] + s.max()
+        count = np.bincount(ys - s[xs] + s.max(), minlength=h + s.max() - s.min())
+        if best_count is None or count.max() > best_count.max():
+            best_count, shift = count, s
+    # the columns each sheared row has inside the picture: a line leaving it at the top or bottom
+    # is as much a line where it shows
+    shown = np.zeros(len(best_count) + 1, int)
+    np.add.at(shown, shift.max() - shift, 1)
+    np.add.at(shown, shift.max() - shift + h, -1)
+    share = best_count / np.maximum(np.cumsum(shown)[:-1], 1)
+    on = np.concatenate([[False], share > RULING_SPAN, [False]])
+    starts, ends = np.flatnonzero(on[1:] & ~on[:-1]), np.flatnonzero(~on[1:] & on[:-1])  # [start, end)
+    # a line is thin, and stands out from the rows on both sides of it (paper, maybe unevenly lit)
+    beside = np.concatenate([starts - 3, ends + 2])
+    outside = (beside < 0) | (beside >= len(share))  # past the picture's edge: no ink there
+    side = np.where(outside, 0, share[np.clip(beside, 0, len(share) - 1)]).reshape(2, -1).max(0)
+    peak_share = np.array([share[a:b].max() for a, b in zip(starts, ends)])
+    thin = ((ends - starts) <= max(2, RULING_THICKNESS * h)) & (side < peak_share - RULING_SPAN / 2)
+    across = np.array([best_count[a:b].max() > RULING_SPAN * w for a, b in zip(starts, ends)], bool)
+    if (thin & across).sum() < 2:
+        return v
+    out, cols = v.copy(), np.arange(w)
+    for start, end in zip(starts[thin], ends[thin]):
+        rows = np.arange(start - 1, end + 1)[:, None] + shift[None, :] - shift.max()  # the band, 1 px wider
+        above = np.clip(rows[0] - 1, 0, h - 1)
+        below = np.clip(rows[-1] + 1, 0, h - 1)
+        inside = (rows >= 0) & (rows < h)
+        r, c = rows[inside], np.broadcast_to(cols, rows.shape)[inside]
+        level = float(np.median(v[r, c]))
+        fill = np.minimum(v[above, cols], v[below, cols])
+        out[r, c] = np.where(v[r, c] > (level + peak) / 2, v[r, c], np.maximum(fill[c], 0))
+    return out
+
+
+def erase_ruling(v: np.ndarray, faint: float, peak: float) -> np.ndarray:
+    """``v`` with the lines of ruled (horizontal) or squared (both ways) paper taken out."""
+    out = _erase_ruling_rows(v, faint, peak)
+    columns = out.T
+    across = _erase_ruling_rows(columns, faint, peak)
+    return out if across is columns else np.ascontiguousarray(across.T)
+
+
 def frame_object(pixels: np.ndarray, size: int, framing: str) -> np.ndarray:
     """A light-on-dark 1-channel uint8 image [1, H, W] of any size -> [1, size, size]: the
     background level (page_level) taken off, the intensities stretched so the object's peak is
     white, faint pixels (INK_ / PRODUCT_THRESHOLD) cleared, the object's box cut out and resized:
-    "digit" to a 20/28 box centred by mass, "fill" to the whole frame, centred. A picture with
-    no object (flat) gets the plain centre crop."""
+    "digit" to a 20/28 box centred by mass, "fill" to the whole frame, centred. The lines of
+    ruled or squared paper are taken out first (erase_ruling). A picture with no object (flat)
+    gets the plain centre crop."""
     g = pixels[0].astype(np.float32)
     v = g - page_level(g)
-    # the peak of a 3x3 median: one hot pixel (noise, a JPEG artefact) is not the object
-    smooth = np.asarray(Image.fromarray(v, "F").filter(ImageFilter.MedianFilter(3)))
-    peak = float(smooth.max())
-    if peak < 16:
-        return preprocess(Image.fromarray(pixels[0]), size, 1)
+
+    def median_peak(v: np.ndarray) -> tuple[np.ndarray, float]:
+        # the peak of a 3x3 median: one hot pixel (noise, a JPEG artefact) is not the object
+        smooth = np.asarray(Image.fromarray(v, "F").filter(ImageFilter.MedianFilter(3)))
+        return smooth, float(smooth.max())
+
+    smooth, peak = median_peak(v)
     # Ink is dark or absent; a product keeps its shading (Fashion-MNIST thresholds nothing).
     floor = INK_THRESHOLD if framing == "digit" else PRODUCT_THRESHOLD
+    if peak >= 16:
+        cleaned = erase_ruling(v, floor * peak / 2, peak)
+        if cleaned is not v:
+            v = cleaned
+            smooth, peak = median_peak(v)
+    if peak < 16:
+        return preprocess(Image.fromarray(pixels[0]), size, 1)
     v = np.clip((v / peak - floor) / (1 - floor), 0, 1)
     rows = np.flatnonzero((smooth > floor * peak).any(axis=1))
     cols = np.flatnonzero((smooth > floor * peak).any(axis=0))
@@ -242,11 +313,17 @@ INVERT_MODES = ("auto", "yes", "no")
 
 
 def has_light_background(pixels: np.ndarray) -> bool:
-    """Whether the mean of a 1-channel uint8 image's [1, H, W] 1-pixel border is over half-scale."""
+    """Whether a 1-channel uint8 image's [1, H, W] background is light: the mean of its 1-pixel
+    border lies nearer the image's light end than its dark end (0.1 / 99.9th percentiles), so
+    ink on a page photographed in dim light (a grey border under half-scale) reads as light too.
+    A flat image: whether its border is over half-scale."""
     g = pixels[0]
     border_sum = int(g[0].sum()) + int(g[-1].sum()) + int(g[1:-1, 0].sum()) + int(g[1:-1, -1].sum())
-    border_len = 2 * g.shape[1] + 2 * max(g.shape[0] - 2, 0)
-    return border_sum * 2 > 255 * border_len  # mean > 127.5, exactly, in integers
+    border = border_sum / (2 * g.shape[1] + 2 * max(g.shape[0] - 2, 0))
+    dark, light = np.percentile(g, [0.1, 99.9])
+    if light - dark < 16:  # no object to tell the background from
+        return border > 127.5
+    return border - dark > light - border
 
 
 def has_background(pixels: np.ndarray, background: str) -> bool:
@@ -259,7 +336,7 @@ def match_polarity(pixels: np.ndarray, invert: str = "auto", background: str = "
     ``background`` "dark" (light strokes on black, as MNIST) or "light" (dark ink on paper).
 
     A model trained on white-on-black digits reads a photo of ink on paper as noise. ``auto``
-    inverts when the image's border is light (mean over half-scale) and the model's background
+    inverts when the image's border is light (has_light_background) and the model's background
     dark, or the other way round; ``yes`` / ``no`` force it. 3-channel images are left alone.
     """
     if invert not in INVERT_MODES:

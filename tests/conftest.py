@@ -61,14 +61,22 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return out
 
 
-def photo_of(digit: np.ndarray, seed: int = 0, vignette: float = 0.0) -> Image.Image:
+def photo_of(digit: np.ndarray, seed: int = 0, vignette: float = 0.0, paper: str = "plain",
+             level: float = 200.0) -> Image.Image:
     """A 28x28 light-on-dark uint8 image as a photo of ink on grey paper: 8x larger, off centre
     on a wider page, with a lighting gradient, corners darker by ``vignette`` and sensor noise
-    (what `--frame` undoes)."""
+    (what `--frame` undoes). ``paper``: "plain", "ruled" (2 px lines 150 px apart, 30% darker
+    than the page, tilted 1 degree) or "squared" (lines both ways); ``level``: the page's grey."""
     rng = np.random.default_rng(seed)
     big = np.asarray(Image.fromarray(digit).resize((224, 224), Image.Resampling.BICUBIC), np.float32) / 255
-    page = np.full((480, 640), 200.0, np.float32) + np.linspace(-20, 20, 640)[None, :]
+    page = np.full((480, 640), level, np.float32) + np.linspace(-level / 10, level / 10, 640)[None, :]
     y, x = np.mgrid[-1:1:480j, -1:1:640j]
+    gy, gx = np.mgrid[0:480, 0:640]
+    tilt = np.tan(np.radians(1.0))
+    if paper in ("ruled", "squared"):
+        page[(gy + tilt * gx + 40) % 150 < 2] *= 0.7
+    if paper == "squared":
+        page[(gx - tilt * gy + 40) % 150 < 2] *= 0.7
     page *= 1 - vignette * (x * x + y * y) / 2
     top, left = int(rng.integers(0, 480 - 224)), int(rng.integers(0, 640 - 224))
     region = page[top:top + 224, left:left + 224]

@@ -174,6 +174,54 @@ def test_frame_cuts_the_digit_out_of_a_photo_as_mnist_frames_it(tmp_path, vignet
     assert np.corrcoef(plain.ravel(), target.ravel())[0, 1] < 0.5  # a plain resize keeps the page
 
 
+@pytest.mark.parametrize("paper", ["ruled", "squared"])
+def test_frame_takes_the_lines_of_ruled_and_squared_paper_out(tmp_path, paper):
+    from conftest import photo_of
+
+    from infoedit.images import frame_object
+
+    digit = _digit()
+    path = tmp_path / "photo.jpg"
+    # a grey page in dim light (its border under half-scale) still reads as ink on paper
+    photo_of(digit, seed=1, vignette=0.2, paper=paper, level=120).save(path, quality=90)
+    framed = load_for_model(path, 28, 1, "auto", "dark", "auto", "digit")[0].numpy()
+    assert framed[0].max() == 0 and framed[:, 0].max() == 0 and framed[-1].max() == 0
+    target = frame_object(digit[None], 28, "digit")[0] / 255.0
+    assert np.corrcoef(framed.ravel(), target.ravel())[0, 1] > 0.9
+
+
+def test_ruling_needs_two_thin_lines_across_the_picture():
+    from infoedit.images import erase_ruling
+
+    tight = np.asarray(Image.fromarray(_digit()[4:24, 8:20]).resize((120, 200)), np.float32)
+    assert erase_ruling(tight, 30, 255) is tight       # a '7' cropped to its bar: one thick "line"
+    page = np.zeros((200, 300), np.float32)
+    page[100:102] = 60                                 # one ruled line alone: could be a stroke
+    assert erase_ruling(page, 30, 255) is page
+    page[150:152], page[40:200, 140:144] = 60, 255     # a second line, and a stroke crossing both
+    clean = erase_ruling(page, 30, 255)
+    assert clean[100:102, :100].max() == 0 and clean[150:152, 200:].max() == 0
+    assert (clean[40:200, 140:144] == 255).all()       # the stroke is whole where it crosses them
+    for degrees in (-2.5, -1.3, 0.4, 1.0, 2.2):          # tilted lines, on pages of odd and even widths
+        for width in (299, 300):
+            y, x = np.mgrid[0:200, 0:width]
+            ruled = np.where((y + np.tan(np.radians(degrees)) * x) % 50 < 2, 60.0, 0.0).astype(np.float32)
+            assert erase_ruling(ruled, 30, 255).max() < 30, (degrees, width)
+
+
+def test_light_background_is_told_by_contrast_not_by_half_scale():
+    from infoedit.images import has_light_background
+
+    page = np.full((1, 60, 80), 110, np.uint8)         # grey paper in dim light ...
+    page[0, 20:40, 30:34] = 25                         # ... with dark ink
+    assert has_light_background(page)
+    assert not has_light_background(255 - page)
+    assert not has_light_background(_digit()[None])
+    assert has_light_background(255 - _digit()[None])
+    assert not has_light_background(np.full((1, 9, 9), 90, np.uint8))  # flat: by half-scale
+    assert has_light_background(np.full((1, 9, 9), 200, np.uint8))
+
+
 def test_frame_auto_leaves_model_sized_images_and_frame_no_alone(tmp_path):
     path = tmp_path / "digit.png"
     Image.fromarray(np.roll(_digit(), 3, axis=1)).save(path)  # off centre, yet a dataset-sized image
