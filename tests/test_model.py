@@ -61,6 +61,11 @@ def test_save_load_round_trip(tiny_model_dir, tmp_path):
 def test_model_card_written_by_training(tiny_model_dir):
     card = (tiny_model_dir / "README.md").read_text()
     assert "infovaegan" in card and "seed: 0" in card
+    assert "--frame" not in card  # toy shapes: no dataset framing to point photos at
+    from trainer.loop import TrainConfig, model_card
+
+    digits = InfoVAEGAN(InfoVAEGANConfig(width=0.125, dataset="mnist"))
+    assert "`--frame auto`" in model_card(digits, TrainConfig(), {})
 
 
 def _copy(src, dst):

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from infoedit import engine, hub
-from infoedit.images import make_grid, save_png
+from infoedit.images import DATASET_FRAMING, make_grid, save_png
 from trainer import checkpoint, dist
 from trainer.data import Dataset
 from trainer.evaluate.clustering import cluster_accuracy
@@ -181,6 +181,9 @@ def model_card(model, tc: TrainConfig, summary: dict) -> str:
             "unsupervised, Hungarian-matched argmax q(s|x)"
         lines.append(f"- held-out accuracy ({how}): "
                      f"{100 * summary['test_acc']:.2f}% on {summary.get('test_n')} test images")
+    if cfg.channels == 1 and cfg.dataset in DATASET_FRAMING:
+        lines.append("- photos and scans (ink on paper, plain, ruled or squared): the editing commands' `--frame auto`, "
+                     f"the default, cuts the object out and frames it as {cfg.dataset}'s images are framed")
     lines.append("\nLoad with `infoedit.hub.from_pretrained(path_or_repo_id)` or any `infoedit` command's `--model`.\n")
     return "\n".join(lines)
 
