@@ -135,16 +135,19 @@ def _thicken_strokes(crop: np.ndarray, work: int) -> np.ndarray:
     return np.clip(grown / max(float(grown.max()), 1e-6), 0, 1)
 
 
-def page_level(g: np.ndarray, ring: float = 0.05, rounds: int = 3) -> np.ndarray:
+def page_level(g: np.ndarray, ring: float = 0.05, rounds: int = 3, fit_on: np.ndarray | None = None
+               ) -> np.ndarray:
     """The background's level at every pixel of a float image [H, W]: a quadratic in x and y
-    fitted to the outer ``ring`` of the image, so a photo's lighting gradient or vignette is
-    taken off with the paper. Each round drops the ring's pixels farthest above the fit (30%: an
-    object that reaches the edge), so the fit follows the paper."""
+    fitted to the outer ``ring`` of the image (or to the pixels of the mask ``fit_on``), so a
+    photo's lighting gradient or vignette is taken off with the paper. Each round drops the
+    fitted pixels farthest above the fit (30%: an object that reaches the edge), so the fit
+    follows the paper."""
     h, w = g.shape
-    k = max(1, round(ring * min(h, w)))
-    edge = np.ones((h, w), bool)
-    edge[k:h - k, k:w - k] = False
-    ys, xs = np.nonzero(edge)
+    if fit_on is None:
+        k = max(1, round(ring * min(h, w)))
+        fit_on = np.ones((h, w), bool)
+        fit_on[k:h - k, k:w - k] = False
+    ys, xs = np.nonzero(fit_on)
     step = max(1, len(ys) // 20_000)  # a sample of the ring is plenty for six coefficients
     ys, xs = ys[::step], xs[::step]
 
@@ -158,8 +161,83 @@ def page_level(g: np.ndarray, ring: float = 0.05, rounds: int = 3) -> np.ndarray
         coef = np.linalg.lstsq(a[keep], values[keep], rcond=None)[0]
         residual = values - a @ coef
         keep = residual <= np.percentile(residual, 70)
-    gy, gx = np.mgrid[0:h, 0:w]
-    return (terms(gy.astype(np.float64), gx.astype(np.float64)) @ coef).astype(np.float32)
+    # the quadratic over the whole grid as sums of a column and a row (no [H, W, 6] stack)
+    y = terms(np.arange(h, dtype=np.float64), np.zeros(h))[:, 2]
+    x = terms(np.zeros(w), np.arange(w, dtype=np.float64))[:, 1]
+    c0, cx, cy, cxx, cxy, cyy = coef
+    level = (c0 + cy * y + cyy * y * y)[:, None] + (cx * x + cxx * x * x)[None, :] + cxy * y[:, None] * x[None, :]
+    return level.astype(np.float32)
+
+
+def _grow(mask: np.ndarray, radius: int = 1) -> np.ndarray:
+    """A boolean mask dilated by ``radius`` pixels (a square neighbourhood)."""
+    img = Image.fromarray(mask.astype(np.uint8) * 255)
+    return np.asarray(img.filter(ImageFilter.MaxFilter(2 * radius + 1))) > 0
+
+
+def otsu_threshold(values: np.ndarray) -> float:
+    """The grey level (uint8 values) that best splits ``values`` in two classes (Otsu's method)."""
+    hist = np.bincount(values.ravel(), minlength=256).astype(np.float64)
+    weight = np.cumsum(hist)
+    mass = np.cumsum(hist * np.arange(256))
+    below, above = weight[:-1], weight[-1] - weight[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mass[:-1] * weight[-1] - mass[-1] * below) ** 2 / (below * above)
+    return float(np.nanargmax(np.where((below > 0) & (above > 0), between, np.nan))) + 0.5
+
+
+DESK_WORK = 160  # px on the longer side: where the desk is found (the sheet's outline needs no more)
+
+
+def cut_sheet_from_desk(g: np.ndarray) -> np.ndarray:
+    """A uint8 photo [H, W] of a light sheet lying on a darker surface (a desk) -> the sheet
+    alone: cut to the sheet's box, with the desk left in it (a turned sheet's corners) painted
+    with the sheet's lighting. The desk is the dark part (Otsu's split) connected to the
+    picture's edge: broad, running along 10% of the edge or more, covering 2-80% of the
+    picture, 32 grey levels or more below the sheet and set off from it by a sharp edge (a
+    vignette's darker corners fade in: they are no desk). Any other picture is returned as it is."""
+    h, w = g.shape
+    if min(h, w) < 32 or g.max() - g.min() < 32:
+        return g
+    scale = DESK_WORK / max(h, w)
+    small = np.asarray(Image.fromarray(g).resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                                                 Image.Resampling.BOX)) if scale < 1 else g
+    dark = small <= otsu_threshold(small)
+    desk = np.zeros_like(dark)
+    desk[0], desk[-1], desk[:, 0], desk[:, -1] = dark[0], dark[-1], dark[:, 0], dark[:, -1]
+    while True:  # flood the dark pixels from the edge (ink inside the sheet is not reached)
+        grown = _grow(desk) & dark
+        if (grown == desk).all():
+            break
+        desk = grown
+    # The checks read the desk opened (a desk is broad; a ruling's lines connected to the edge
+    # vanish); the whole flooded part is painted over (a sliver of desk along the edge too).
+    broad = desk & _grow(~_grow(~desk, 2), 2)
+    border = np.concatenate([broad[0], broad[-1], broad[1:-1, 0], broad[1:-1, -1]])
+    if not 0.02 < broad.mean() < 0.8 or border.mean() < 0.1:  # a stroke may touch the edge; a desk runs along it
+        return g
+    sheet = ~broad
+    sheet_grey, desk_grey = float(np.median(small[sheet])), float(np.median(small[broad]))
+    edge_sheet, edge_desk = _grow(broad, 2) & sheet, _grow(sheet, 2) & broad
+    step = float(np.median(small[edge_sheet])) - float(np.median(small[edge_desk]))
+    if sheet_grey - desk_grey < 32 or step < 0.3 * (sheet_grey - desk_grey):
+        return g
+    def full_size(mask: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)) > 0
+
+    # 3 px more: the sheet's own edge, blurred into the desk and shaded, and the coarse grid's blocks
+    cover = full_size(_grow(desk, 3))
+    # the sheet's own edge, where its lighting is read (5% of the picture)
+    edge = full_size(_grow(desk, 3 + max(2, round(0.05 * min(small.shape))))) & ~cover
+    rows, cols = np.flatnonzero((~cover).any(axis=1)), np.flatnonzero((~cover).any(axis=0))
+    if not len(rows) or edge.sum() < 16:
+        return g
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    sheet, hole = g[box], cover[box]
+    # painted with the sheet's lighting: page_level fitted to the sheet's edge (in the negative,
+    # where ink is what lies above the paper)
+    level = 255 - page_level(255 - sheet.astype(np.float32), fit_on=edge[box])
+    return np.where(hole, np.clip(np.round(level), 0, 255).astype(np.uint8), sheet)
 
 
 # Ruled or squared paper: a line crosses at least this share of the picture, at most this thick
@@ -296,7 +374,7 @@ def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no", 
         gray = _to_mode(img, 1)
         factor = min(gray.size) // (size * 16)  # a photo's object needs no more pixels than this
         gray = gray.reduce(factor) if factor > 1 else gray
-        pixels = match_polarity(np.array(gray, dtype=np.uint8)[None], invert, background)
+        pixels = match_polarity(cut_sheet_from_desk(np.array(gray, dtype=np.uint8))[None], invert, background)
         light = background == "light"  # frame_object wants the object light on dark
         out = frame_object(255 - pixels if light else pixels, size, framing if framing != "none" else "fill")
         return 255 - out if light else out

@@ -190,6 +190,41 @@ def test_frame_takes_the_lines_of_ruled_and_squared_paper_out(tmp_path, paper):
     assert np.corrcoef(framed.ravel(), target.ravel())[0, 1] > 0.9
 
 
+def test_frame_cuts_a_sheet_lying_on_a_desk_out_of_the_photo(tmp_path):
+    from conftest import photo_of
+
+    from infoedit.images import cut_sheet_from_desk
+
+    digit = _digit()
+    sheet = Image.fromarray(np.asarray(photo_of(digit).convert("L"), np.float32), "F")
+    turned = np.asarray(sheet.rotate(6, Image.Resampling.BILINEAR, expand=True))
+    inside = np.asarray(Image.fromarray(np.ones((480, 640), np.float32), "F").rotate(
+        6, Image.Resampling.BILINEAR, expand=True))
+    h, w = turned.shape
+
+    def lying_on(surface: float):  # the turned sheet on a surface of this grey, saved as JPEG
+        desk = np.full((700, 860), surface, np.float32) + np.random.default_rng(0).normal(0, 6, (700, 860))
+        desk[60:60 + h, 80:80 + w] = desk[60:60 + h, 80:80 + w] * (1 - inside) + turned * inside
+        path = tmp_path / f"on-{surface:.0f}.jpg"
+        Image.fromarray(np.clip(desk, 0, 255).astype(np.uint8)).save(path, quality=90)
+        return path
+
+    on_desk = load_for_model(lying_on(70), 28, 1, "auto", "dark", "auto", "digit")[0].numpy()
+    on_paper = load_for_model(lying_on(200), 28, 1, "auto", "dark", "auto", "digit")[0].numpy()  # no desk
+    assert np.corrcoef(on_desk.ravel(), on_paper.ravel())[0, 1] > 0.95
+    rows = np.flatnonzero(on_desk.max(1) > 0.25)
+    assert rows[-1] - rows[0] + 1 in (19, 20, 21)  # the digit fills MNIST's box, not the sheet
+    cut = cut_sheet_from_desk(np.asarray(Image.open(lying_on(70)).convert("L")))
+    assert 0.85 * h < cut.shape[0] <= h and 0.85 * w < cut.shape[1] <= w  # the sheet's box, less its edge
+    # no desk, no cut: a vignette's dark corners, squared paper, a stroke running off the edge
+    for picture in (photo_of(digit, vignette=0.4), photo_of(digit, paper="squared", level=150)):
+        g = np.asarray(picture.convert("L"))
+        assert cut_sheet_from_desk(g) is g
+    page = np.full((200, 300), 210, np.uint8)
+    page[:120, 140:150] = 30
+    assert cut_sheet_from_desk(page) is page
+
+
 def test_ruling_needs_two_thin_lines_across_the_picture():
     from infoedit.images import erase_ruling
 
