@@ -236,7 +236,8 @@ InvertOpt = Annotated[str, typer.Option(
 FrameOpt = Annotated[str, typer.Option(
     help="1-channel models: cut the object out of a photo or scan and frame it as the model's dataset "
          "frames its images (MNIST: a 20x20 box centred by mass in 28x28; Fashion-MNIST: the frame "
-         "filled), after --invert; the lines of ruled or squared paper are taken out. auto frames images when the model's dataset has such a framing, "
+         "filled), after --invert; a sheet lying on a desk is cut out of the photo and the lines of ruled or "
+         "squared paper are taken out. auto frames images when the model's dataset has such a framing, "
          "except those already at the model's size in its polarity (the dataset's own images); yes "
          "frames every image; no: plain centre crop and resize.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the fixed noise z.")]

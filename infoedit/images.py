@@ -222,6 +222,7 @@ def cut_sheet_from_desk(g: np.ndarray) -> np.ndarray:
     step = float(np.median(small[edge_sheet])) - float(np.median(small[edge_desk]))
     if sheet_grey - desk_grey < 32 or step < 0.3 * (sheet_grey - desk_grey):
         return g
+
     def full_size(mask: np.ndarray) -> np.ndarray:
         return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)) > 0
 

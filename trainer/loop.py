@@ -6,6 +6,7 @@ trainer/supervised.py.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import signal
@@ -107,7 +108,7 @@ def compile_networks(model: torch.nn.Module) -> None:
             # Left eager, their BatchNorm backward keeps the running stats, which the next,
             # compiled call rewrites in place before that backward runs ("modified by an inplace
             # operation").
-            if hasattr(net, method):
+            if inspect.ismethod(getattr(net, method, None)):  # E's `logits` is a layer, not this method
                 setattr(net, method, torch.compile(getattr(net, method)))
 
 
