@@ -4,9 +4,8 @@ Each test image of a labelled dataset is drawn as a photo would show it: dark in
 (the page 170-230, the ink 20-70, a lighting gradient, corners up to 40% darker, sensor noise),
 5-11x larger than the dataset's image, anywhere on a 500-900 px page, saved as JPEG; also on
 ruled and on squared paper (tilted lines), as a sheet lying on a darker desk, and digits with a
-thin pen. The score is the
-unsupervised accuracy (Hungarian-matched clusters, as `infoedit evaluate`) on the photos, beside
-the same images given as they are.
+thin pen. The score is the unsupervised accuracy (Hungarian-matched clusters, as `infoedit
+evaluate`) on the photos, beside the same images given as they are.
 
     python bench/photos.py [--n 300] [--datasets mnist fashion-mnist]
 """
@@ -43,8 +42,8 @@ def rule(page: np.ndarray, rng: np.random.Generator, spacing: float, vertical: b
 
 
 def on_desk(page: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The sheet ``page`` lying on a darker desk (grey 30-110, a faint wood-like grain), turned up to 8
-    degrees, in a frame 10-40% wider and taller than the sheet, anywhere in it."""
+    """The sheet ``page`` lying on a darker desk (grey 30-110, a faint wood-like grain), turned
+    up to 8 degrees, in a frame 10-40% wider and taller than the sheet, anywhere in it."""
     h, w = page.shape
     fh, fw = int(h * rng.uniform(1.1, 1.4)), int(w * rng.uniform(1.1, 1.4))
     texture = Image.fromarray(rng.normal(0, 12, (fh // 64 + 2, fw // 8 + 2)).astype(np.float32), "F")
