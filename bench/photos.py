@@ -3,9 +3,10 @@
 Each test image of a labelled dataset is drawn as a photo would show it: dark ink on grey paper
 (the page 170-230, the ink 20-70, a lighting gradient, corners up to 40% darker, sensor noise),
 5-11x larger than the dataset's image, anywhere on a 500-900 px page, saved as JPEG; also on
-ruled and on squared paper (tilted lines), as a sheet lying on a darker desk, and digits with a
-thin pen. The score is the unsupervised accuracy (Hungarian-matched clusters, as `infoedit
-evaluate`) on the photos, beside the same images given as they are.
+ruled and on squared paper (tilted lines), as a sheet lying on a darker desk, with a shadow
+across the page, and digits with a thin pen. The score is the unsupervised accuracy
+(Hungarian-matched clusters, as `infoedit evaluate`) on the photos, beside the same images given
+as they are.
 
     python bench/photos.py [--n 300] [--datasets mnist fashion-mnist]
 """
@@ -90,6 +91,18 @@ def photo(image: np.ndarray, rng: np.random.Generator, thin: bool = False, paper
     return Image.fromarray(np.clip(page, 0, 255).astype(np.uint8))
 
 
+def shade(photo: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """``photo`` with a straight-edged shadow across it (a hand's or a phone's): 25-50% darker on
+    one side of a line through its middle part, the edge softened over 5-40 px."""
+    g = np.asarray(photo.convert("L"), np.float32)
+    h, w = g.shape
+    y, x = np.mgrid[0:h, 0:w]
+    angle = rng.uniform(0, 2 * np.pi)
+    across = (x - w * rng.uniform(0.2, 0.8)) * np.cos(angle) + (y - h * rng.uniform(0.2, 0.8)) * np.sin(angle)
+    dark = rng.uniform(0.25, 0.5) * np.clip(0.5 + across / rng.uniform(5, 40), 0, 1)
+    return Image.fromarray(np.clip(g * (1 - dark), 0, 255).astype(np.uint8))
+
+
 def classify(folder: Path, model: str, frame: str) -> np.ndarray:
     """The clusters `infoedit classify` gives the folder's files, in file-name order."""
     out = folder.parent / f"{folder.name}-{frame}.csv"
@@ -123,12 +136,16 @@ def main() -> None:
                 kinds["thin"] = {"thin": True}
             for kind in kinds:
                 (Path(tmp) / kind).mkdir()
+            (Path(tmp) / "shadow").mkdir()
+            shadows = np.random.default_rng(args.seed + 1)  # its own stream: the other columns' photos stay
             for i, image in enumerate(images):
                 for kind, how in kinds.items():
                     if how is None:
                         Image.fromarray(image).save(Path(tmp) / kind / f"{i:05d}.png")
                     else:
                         photo(image, rng, **how).save(Path(tmp) / kind / f"{i:05d}.jpg", quality=85)
+                shaded = shade(Image.open(Path(tmp) / "photos" / f"{i:05d}.jpg"), shadows)
+                shaded.save(Path(tmp) / "shadow" / f"{i:05d}.jpg", quality=85)
 
             def accuracy(kind: str, frame: str = "auto") -> float:
                 return cluster_accuracy(classify(Path(tmp) / kind, name, frame), labels)[0]
@@ -139,6 +156,7 @@ def main() -> None:
                           "ruled paper, --frame auto": accuracy("ruled"),
                           "squared paper, --frame auto": accuracy("squared"),
                           "sheet on a desk, --frame auto": accuracy("desk"),
+                          "shadow across the page, --frame auto": accuracy("shadow"),
                           "thin pen, --frame auto": accuracy("thin") if strokes else None}
     prov = common.provenance(args, started)
     columns = list(next(iter(rows.values())))
