@@ -151,22 +151,28 @@ def page_level(g: np.ndarray, ring: float = 0.05, rounds: int = 3, fit_on: np.nd
     step = max(1, len(ys) // 20_000)  # a sample of the ring is plenty for six coefficients
     ys, xs = ys[::step], xs[::step]
 
+    def unit(i: np.ndarray, n: int) -> np.ndarray:  # pixel index -> [-0.5, 0.5]
+        return i.astype(np.float64) / max(n - 1, 1) - 0.5
+
     def terms(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-        y, x = y / max(h - 1, 1) - 0.5, x / max(w - 1, 1) - 0.5
         return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
 
-    a, values = terms(ys.astype(np.float64), xs.astype(np.float64)), g[ys, xs].astype(np.float64)
+    a, values = terms(unit(ys, h), unit(xs, w)), g[ys, xs].astype(np.float64)
     keep = np.ones(len(values), bool)
     for _ in range(rounds):
         coef = np.linalg.lstsq(a[keep], values[keep], rcond=None)[0]
         residual = values - a @ coef
         keep = residual <= np.percentile(residual, 70)
     # the quadratic over the whole grid as sums of a column and a row (no [H, W, 6] stack)
-    y = terms(np.arange(h, dtype=np.float64), np.zeros(h))[:, 2]
-    x = terms(np.zeros(w), np.arange(w, dtype=np.float64))[:, 1]
+    y, x = unit(np.arange(h), h), unit(np.arange(w), w)
     c0, cx, cy, cxx, cxy, cyy = coef
     level = (c0 + cy * y + cyy * y * y)[:, None] + (cx * x + cxx * x * x)[None, :] + cxy * y[:, None] * x[None, :]
     return level.astype(np.float32)
+
+
+def _border(a: np.ndarray) -> np.ndarray:
+    """The values of a 2-D array's 1-pixel border, each pixel once."""
+    return np.concatenate([a[0], a[-1], a[1:-1, 0], a[1:-1, -1]]) if a.shape[0] > 1 else a[0]
 
 
 def _grow(mask: np.ndarray, radius: int = 1) -> np.ndarray:
@@ -213,8 +219,7 @@ def cut_sheet_from_desk(g: np.ndarray) -> np.ndarray:
     # The checks read the desk opened (a desk is broad; a ruling's lines connected to the edge
     # vanish); the whole flooded part is painted over (a sliver of desk along the edge too).
     broad = desk & _grow(~_grow(~desk, 2), 2)
-    border = np.concatenate([broad[0], broad[-1], broad[1:-1, 0], broad[1:-1, -1]])
-    if not 0.02 < broad.mean() < 0.8 or border.mean() < 0.1:  # a stroke may touch the edge; a desk runs along it
+    if not 0.02 < broad.mean() < 0.8 or _border(broad).mean() < 0.1:  # a stroke may touch the edge; a desk runs along it
         return g
     sheet = ~broad
     sheet_grey, desk_grey = float(np.median(small[sheet])), float(np.median(small[broad]))
@@ -397,8 +402,7 @@ def has_light_background(pixels: np.ndarray) -> bool:
     ink on a page photographed in dim light (a grey border under half-scale) reads as light too.
     A flat image: whether its border is over half-scale."""
     g = pixels[0]
-    border_sum = int(g[0].sum()) + int(g[-1].sum()) + int(g[1:-1, 0].sum()) + int(g[1:-1, -1].sum())
-    border = border_sum / (2 * g.shape[1] + 2 * max(g.shape[0] - 2, 0))
+    border = float(_border(g).mean())
     dark, light = np.percentile(g, [0.1, 99.9])
     if light - dark < 16:  # no object to tell the background from
         return border > 127.5

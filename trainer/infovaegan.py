@@ -92,7 +92,7 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
         s_p = codes.gumbel_softmax(logits, cfg.tau, gen)
         c_p = codes.reparameterize(mu, sigma, gen)
         requires_grad(model.G, False)  # regeneration G(z, s', c'): gradient flows to E through s', c' only
-        x_re = model.G.logits(z, torch.cat([s_p, c_p], dim=1))
+        x_re = model.generate_logits(z, s_p, c_p)
         requires_grad(model.G, True)
         vae, rec, kl_c = losses.vae_loss(x_g, x_re, mu, sigma, logits, cfg.c_prior, cfg.kl_s_weight,
                                          cfg.kl_c_weight, cfg.likelihood)

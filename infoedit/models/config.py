@@ -86,3 +86,7 @@ class CodeModel(nn.Module):
 
     def generate(self, z: torch.Tensor, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return self.G(z, torch.cat([s, c], dim=1))
+
+    def generate_logits(self, z: torch.Tensor, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """generate before G's final sigmoid (the VAE loss's Bernoulli needs logits)."""
+        return self.G.logits(z, torch.cat([s, c], dim=1))
