@@ -231,6 +231,12 @@ def cut_sheet_from_desk(g: np.ndarray) -> np.ndarray:
     def full_size(mask: np.ndarray) -> np.ndarray:
         return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)) > 0
 
+    # Writing in the dark part (strokes far darker than it, inside it or touching it) makes it
+    # the page in a shadow, not a desk: cutting it away would cut the writing away. Looked for
+    # at full size, where thin strokes keep their darkness.
+    if (g[full_size(desk)] < desk_grey - max(48.0, 0.5 * (sheet_grey - desk_grey))).mean() > 0.001:
+        return g
+
     # 3 px more: the sheet's own edge, blurred into the desk and shaded, and the coarse grid's blocks
     cover = full_size(_grow(desk, 3))
     # the sheet's own edge, where its lighting is read (5% of the picture)
@@ -244,6 +250,97 @@ def cut_sheet_from_desk(g: np.ndarray) -> np.ndarray:
     # where ink is what lies above the paper)
     level = 255 - page_level(255 - sheet.astype(np.float32), fit_on=edge[box])
     return np.where(hole, np.clip(np.round(level), 0, 255).astype(np.uint8), sheet)
+
+
+def _running_extreme(a: np.ndarray, k: int, fn, axis: int) -> np.ndarray:
+    """The minimum (fn=np.minimum) or maximum (np.maximum) of ``a`` over a centred window of
+    ``k`` (odd) pixels along ``axis``, the window cut at the array's ends. Van Herk / Gil-Werman:
+    running extremes within blocks of k, forwards and backwards, so the cost does not grow with k."""
+    a = np.moveaxis(a, axis, -1)
+    n, r = a.shape[-1], k // 2
+    padded = np.full(a.shape[:-1] + (-(-(n + 2 * r) // k) * k,), np.inf if fn is np.minimum else -np.inf,
+                     np.float32)
+    padded[..., r:r + n] = a
+    blocks = padded.reshape(a.shape[:-1] + (-1, k))
+    forwards = fn.accumulate(blocks, axis=-1).reshape(padded.shape)
+    backwards = fn.accumulate(blocks[..., ::-1], axis=-1)[..., ::-1].reshape(padded.shape)
+    return np.moveaxis(fn(backwards[..., :n], forwards[..., k - 1:k - 1 + n]), -1, axis)
+
+
+def opening(a: np.ndarray, k: int) -> np.ndarray:
+    """Grey-level opening of a 2-D float32 array by a k x k square (k odd): a minimum, then a
+    maximum, over the square. Light structures narrower than k go; broad ones, and steps of
+    any sharpness, stay as they were. The array is continued past its edges by its edge
+    values, so a broad level that the edge cuts thin (a shadow's corner) stays too."""
+    out = np.pad(a, k, mode="edge")
+    for fn in (np.minimum, np.maximum):
+        out = _running_extreme(_running_extreme(out, k, fn, 0), k, fn, 1)
+    return out[k:-k, k:-k]
+
+
+# Of the object's mass: less, apart from it, is a speck (noise), and less at the picture's edge
+# is not the object either (a sliver of a shadow's or a sheet's edge): the object's box leaves
+# them out.
+SPECK_MASS, EDGE_SPECK_MASS = 0.03, 0.25
+
+
+def _main_span(profile: np.ndarray) -> tuple[int, int]:
+    """[start, end) of the object along one axis, from its mass per row (or column): the runs of
+    rows with mass, separated by empty rows, less the runs at either end holding under
+    SPECK_MASS of the whole (EDGE_SPECK_MASS for a run at the picture's edge). No mass: the
+    whole axis."""
+    on = np.concatenate([[False], profile > 0, [False]])
+    starts, ends = np.flatnonzero(on[1:] & ~on[:-1]), np.flatnonzero(~on[1:] & on[:-1])
+    if not len(starts):
+        return 0, len(profile)
+    mass = np.array([profile[a:b].sum() for a, b in zip(starts, ends)])
+    limit = np.where((starts == 0) | (ends == len(profile)), EDGE_SPECK_MASS, SPECK_MASS)
+    first, last = 0, len(starts) - 1
+    while first < last:
+        total = mass[first:last + 1].sum()
+        drop_first, drop_last = mass[first] < limit[first] * total, mass[last] < limit[last] * total
+        if drop_first and (not drop_last or mass[first] <= mass[last]):
+            first += 1
+        elif drop_last:
+            last -= 1
+        else:
+            break
+    return int(starts[first]), int(ends[last])
+
+
+def _object_box(smooth: np.ndarray, floor: float) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right), ends exclusive: the box of the object in a levelled image whose
+    peak is its object's (over ``floor`` of the peak), without specks apart from it (_main_span)."""
+    ink = np.where(smooth > floor * smooth.max(), smooth, 0)
+    top, bottom = _main_span(ink.sum(axis=1))
+    left, right = _main_span(ink[top:bottom].sum(axis=0))
+    top, bottom = _main_span(ink[:, left:right].sum(axis=1))  # rows again, without the specks' columns
+    return top, bottom, left, right
+
+
+PAGE_WINDOW = 0.15  # of the picture's shorter side: wider than any stroke of a digit photographed whole
+
+
+def level_around_writing(g: np.ndarray) -> np.ndarray | None:
+    """A photo of writing, light on dark (float [H, W]), levelled by its page's level read
+    around the strokes: the opening of its 3x3 median by a square wider than the strokes (PAGE_WINDOW),
+    which follows any lighting broader than the square, a shadow's sharp edge across the page
+    too (page_level's quadratic follows smooth lighting only). None when the writing is too
+    large for the square: strokes are about MNIST_STROKE of the writing's box, and in a digit
+    filling the picture (a tight crop) they are as wide as the square, so its bold parts
+    would be taken for the page."""
+    h, w = g.shape
+    k = max(3, round(PAGE_WINDOW * min(h, w))) | 1
+    smooth = np.asarray(Image.fromarray(g, "F").filter(ImageFilter.MedianFilter(3)))
+    page = opening(smooth, k)
+    top, bottom, left, right = _object_box(smooth - page, INK_THRESHOLD)
+    if max(bottom - top, right - left) * MNIST_STROKE > k / 2:
+        return None
+    # Light multiplies: in a photo of ink on paper (seen here in negative, the paper at 255 - its
+    # brightness) a stroke in a shadow stands out from the paper by the shadow's share of its
+    # contrast in the light. Dividing by the paper's brightness gives the stroke one level in
+    # both; on a dark page (255 - page near 255) this is all but a plain subtraction.
+    return (g - page) * 255 / np.maximum(255 - page, 16)
 
 
 # Ruled or squared paper: a line crosses at least this share of the picture, at most this thick
@@ -315,7 +412,8 @@ def frame_object(pixels: np.ndarray, size: int, framing: str) -> np.ndarray:
     ruled or squared paper are taken out first (erase_ruling). A picture with no object (flat)
     gets the plain centre crop."""
     g = pixels[0].astype(np.float32)
-    v = g - page_level(g)
+    levelled = level_around_writing(g) if framing == "digit" else None  # a product may be as broad as a shadow
+    v = g - page_level(g) if levelled is None else levelled
 
     def median_peak(v: np.ndarray) -> tuple[np.ndarray, float]:
         # the peak of a 3x3 median: one hot pixel (noise, a JPEG artefact) is not the object
@@ -333,9 +431,8 @@ def frame_object(pixels: np.ndarray, size: int, framing: str) -> np.ndarray:
     if peak < 16:
         return preprocess(Image.fromarray(pixels[0]), size, 1)
     v = np.clip((v / peak - floor) / (1 - floor), 0, 1)
-    rows = np.flatnonzero((smooth > floor * peak).any(axis=1))
-    cols = np.flatnonzero((smooth > floor * peak).any(axis=0))
-    crop = v[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    top, bottom, left, right = _object_box(smooth, floor)
+    crop = v[top:bottom, left:right]
     box = round(size * 20 / 28) if framing == "digit" else size
     if framing == "digit":
         crop = _thicken_strokes(crop, 4 * box)
@@ -397,16 +494,20 @@ INVERT_MODES = ("auto", "yes", "no")
 
 
 def has_light_background(pixels: np.ndarray) -> bool:
-    """Whether a 1-channel uint8 image's [1, H, W] background is light: the mean of its 1-pixel
-    border lies nearer the image's light end than its dark end (0.1 / 99.9th percentiles), so
-    ink on a page photographed in dim light (a grey border under half-scale) reads as light too.
-    A flat image: whether its border is over half-scale."""
+    """Whether a 1-channel uint8 image's [1, H, W] background is light: the image reaches
+    further below its 1-pixel border's levels than above them (its 0.1th percentile under the
+    border's 20th, against its 99.9th over the border's 80th), so ink on a page photographed
+    in dim light (a grey border under half-scale) reads as light too, and so does a page half
+    in a shadow (the border spans both levels of the paper; the ink lies below both). A flat
+    image: whether its border is over half-scale."""
     g = pixels[0]
-    border = float(_border(g).mean())
+    border = _border(g)
     dark, light = np.percentile(g, [0.1, 99.9])
     if light - dark < 16:  # no object to tell the background from
-        return border > 127.5
-    return border - dark > light - border
+        return float(border.mean()) > 127.5
+    # 20th / 80th: a stroke or a garment may cross up to a fifth of the border
+    low, high = np.percentile(border, [20, 80])
+    return low - dark > light - high
 
 
 def has_background(pixels: np.ndarray, background: str) -> bool:

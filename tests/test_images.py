@@ -225,6 +225,78 @@ def test_frame_cuts_a_sheet_lying_on_a_desk_out_of_the_photo(tmp_path):
     assert cut_sheet_from_desk(page) is page
 
 
+def _in_shadow(picture: Image.Image, angle: float, through: tuple[float, float], dark: float = 0.45,
+               soft: float = 12.0) -> np.ndarray:
+    """A grey photo with a straight-edged shadow (a hand's): ``dark`` darker on one side of a
+    line at ``angle`` degrees through the point ``through`` (fractions of width, height)."""
+    g = np.asarray(picture.convert("L"), np.float32)
+    h, w = g.shape
+    y, x = np.mgrid[0:h, 0:w]
+    a = np.radians(angle)
+    across = (x - through[0] * w) * np.cos(a) + (y - through[1] * h) * np.sin(a)
+    return np.clip(g * (1 - dark * np.clip(0.5 + across / soft, 0, 1)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("angle, through", [(20, (0.45, 0.5)), (200, (0.75, 0.5)), (100, (0.5, 0.7))])
+def test_frame_takes_a_shadow_across_the_page_off(tmp_path, angle, through):
+    from conftest import photo_of
+
+    from infoedit.images import cut_sheet_from_desk, frame_object, has_light_background
+
+    digit = _digit()
+    target = frame_object(digit[None], 28, "digit")[0] / 255.0
+    for seed in (0, 1):  # the digit in the light, in the shadow or across its edge
+        shaded = _in_shadow(photo_of(digit, seed=seed), angle, through)
+        path = tmp_path / f"shadow-{seed}.jpg"
+        Image.fromarray(shaded).save(path, quality=90)
+        g = np.asarray(Image.open(path).convert("L"))
+        assert has_light_background(g[None])  # ink on paper, though the shadow darkens most of the border
+        assert cut_sheet_from_desk(g) is g or g.min() > 0  # the shadowed page is no desk (unless blank there)
+        framed = load_for_model(path, 28, 1, "auto", "dark", "auto", "digit")[0].numpy()
+        assert framed[0].max() == 0 and framed[:, 0].max() == 0
+        assert np.corrcoef(framed.ravel(), target.ravel())[0, 1] > 0.9, (angle, seed)
+
+
+def test_opening_is_the_min_then_max_over_a_square():
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from infoedit.images import opening
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 1, (23, 31)).astype(np.float32)
+    for k in (1, 3, 7):
+        padded = np.pad(a, 2 * k, mode="edge")  # the edge continued, as opening documents
+        eroded = sliding_window_view(padded, (k, k)).min(axis=(2, 3))
+        opened = sliding_window_view(np.pad(eroded, k // 2, mode="constant", constant_values=-np.inf),
+                                     (k, k)).max(axis=(2, 3))
+        inner = 2 * k - k // 2
+        assert np.allclose(opening(a, k), opened[inner:inner + 23, inner:inner + 31]), k
+    y, x = np.mgrid[0:60, 0:80]
+    step = np.clip((x + 0.4 * y - 40) / 6, 0, 1).astype(np.float32) * 100  # a soft, tilted edge
+    lined = step.copy()
+    lined[:, 10:13] += 50                                                   # and a 3 px stroke
+    assert np.allclose(opening(lined, 9), step, atol=1e-4)
+
+
+def test_the_object_box_leaves_specks_and_slivers_at_the_edge_out(tmp_path):
+    from infoedit.images import frame_object, level_around_writing
+
+    page = np.zeros((1, 400, 500), np.uint8)
+    page[0, 120:280, 200:290] = np.asarray(Image.fromarray(_digit()[4:24, 8:20]).resize((90, 160)))
+    clean = frame_object(page, 28, "digit")
+    specked = page.copy()
+    specked[0, 30:34, 420:424] = 255                  # a speck of dust
+    specked[0, 300:400, 0:4] = 255                    # a sliver along the picture's edge
+    assert np.array_equal(frame_object(specked, 28, "digit"), clean)
+    two_parts = page.copy()
+    two_parts[0, 300:330, 200:290] = 255              # a detached part with a fair share of the mass
+    assert not np.array_equal(frame_object(two_parts, 28, "digit"), clean)
+    # a digit filling the picture (a tight crop) has strokes too wide to read the page around
+    tight = np.asarray(Image.fromarray(_digit()[4:24, 6:22]).resize((160, 200)), np.float32)
+    assert level_around_writing(tight) is None
+    assert level_around_writing(page[0].astype(np.float32)) is not None
+
+
 def test_ruling_needs_two_thin_lines_across_the_picture():
     from infoedit.images import erase_ruling
 
@@ -253,6 +325,10 @@ def test_light_background_is_told_by_contrast_not_by_half_scale():
     assert not has_light_background(255 - page)
     assert not has_light_background(_digit()[None])
     assert has_light_background(255 - _digit()[None])
+    half = page.copy()
+    half[0, :, :50] = 55                               # most of the border in a deep shadow
+    half[0, 20:40, 30:34] = 15
+    assert has_light_background(half)
     assert not has_light_background(np.full((1, 9, 9), 90, np.uint8))  # flat: by half-scale
     assert has_light_background(np.full((1, 9, 9), 200, np.uint8))
 
