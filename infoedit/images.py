@@ -406,13 +406,15 @@ def erase_ruling(v: np.ndarray, faint: float, peak: float) -> np.ndarray:
 
 def frame_object(pixels: np.ndarray, size: int, framing: str) -> np.ndarray:
     """A light-on-dark 1-channel uint8 image [1, H, W] of any size -> [1, size, size]: the
-    background level (page_level) taken off, the intensities stretched so the object's peak is
-    white, faint pixels (INK_ / PRODUCT_THRESHOLD) cleared, the object's box cut out and resized:
-    "digit" to a 20/28 box centred by mass, "fill" to the whole frame, centred. The lines of
-    ruled or squared paper are taken out first (erase_ruling). A picture with no object (flat)
-    gets the plain centre crop."""
+    background level taken off (level_around_writing for writing small enough for it, which
+    follows shadows; else page_level), the intensities stretched so the object's peak is
+    white, faint pixels (INK_ / PRODUCT_THRESHOLD) cleared, the object's box (_object_box: no
+    specks) cut out and resized: "digit" to a 20/28 box centred by mass, "fill" to the whole
+    frame, centred. The lines of ruled or squared paper are taken out first (erase_ruling). A
+    picture with no object (flat) gets the plain centre crop."""
     g = pixels[0].astype(np.float32)
-    levelled = level_around_writing(g) if framing == "digit" else None  # a product may be as broad as a shadow
+    # digits only: a product may be as broad as a shadow, and would be taken for the page
+    levelled = level_around_writing(g) if framing == "digit" else None
     v = g - page_level(g) if levelled is None else levelled
 
     def median_peak(v: np.ndarray) -> tuple[np.ndarray, float]:

@@ -329,6 +329,10 @@ def test_light_background_is_told_by_contrast_not_by_half_scale():
     half[0, :, :50] = 55                               # most of the border in a deep shadow
     half[0, 20:40, 30:34] = 15
     assert has_light_background(half)
+    y, x = np.mgrid[-1:1:200j, -1:1:300j]
+    vignetted = (220 * (1 - 0.3 * (x * x + y * y) / 2))[None].astype(np.uint8)  # the middle over the border
+    vignetted[0, 90:130, 150] = 60                     # a thin pen's stroke: 0.07% of the picture
+    assert has_light_background(vignetted)
     assert not has_light_background(np.full((1, 9, 9), 90, np.uint8))  # flat: by half-scale
     assert has_light_background(np.full((1, 9, 9), 200, np.uint8))
 
