@@ -43,6 +43,14 @@ def test_photos_of_the_example_digits_classify_as_the_digits_do(tmp_path):
     assert sum(clusters[tmp_path, "no"][k] == v for k, v in originals.items()) <= 5  # unframed: the page
 
 
+def test_the_example_photos_read_as_their_digits():
+    """The shipped photos (one half in a shadow) are named by what they show."""
+    for photo in sorted((REPO / "examples" / "photos").glob("[0-9]-*.jpg")):
+        result = runner.invoke(app, ["encode", str(photo), "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout.splitlines()[0])["name"] == photo.name[0], photo.name
+
+
 @pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_model_is_small_and_documented(name):
     folder = hub.PRETRAINED / name
