@@ -251,7 +251,7 @@ def test_frame_takes_a_shadow_across_the_page_off(tmp_path, angle, through):
         Image.fromarray(shaded).save(path, quality=90)
         g = np.asarray(Image.open(path).convert("L"))
         assert has_light_background(g[None])  # ink on paper, though the shadow darkens most of the border
-        assert cut_sheet_from_desk(g) is g or g.min() > 0  # the shadowed page is no desk (unless blank there)
+        assert cut_sheet_from_desk(g).min() < 100  # the shadowed part may go, the writing stays
         framed = load_for_model(path, 28, 1, "auto", "dark", "auto", "digit")[0].numpy()
         assert framed[0].max() == 0 and framed[:, 0].max() == 0
         assert np.corrcoef(framed.ravel(), target.ravel())[0, 1] > 0.9, (angle, seed)
@@ -278,7 +278,7 @@ def test_opening_is_the_min_then_max_over_a_square():
     assert np.allclose(opening(lined, 9), step, atol=1e-4)
 
 
-def test_the_object_box_leaves_specks_and_slivers_at_the_edge_out(tmp_path):
+def test_the_object_box_leaves_specks_and_slivers_at_the_edge_out():
     from infoedit.images import frame_object, level_around_writing
 
     page = np.zeros((1, 400, 500), np.uint8)
