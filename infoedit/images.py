@@ -323,12 +323,12 @@ PAGE_WINDOW = 0.15  # of the picture's shorter side: wider than any stroke of a 
 
 def level_around_writing(g: np.ndarray) -> np.ndarray | None:
     """A photo of writing, light on dark (float [H, W]), levelled by its page's level read
-    around the strokes: the opening of its 3x3 median by a square wider than the strokes (PAGE_WINDOW),
-    which follows any lighting broader than the square, a shadow's sharp edge across the page
-    too (page_level's quadratic follows smooth lighting only). None when the writing is too
-    large for the square: strokes are about MNIST_STROKE of the writing's box, and in a digit
-    filling the picture (a tight crop) they are as wide as the square, so its bold parts
-    would be taken for the page."""
+    around the strokes: the opening of its 3x3 median by a square wider than the strokes
+    (PAGE_WINDOW), which follows any lighting broader than the square, a shadow's sharp edge
+    across the page too (page_level's quadratic follows smooth lighting only). None when the
+    writing is too large for the square: strokes are about MNIST_STROKE of the writing's box,
+    and in a digit filling the picture (a tight crop) they are as wide as the square, so its
+    bold parts would be taken for the page."""
     h, w = g.shape
     k = max(3, round(PAGE_WINDOW * min(h, w))) | 1
     smooth = np.asarray(Image.fromarray(g, "F").filter(ImageFilter.MedianFilter(3)))
