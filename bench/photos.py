@@ -3,8 +3,9 @@
 Each test image of a labelled dataset is drawn as a photo would show it: dark ink on grey paper
 (the page 170-230, the ink 20-70, a lighting gradient, corners up to 40% darker, sensor noise),
 5-11x larger than the dataset's image, anywhere on a 500-900 px page, saved as JPEG; also on
-ruled and on squared paper (tilted lines), as a sheet lying on a darker desk, with a shadow
-across the page, and digits with a thin pen. The score is the unsupervised accuracy
+ruled and on squared paper (tilted lines), on notebook paper (ruled, with a red margin line
+beside the object), as a sheet lying on a darker desk, with a shadow across the page, and digits
+with a thin pen. The score is the unsupervised accuracy
 (Hungarian-matched clusters, as `infoedit evaluate`) on the photos, beside the same images given
 as they are.
 
@@ -64,8 +65,10 @@ def photo(image: np.ndarray, rng: np.random.Generator, thin: bool = False, paper
           desk: bool = False) -> Image.Image:
     """A light-on-dark uint8 [H, W] image as a photo of ink on paper; ``thin``: drawn with a pen
     a third of the width (the strokes binarised, eroded and softened); ``paper``: "plain",
-    "ruled" (horizontal lines 0.5-0.9 of the object's height apart, so it crosses one or two) or
-    "squared" (lines both ways); ``desk``: the sheet lies on a desk that shows around it."""
+    "ruled" (horizontal lines 0.5-0.9 of the object's height apart, so it crosses one or two),
+    "squared" (lines both ways) or "notebook" (ruled, with a notebook's red margin line, 2-4 px,
+    down the page beside the object: an RGB photo); ``desk``: the sheet lies on a desk that shows
+    around it."""
     side = int(rng.integers(5, 12)) * image.shape[0]
     big = Image.fromarray(image).resize((side, side), Image.Resampling.BICUBIC)
     if thin:
@@ -76,7 +79,7 @@ def photo(image: np.ndarray, rng: np.random.Generator, thin: bool = False, paper
     h, w = int(rng.integers(max(500, side + 1), 900)), int(rng.integers(max(500, side + 1), 900))
     page = np.full((h, w), rng.uniform(170, 230), np.float32) + np.linspace(0, rng.uniform(-30, 30), w)[None]
     y, x = np.mgrid[-1:1:h * 1j, -1:1:w * 1j]
-    if paper != "plain":
+    if paper in ("ruled", "squared", "notebook"):
         spacing = side * rng.uniform(0.5, 0.9)
         rule(page, rng, spacing, vertical=False)
         if paper == "squared":
@@ -88,7 +91,14 @@ def photo(image: np.ndarray, rng: np.random.Generator, thin: bool = False, paper
     if desk:
         page = on_desk(page, rng)
     page += rng.normal(0, 4, page.shape)
-    return Image.fromarray(np.clip(page, 0, 255).astype(np.uint8))
+    if paper != "notebook":
+        return Image.fromarray(np.clip(page, 0, 255).astype(np.uint8))
+    rgb = np.repeat(page[..., None], 3, axis=2)
+    # the margin: a vertical red line 10 px or more from the object, on the side with more room
+    room_left, room_right = left - 10, w - (left + side) - 10
+    x0 = int(rng.uniform(0, room_left)) if room_left > room_right else int(left + side + 10 + rng.uniform(0, room_right))
+    rgb[:, x0:x0 + int(rng.integers(2, 5)), 1:] *= rng.uniform(0.3, 0.6)
+    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 
 def shade(photo: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -137,7 +147,9 @@ def main() -> None:
             for kind in kinds:
                 (Path(tmp) / kind).mkdir()
             (Path(tmp) / "shadow").mkdir()
+            (Path(tmp) / "notebook").mkdir()
             shadows = np.random.default_rng(args.seed + 1)  # its own stream: the other columns' photos stay
+            notebooks = np.random.default_rng(args.seed + 2)  # the same
             for i, image in enumerate(images):
                 for kind, how in kinds.items():
                     if how is None:
@@ -146,6 +158,7 @@ def main() -> None:
                         photo(image, rng, **how).save(Path(tmp) / kind / f"{i:05d}.jpg", quality=85)
                 shaded = shade(Image.open(Path(tmp) / "photos" / f"{i:05d}.jpg"), shadows)
                 shaded.save(Path(tmp) / "shadow" / f"{i:05d}.jpg", quality=85)
+                photo(image, notebooks, paper="notebook").save(Path(tmp) / "notebook" / f"{i:05d}.jpg", quality=85)
 
             def accuracy(kind: str, frame: str = "auto") -> float:
                 return cluster_accuracy(classify(Path(tmp) / kind, name, frame), labels)[0]
@@ -155,6 +168,7 @@ def main() -> None:
                           "photos, --frame no": accuracy("photos", "no"),
                           "ruled paper, --frame auto": accuracy("ruled"),
                           "squared paper, --frame auto": accuracy("squared"),
+                          "notebook paper (red margin), --frame auto": accuracy("notebook"),
                           "sheet on a desk, --frame auto": accuracy("desk"),
                           "shadow across the page, --frame auto": accuracy("shadow"),
                           "thin pen, --frame auto": accuracy("thin") if strokes else None}

@@ -349,6 +349,22 @@ def level_around_writing(g: np.ndarray) -> np.ndarray | None:
 RULING_SPAN, RULING_THICKNESS, RULING_TILT = 0.6, 0.03, 3.0
 
 
+def _apart_from_writing(count: np.ndarray, start: int, end: int, width: int) -> bool:
+    """Whether a lone line (rows [start, end) of the sheared rows' ink ``count``) is a line of the
+    paper, such as a notebook's margin, not a stroke: there is writing elsewhere (rows holding a
+    tenth of the line's ink), and none near it (the rows beside it, past its blurred edges, out to
+    twice its thickness and then some, hold no more ink than most rows). A stroke in a tight
+    crop has the rest of its digit touching it, or nothing else."""
+    gap = 2 * (end - start) + 6
+    sides = [count[max(start - gap, 0):max(start - 3, 0)], count[end + 2:end + gap]]
+    elsewhere = count[:max(start - gap, 0)].sum() + count[end + gap:].sum()
+    # what most rows hold (noise, other lines' remnants), and its spread as for a count of chance pixels
+    typical = float(np.median(count))
+    quiet = typical + np.sqrt(typical) + 2 + 0.002 * width
+    near = max((side.mean() for side in sides if len(side)), default=0.0)  # writing comes from one side
+    return near <= quiet and elsewhere >= 0.1 * count[start:end].sum()
+
+
 def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float) -> np.ndarray:
     """``v`` (levelled, light object on 0) with its horizontal ruling lines taken out. Lines are
     runs of rows, after shearing by the best of a few small angles, with more than RULING_SPAN of
@@ -381,7 +397,8 @@ def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float) -> np.ndarray:
     peak_share = np.array([share[a:b].max() for a, b in zip(starts, ends)])
     thin = ((ends - starts) <= max(2, RULING_THICKNESS * h)) & (side < peak_share - RULING_SPAN / 2)
     across = np.array([best_count[a:b].max() > RULING_SPAN * w for a, b in zip(starts, ends)], bool)
-    if (thin & across).sum() < 2:
+    lines = np.flatnonzero(thin & across)
+    if len(lines) == 0 or len(lines) == 1 and not _apart_from_writing(best_count, starts[lines[0]], ends[lines[0]], w):
         return v
     out, cols = v.copy(), np.arange(w)
     for start, end in zip(starts[thin], ends[thin]):

@@ -66,14 +66,15 @@ def photo_of(digit: np.ndarray, seed: int = 0, vignette: float = 0.0, paper: str
     """A 28x28 light-on-dark uint8 image as a photo of ink on grey paper: 8x larger, off centre
     on a wider page, with a lighting gradient, corners darker by ``vignette`` and sensor noise
     (what `--frame` undoes). ``paper``: "plain", "ruled" (2 px lines 150 px apart, 30% darker
-    than the page, tilted 1 degree) or "squared" (lines both ways); ``level``: the page's grey."""
+    than the page, tilted 1 degree), "squared" (lines both ways) or "notebook" (ruled, with a red
+    margin line 3 px wide down the page, apart from the digit); ``level``: the page's grey."""
     rng = np.random.default_rng(seed)
     big = np.asarray(Image.fromarray(digit).resize((224, 224), Image.Resampling.BICUBIC), np.float32) / 255
     page = np.full((480, 640), level, np.float32) + np.linspace(-level / 10, level / 10, 640)[None, :]
     y, x = np.mgrid[-1:1:480j, -1:1:640j]
     gy, gx = np.mgrid[0:480, 0:640]
     tilt = np.tan(np.radians(1.0))
-    if paper in ("ruled", "squared"):
+    if paper in ("ruled", "squared", "notebook"):
         page[(gy + tilt * gx + 40) % 150 < 2] *= 0.7
     if paper == "squared":
         page[(gx - tilt * gy + 40) % 150 < 2] *= 0.7
@@ -82,4 +83,8 @@ def photo_of(digit: np.ndarray, seed: int = 0, vignette: float = 0.0, paper: str
     region = page[top:top + 224, left:left + 224]
     page[top:top + 224, left:left + 224] = region * (1 - big) + 40 * big
     page += rng.normal(0, 4, page.shape)
-    return Image.fromarray(np.clip(page, 0, 255).astype(np.uint8)).convert("RGB")
+    rgb = np.repeat(page[..., None], 3, axis=2)
+    if paper == "notebook":
+        margin = 60 if left >= 100 else 580
+        rgb[:, margin:margin + 3] *= [1.0, 0.3, 0.3]
+    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))

@@ -174,7 +174,7 @@ def test_frame_cuts_the_digit_out_of_a_photo_as_mnist_frames_it(tmp_path, vignet
     assert np.corrcoef(plain.ravel(), target.ravel())[0, 1] < 0.5  # a plain resize keeps the page
 
 
-@pytest.mark.parametrize("paper", ["ruled", "squared"])
+@pytest.mark.parametrize("paper", ["ruled", "squared", "notebook"])
 def test_frame_takes_the_lines_of_ruled_and_squared_paper_out(tmp_path, paper):
     from conftest import photo_of
 
@@ -297,7 +297,7 @@ def test_the_object_box_leaves_specks_and_slivers_at_the_edge_out():
     assert level_around_writing(page[0].astype(np.float32)) is not None
 
 
-def test_ruling_needs_two_thin_lines_across_the_picture():
+def test_ruling_needs_two_thin_lines_across_the_picture_or_one_apart_from_the_writing():
     from infoedit.images import erase_ruling
 
     tight = np.asarray(Image.fromarray(_digit()[4:24, 8:20]).resize((120, 200)), np.float32)
@@ -305,6 +305,11 @@ def test_ruling_needs_two_thin_lines_across_the_picture():
     page = np.zeros((200, 300), np.float32)
     page[100:102] = 60                                 # one ruled line alone: could be a stroke
     assert erase_ruling(page, 30, 255) is page
+    page[20:60, 120:124] = 255                         # writing apart from it: it is the paper's
+    assert erase_ruling(page, 30, 255)[100:102].max() == 0
+    page[60:100, 120:124] = 255                         # the writing touching it: could be one digit
+    assert erase_ruling(page, 30, 255) is page
+    page[20:100, 120:124] = 0
     page[150:152], page[40:200, 140:144] = 60, 255     # a second line, and a stroke crossing both
     clean = erase_ruling(page, 30, 255)
     assert clean[100:102, :100].max() == 0 and clean[150:152, 200:].max() == 0
