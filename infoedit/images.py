@@ -344,9 +344,10 @@ def level_around_writing(g: np.ndarray) -> np.ndarray | None:
 
 
 # Ruled or squared paper: a line crosses at least this share of the picture, at most this thick
-# (of the picture's height), tilted at most RULING_TILT degrees, with paper on both sides; two
-# or more must be found, so a digit's long stroke in a tight crop is not taken for the ruling.
-RULING_SPAN, RULING_THICKNESS, RULING_TILT = 0.6, 0.03, 3.0
+# (of the picture's height), tilted at most RULING_TILT degrees (a page photographed at a slant),
+# with paper on both sides; two or more must be found, or one apart from the writing
+# (_apart_from_writing), so a digit's long stroke in a tight crop is not taken for the ruling.
+RULING_SPAN, RULING_THICKNESS, RULING_TILT = 0.6, 0.03, 12.0
 
 
 def _apart_from_writing(count: np.ndarray, start: int, end: int, width: int) -> bool:
@@ -377,7 +378,7 @@ def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float) -> np.ndarray:
     if len(ys) < 2 * RULING_SPAN * w:
         return v
     best_count, shift = None, None
-    for angle in np.radians(np.linspace(-RULING_TILT, RULING_TILT, 25)):
+    for angle in np.radians(np.linspace(-RULING_TILT, RULING_TILT, round(8 * RULING_TILT) + 1)):  # 0.25 deg apart
         s = np.round((np.arange(w) - w / 2) * np.tan(angle)).astype(int)  # sheared row = y - s[x] + s.max()
         count = np.bincount(ys - s[xs] + s.max(), minlength=h + s.max() - s.min())
         if best_count is None or count.max() > best_count.max():

@@ -314,7 +314,7 @@ def test_ruling_needs_two_thin_lines_across_the_picture_or_one_apart_from_the_wr
     clean = erase_ruling(page, 30, 255)
     assert clean[100:102, :100].max() == 0 and clean[150:152, 200:].max() == 0
     assert (clean[40:200, 140:144] == 255).all()       # the stroke is whole where it crosses them
-    for degrees in (-2.5, -1.3, 0.4, 1.0, 2.2):          # tilted lines, on pages of odd and even widths
+    for degrees in (-11, -2.5, -1.3, 0.4, 2.2, 7.5):     # tilted lines, on pages of odd and even widths
         for width in (299, 300):
             y, x = np.mgrid[0:200, 0:width]
             ruled = np.where((y + np.tan(np.radians(degrees)) * x) % 50 < 2, 60.0, 0.0).astype(np.float32)
