@@ -3,11 +3,10 @@
 Each test image of a labelled dataset is drawn as a photo would show it: dark ink on grey paper
 (the page 170-230, the ink 20-70, a lighting gradient, corners up to 40% darker, sensor noise),
 5-11x larger than the dataset's image, anywhere on a 500-900 px page, saved as JPEG; also on
-ruled and on squared paper (tilted lines), on notebook paper (ruled, with a red margin line
-beside the object), as a sheet lying on a darker desk, with a shadow across the page, and digits
-with a thin pen. The score is the unsupervised accuracy
-(Hungarian-matched clusters, as `infoedit evaluate`) on the photos, beside the same images given
-as they are.
+ruled and on squared paper (tilted lines), on notebook paper (ruled, with a red margin line,
+single or double, beside the object), as a sheet lying on a darker desk, with a shadow across
+the page, and digits with a thin pen. The score is the unsupervised accuracy (Hungarian-matched
+clusters, as `infoedit evaluate`) on the photos, beside the same images given as they are.
 
     python bench/photos.py [--n 300] [--datasets mnist fashion-mnist]
 """
@@ -67,8 +66,8 @@ def photo(image: np.ndarray, rng: np.random.Generator, thin: bool = False, paper
     a third of the width (the strokes binarised, eroded and softened); ``paper``: "plain",
     "ruled" (horizontal lines 0.5-0.9 of the object's height apart, so it crosses one or two),
     "squared" (lines both ways) or "notebook" (ruled, with a notebook's red margin line, 2-4 px,
-    down the page beside the object: an RGB photo); ``desk``: the sheet lies on a desk that shows
-    around it."""
+    or a double one, down the page beside the object: an RGB photo); ``desk``: the sheet lies on
+    a desk that shows around it."""
     side = int(rng.integers(5, 12)) * image.shape[0]
     big = Image.fromarray(image).resize((side, side), Image.Resampling.BICUBIC)
     if thin:
@@ -94,10 +93,13 @@ def photo(image: np.ndarray, rng: np.random.Generator, thin: bool = False, paper
     if paper != "notebook":
         return Image.fromarray(np.clip(page, 0, 255).astype(np.uint8))
     rgb = np.repeat(page[..., None], 3, axis=2)
-    # the margin: a vertical red line 10 px or more from the object, on the side with more room
-    room_left, room_right = left - 10, w - (left + side) - 10
-    x0 = int(rng.uniform(0, room_left)) if room_left > room_right else int(left + side + 10 + rng.uniform(0, room_right))
-    rgb[:, x0:x0 + int(rng.integers(2, 5)), 1:] *= rng.uniform(0.3, 0.6)
+    # the margin: a vertical red line, or two 3-7 px apart, 20 px or more from the object, on the
+    # side with more room
+    room_left, room_right = left - 20, w - (left + side) - 20
+    x0 = int(rng.uniform(0, room_left)) if room_left > room_right else int(left + side + 20 + rng.uniform(0, room_right))
+    thick, red = int(rng.integers(2, 5)), rng.uniform(0.3, 0.6)
+    for x in [x0] if rng.random() < 0.5 else [x0, x0 - thick - int(rng.integers(3, 8))]:
+        rgb[:, max(x, 0):x + thick, 1:] *= red
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 

@@ -391,6 +391,12 @@ def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float) -> np.ndarray:
     share = best_count / np.maximum(np.cumsum(shown)[:-1], 1)
     on = np.concatenate([[False], share > RULING_SPAN, [False]])
     starts, ends = np.flatnonzero(on[1:] & ~on[:-1]), np.flatnonzero(~on[1:] & on[:-1])  # [start, end)
+    if len(starts) == 0:
+        return v
+    # lines a few rows apart (a notebook's double margin line) are one band: each would find the
+    # other where the paper beside it should be
+    apart = starts[1:] - ends[:-1] > 3
+    starts, ends = starts[np.r_[True, apart]], ends[np.r_[apart, True]]
     # a line is thin, and stands out from the rows on both sides of it (paper, maybe unevenly lit)
     beside = np.concatenate([starts - 3, ends + 2])
     outside = (beside < 0) | (beside >= len(share))  # past the picture's edge: no ink there

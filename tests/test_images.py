@@ -309,6 +309,9 @@ def test_ruling_needs_two_thin_lines_across_the_picture_or_one_apart_from_the_wr
     assert erase_ruling(page, 30, 255)[100:102].max() == 0
     page[60:100, 120:124] = 255                         # the writing touching it: could be one digit
     assert erase_ruling(page, 30, 255) is page
+    double = np.zeros((200, 300), np.float32)
+    double[100:102], double[104:106], double[20:60, 120:124] = 60, 60, 255  # a double margin line
+    assert erase_ruling(double, 30, 255)[100:106].max() == 0
     page[20:100, 120:124] = 0
     page[150:152], page[40:200, 140:144] = 60, 255     # a second line, and a stroke crossing both
     clean = erase_ruling(page, 30, 255)
