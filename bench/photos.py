@@ -5,8 +5,9 @@ Each test image of a labelled dataset is drawn as a photo would show it: dark in
 5-11x larger than the dataset's image, anywhere on a 500-900 px page, saved as JPEG; also on
 ruled and on squared paper (tilted lines), on notebook paper (ruled, with a red margin line,
 single or double, beside the object), as a sheet lying on a darker desk, with a shadow across
-the page, and digits with a thin pen. The score is the unsupervised accuracy (Hungarian-matched
-clusters, as `infoedit evaluate`) on the photos, beside the same images given as they are.
+the page, and digits in a form's box or on its line, and with a thin pen. The score is the
+unsupervised accuracy (Hungarian-matched clusters, as `infoedit evaluate`) on the photos, beside
+the same images given as they are.
 
     python bench/photos.py [--n 300] [--datasets mnist fashion-mnist]
 """
@@ -65,9 +66,10 @@ def photo(image: np.ndarray, rng: np.random.Generator, thin: bool = False, paper
     """A light-on-dark uint8 [H, W] image as a photo of ink on paper; ``thin``: drawn with a pen
     a third of the width (the strokes binarised, eroded and softened); ``paper``: "plain",
     "ruled" (horizontal lines 0.5-0.9 of the object's height apart, so it crosses one or two),
-    "squared" (lines both ways) or "notebook" (ruled, with a notebook's red margin line, 2-4 px,
-    or a double one, down the page beside the object: an RGB photo); ``desk``: the sheet lies on
-    a desk that shows around it."""
+    "squared" (lines both ways), "notebook" (ruled, with a notebook's red margin line, 2-4 px,
+    or a double one, down the page beside the object: an RGB photo) or "form" (a printed box
+    around the object, or a line it stands on, 2-4 px); ``desk``: the sheet lies on a desk that
+    shows around it."""
     side = int(rng.integers(5, 12)) * image.shape[0]
     big = Image.fromarray(image).resize((side, side), Image.Resampling.BICUBIC)
     if thin:
@@ -87,6 +89,19 @@ def photo(image: np.ndarray, rng: np.random.Generator, thin: bool = False, paper
     top, left = int(rng.integers(0, h - side)), int(rng.integers(0, w - side))
     region = page[top:top + side, left:left + side]
     page[top:top + side, left:left + side] = region * (1 - obj) + rng.uniform(20, 70) * obj
+    if paper == "form":
+        thick, grey = int(rng.integers(2, 5)), rng.uniform(40, 110)
+        if rng.random() < 0.5:  # a box 5-25% of the object's side clear of its frame
+            pad = int(side * rng.uniform(0.05, 0.25))
+            y0, y1 = max(top - pad, 0), min(top + side + pad, h - thick)
+            x0, x1 = max(left - pad, 0), min(left + side + pad, w - thick)
+            bars = [(slice(y0, y0 + thick), slice(x0, x1 + thick)), (slice(y1, y1 + thick), slice(x0, x1 + thick)),
+                    (slice(y0, y1 + thick), slice(x0, x0 + thick)), (slice(y0, y1 + thick), slice(x1, x1 + thick))]
+        else:  # a line through the foot of an MNIST digit (its box ends at 0.86 of the frame) or under it
+            y, past = min(top + int(side * rng.uniform(0.82, 0.95)), h - thick), int(side * rng.uniform(0.1, 0.6))
+            bars = [(slice(y, y + thick), slice(max(left - past, 0), left + side + past))]
+        for bar in bars:
+            page[bar] = np.minimum(page[bar], grey)
     if desk:
         page = on_desk(page, rng)
     page += rng.normal(0, 4, page.shape)
@@ -149,9 +164,10 @@ def main() -> None:
             for kind in kinds:
                 (Path(tmp) / kind).mkdir()
             (Path(tmp) / "shadow").mkdir()
-            (Path(tmp) / "notebook").mkdir()
+            for kind in ("notebook", "form"):
+                (Path(tmp) / kind).mkdir()
             shadows = np.random.default_rng(args.seed + 1)  # its own stream: the other columns' photos stay
-            notebooks = np.random.default_rng(args.seed + 2)  # the same
+            notebooks, forms = np.random.default_rng(args.seed + 2), np.random.default_rng(args.seed + 3)  # the same
             for i, image in enumerate(images):
                 for kind, how in kinds.items():
                     if how is None:
@@ -161,6 +177,8 @@ def main() -> None:
                 shaded = shade(Image.open(Path(tmp) / "photos" / f"{i:05d}.jpg"), shadows)
                 shaded.save(Path(tmp) / "shadow" / f"{i:05d}.jpg", quality=85)
                 photo(image, notebooks, paper="notebook").save(Path(tmp) / "notebook" / f"{i:05d}.jpg", quality=85)
+                if strokes:
+                    photo(image, forms, paper="form").save(Path(tmp) / "form" / f"{i:05d}.jpg", quality=85)
 
             def accuracy(kind: str, frame: str = "auto") -> float:
                 return cluster_accuracy(classify(Path(tmp) / kind, name, frame), labels)[0]
@@ -171,6 +189,7 @@ def main() -> None:
                           "ruled paper, --frame auto": accuracy("ruled"),
                           "squared paper, --frame auto": accuracy("squared"),
                           "notebook paper (red margin), --frame auto": accuracy("notebook"),
+                          "a form's box or line, --frame auto": accuracy("form") if strokes else None,
                           "sheet on a desk, --frame auto": accuracy("desk"),
                           "shadow across the page, --frame auto": accuracy("shadow"),
                           "thin pen, --frame auto": accuracy("thin") if strokes else None}
