@@ -44,7 +44,7 @@ def test_photos_of_the_example_digits_classify_as_the_digits_do(tmp_path):
 
 
 def test_the_example_photos_read_as_their_digits():
-    """The shipped photos (one half in a shadow) are named by what they show."""
+    """The shipped photos (one half in a shadow, one on notebook paper) are named by what they show."""
     for photo in sorted((REPO / "examples" / "photos").glob("[0-9]-*.jpg")):
         result = runner.invoke(app, ["encode", str(photo), "--json"])
         assert result.exit_code == 0, result.output
