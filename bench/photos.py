@@ -163,8 +163,7 @@ def main() -> None:
                 kinds["thin"] = {"thin": True}
             for kind in kinds:
                 (Path(tmp) / kind).mkdir()
-            (Path(tmp) / "shadow").mkdir()
-            for kind in ("notebook", "form"):
+            for kind in ("shadow", "notebook", "form"):  # drawn from their own random streams
                 (Path(tmp) / kind).mkdir()
             shadows = np.random.default_rng(args.seed + 1)  # its own stream: the other columns' photos stay
             notebooks, forms = np.random.default_rng(args.seed + 2), np.random.default_rng(args.seed + 3)  # the same

@@ -119,6 +119,28 @@ def stroke_width(mask: np.ndarray) -> float:
     return 2 * float(mask.sum()) / max(int((mask & ~inner).sum()), 1)
 
 
+def _run_lengths(mask: np.ndarray) -> np.ndarray:
+    """For each pixel of a boolean mask [H, W], the length of the run of True along its row that
+    holds it (0 off the mask)."""
+    h, w = mask.shape
+    flat = np.concatenate([mask, np.zeros((h, 1), bool)], axis=1).ravel()  # rows kept apart
+    edges = np.diff(np.concatenate([[0], flat.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    run = np.maximum(np.cumsum(edges == 1)[:-1] - 1, 0)  # the run each pixel would belong to
+    lengths = np.where(flat, (ends - starts)[run], 0) if len(starts) else np.zeros(flat.shape, int)
+    return lengths.reshape(h, w + 1)[:, :w]
+
+
+def writing_stroke(mask: np.ndarray) -> float:
+    """The width of a mask's thicker strokes: the 90th percentile over its pixels of the shorter
+    of the row and column runs through each. Thin lines (a form's, the paper's) sit at the low
+    end of that spread whatever share of the pixels they hold, a digit's strokes at the high end."""
+    if not mask.any():
+        return 0.0
+    thickness = np.minimum(_run_lengths(mask), _run_lengths(mask.T).T)[mask]
+    return float(np.percentile(thickness, 90))
+
+
 def _thicken_strokes(crop: np.ndarray, work: int) -> np.ndarray:
     """A digit written with a pen far thinner than MNIST's (a photo of a biro on paper), redrawn
     to MNIST's median stroke: resized to ``work`` px on its longer side and dilated there. Strokes
@@ -366,13 +388,15 @@ def _apart_from_writing(count: np.ndarray, start: int, end: int, width: int) -> 
     return near <= quiet and elsewhere >= 0.1 * count[start:end].sum()
 
 
-def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float) -> np.ndarray:
+def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float, box: float | None = None) -> np.ndarray:
     """``v`` (levelled, light object on 0) with its horizontal ruling lines taken out. Lines are
     runs of rows, after shearing by the best of a few small angles, with more than RULING_SPAN of
     the width above ``faint`` (of the part inside the picture, for the lines leaving it; two
     must cross it whole). On a line a pixel stays when it is darker ink than the line itself
     (the midpoint of the line's level and ``peak``), else it takes the lower of the pixels just
-    above and below the line: a stroke crossing the line stays whole, the line goes."""
+    above and below the line: a stroke crossing the line stays whole, the line goes. ``box``: ``v``
+    is the crop of a box drawn around the writing, whose lines are at most ``box`` px thick: only
+    a line along each of its two edges counts, and both must be there."""
     h, w = v.shape
     ys, xs = np.nonzero(v > faint)
     if len(ys) < 2 * RULING_SPAN * w:
@@ -402,8 +426,14 @@ def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float) -> np.ndarray:
     outside = (beside < 0) | (beside >= len(share))  # past the picture's edge: no ink there
     side = np.where(outside, 0, share[np.clip(beside, 0, len(share) - 1)]).reshape(2, -1).max(0)
     peak_share = np.array([share[a:b].max() for a, b in zip(starts, ends)])
-    thin = ((ends - starts) <= max(2, RULING_THICKNESS * h)) & (side < peak_share - RULING_SPAN / 2)
+    thin = ((ends - starts) <= (max(2, RULING_THICKNESS * h) if box is None else box)) & (side < peak_share - RULING_SPAN / 2)
     across = np.array([best_count[a:b].max() > RULING_SPAN * w for a, b in zip(starts, ends)], bool)
+    if box is not None:  # the box's edges: within a few rows of the crop's first and last rows
+        reach = shift.max() - shift.min() + 3
+        first, last = thin & across & (starts <= reach), thin & across & (ends >= len(share) - reach)
+        if not (first.any() and last.any()):
+            return v
+        thin = first | last
     lines = np.flatnonzero(thin & across)
     if len(lines) == 0 or len(lines) == 1 and not _apart_from_writing(best_count, starts[lines[0]], ends[lines[0]], w):
         return v
@@ -420,11 +450,12 @@ def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float) -> np.ndarray:
     return out
 
 
-def erase_ruling(v: np.ndarray, faint: float, peak: float) -> np.ndarray:
-    """``v`` with the lines of ruled (horizontal) or squared (both ways) paper taken out."""
-    out = _erase_ruling_rows(v, faint, peak)
+def erase_ruling(v: np.ndarray, faint: float, peak: float, box: float | None = None) -> np.ndarray:
+    """``v`` with the lines of ruled (horizontal) or squared (both ways) paper taken out, or with
+    ``box``, those of a box around the writing (as _erase_ruling_rows)."""
+    out = _erase_ruling_rows(v, faint, peak, box)
     columns = out.T
-    across = _erase_ruling_rows(columns, faint, peak)
+    across = _erase_ruling_rows(columns, faint, peak, box)
     return out if across is columns else np.ascontiguousarray(across.T)
 
 
@@ -453,6 +484,17 @@ def frame_object(pixels: np.ndarray, size: int, framing: str) -> np.ndarray:
         cleaned = erase_ruling(v, floor * peak / 2, peak)
         if cleaned is not v:
             v = cleaned
+            smooth, peak = median_peak(v)
+    if peak >= 16 and framing == "digit":
+        # a form's box around the digit: its lines cross the writing's box, not the picture; as
+        # thin as the paper's lines are in the whole picture and under half the writing's strokes
+        top, bottom, left, right = _object_box(smooth, floor)
+        crop = v[top:bottom, left:right]
+        thickness = min(max(2, RULING_THICKNESS * min(v.shape)), writing_stroke(crop > peak / 2) / 2)
+        cleaned = erase_ruling(crop, floor * peak / 2, peak, box=thickness)
+        if cleaned is not crop:
+            v = v.copy()
+            v[top:bottom, left:right] = cleaned
             smooth, peak = median_peak(v)
     if peak < 16:
         return preprocess(Image.fromarray(pixels[0]), size, 1)

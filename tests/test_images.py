@@ -174,8 +174,8 @@ def test_frame_cuts_the_digit_out_of_a_photo_as_mnist_frames_it(tmp_path, vignet
     assert np.corrcoef(plain.ravel(), target.ravel())[0, 1] < 0.5  # a plain resize keeps the page
 
 
-@pytest.mark.parametrize("paper", ["ruled", "squared", "notebook"])
-def test_frame_takes_the_lines_of_ruled_and_squared_paper_out(tmp_path, paper):
+@pytest.mark.parametrize("paper", ["ruled", "squared", "notebook", "box"])
+def test_frame_takes_the_lines_of_the_paper_out(tmp_path, paper):
     from conftest import photo_of
 
     from infoedit.images import frame_object
@@ -297,6 +297,33 @@ def test_the_object_box_leaves_specks_and_slivers_at_the_edge_out():
     assert level_around_writing(page[0].astype(np.float32)) is not None
 
 
+def test_writing_stroke_is_the_strokes_width_whatever_thin_lines_surround_them():
+    from infoedit.images import stroke_width, writing_stroke
+
+    mask = np.zeros((120, 120), bool)
+    mask[30:90, 40:47] = mask[30:37, 40:80] = True     # an 'L'-ish figure of 7 px strokes
+    assert 6 <= writing_stroke(mask) <= 8
+    mask[0:2, :] = mask[-2:, :] = mask[:, 0:2] = mask[:, -2:] = True  # a form's box of 2 px lines
+    assert 6 <= writing_stroke(mask) <= 8
+    assert stroke_width(mask) < 4                       # the mean width is the lines'
+
+
+def test_a_box_around_the_writing_needs_a_line_along_both_edges():
+    from infoedit.images import erase_ruling
+
+    crop = np.zeros((150, 120), np.float32)
+    crop[40:110, 50:60] = 255                          # a stroke of the digit inside
+    crop[0:2], crop[-2:], crop[:, 0:2], crop[:, -2:] = 60, 60, 60, 60  # the box
+    clean = erase_ruling(crop, 30, 255, box=3)
+    assert clean[0:2].max() < 30 and clean[-2:].max() < 30 and clean[:, 0:2].max() < 30 and clean[:, -2:].max() < 30
+    assert (clean[40:110, 50:60] == 255).all()
+    seven = np.zeros((150, 120), np.float32)
+    seven[0:2] = 255                                   # a thin bar along one edge only: the digit's own
+    for r in range(2, 150):
+        seven[r, 118 - r // 2:120 - r // 2] = 255
+    assert erase_ruling(seven, 30, 255, box=3) is seven
+
+
 def test_ruling_needs_two_thin_lines_across_the_picture_or_one_apart_from_the_writing():
     from infoedit.images import erase_ruling
 
@@ -307,7 +334,7 @@ def test_ruling_needs_two_thin_lines_across_the_picture_or_one_apart_from_the_wr
     assert erase_ruling(page, 30, 255) is page
     page[20:60, 120:124] = 255                         # writing apart from it: it is the paper's
     assert erase_ruling(page, 30, 255)[100:102].max() == 0
-    page[60:100, 120:124] = 255                         # the writing touching it: could be one digit
+    page[60:100, 120:124] = 255                        # the writing touching it: could be one digit
     assert erase_ruling(page, 30, 255) is page
     double = np.zeros((200, 300), np.float32)
     double[100:102], double[104:106], double[20:60, 120:124] = 60, 60, 255  # a double margin line
