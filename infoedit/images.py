@@ -388,15 +388,32 @@ def _apart_from_writing(count: np.ndarray, start: int, end: int, width: int) -> 
     return near <= quiet and elsewhere >= 0.1 * count[start:end].sum()
 
 
-def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float, box: float | None = None) -> np.ndarray:
+def _past_the_writing(rows: np.ndarray, xs: np.ndarray, start: int, end: int) -> bool:
+    """Whether a line (sheared rows [start, end); ``rows``, ``xs``: each ink pixel's sheared row
+    and column) reaches past the rest of the writing (beyond twice its thickness and then some
+    from it, a tenth of its ink at least) at both ends by 15% of its length: a form's line written
+    on. The rest of a digit reaches as far as the digit's own bar at one end at least."""
+    gap = 2 * (end - start) + 6
+    on_line, rest = xs[(rows >= start) & (rows < end)], xs[(rows < start - gap) | (rows >= end + gap)]
+    if len(on_line) == 0 or len(rest) < 0.1 * len(on_line):  # a '1' is all line: no writing beside it
+        return False
+    low, high = np.percentile(rest, [0.5, 99.5])  # not a stray pixel
+    past = 0.15 * (on_line.max() - on_line.min())
+    return on_line.min() < low - past and on_line.max() > high + past
+
+
+def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float, box: float | None = None,
+                       under: bool = False) -> np.ndarray:
     """``v`` (levelled, light object on 0) with its horizontal ruling lines taken out. Lines are
     runs of rows, after shearing by the best of a few small angles, with more than RULING_SPAN of
     the width above ``faint`` (of the part inside the picture, for the lines leaving it; two
     must cross it whole). On a line a pixel stays when it is darker ink than the line itself
     (the midpoint of the line's level and ``peak``), else it takes the lower of the pixels just
     above and below the line: a stroke crossing the line stays whole, the line goes. ``box``: ``v``
-    is the crop of a box drawn around the writing, whose lines are at most ``box`` px thick: only
-    a line along each of its two edges counts, and both must be there."""
+    is the crop of a box drawn around the writing, whose lines are at most ``box`` px thick and
+    more than 8 times that apart: only a line along each of its two edges counts, and both must
+    be there; ``under``: or one alone along its last rows, reaching past the rest of the writing
+    at both ends (a form's line the digit stands on)."""
     h, w = v.shape
     ys, xs = np.nonzero(v > faint)
     if len(ys) < 2 * RULING_SPAN * w:
@@ -431,11 +448,15 @@ def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float, box: float | No
     if box is not None:  # the box's edges: within a few rows of the crop's first and last rows
         reach = shift.max() - shift.min() + 3
         first, last = thin & across & (starts <= reach), thin & across & (ends >= len(share) - reach)
-        if not (first.any() and last.any()):
+        rows, below = ys - shift[xs] + shift.max(), np.flatnonzero(last)
+        stands_on = under and not first.any() and len(below) == 1 and _past_the_writing(
+            rows, xs, starts[below[0]], ends[below[0]])
+        if h <= 8 * box or not (first.any() and last.any() or stands_on):
             return v
         thin = first | last
     lines = np.flatnonzero(thin & across)
-    if len(lines) == 0 or len(lines) == 1 and not _apart_from_writing(best_count, starts[lines[0]], ends[lines[0]], w):
+    if len(lines) == 0 or len(lines) == 1 and box is None and not _apart_from_writing(
+            best_count, starts[lines[0]], ends[lines[0]], w):
         return v
     out, cols = v.copy(), np.arange(w)
     for start, end in zip(starts[thin], ends[thin]):
@@ -453,7 +474,7 @@ def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float, box: float | No
 def erase_ruling(v: np.ndarray, faint: float, peak: float, box: float | None = None) -> np.ndarray:
     """``v`` with the lines of ruled (horizontal) or squared (both ways) paper taken out, or with
     ``box``, those of a box around the writing (as _erase_ruling_rows)."""
-    out = _erase_ruling_rows(v, faint, peak, box)
+    out = _erase_ruling_rows(v, faint, peak, box, under=box is not None)
     columns = out.T
     across = _erase_ruling_rows(columns, faint, peak, box)
     return out if across is columns else np.ascontiguousarray(across.T)

@@ -67,8 +67,8 @@ def photo_of(digit: np.ndarray, seed: int = 0, vignette: float = 0.0, paper: str
     on a wider page, with a lighting gradient, corners darker by ``vignette`` and sensor noise
     (what `--frame` undoes). ``paper``: "plain", "ruled" (2 px lines 150 px apart, 30% darker
     than the page, tilted 1 degree), "squared" (lines both ways), "notebook" (ruled, with a red
-    margin line 3 px wide down the page, apart from the digit) or "box" (a form's box around the
-    digit); ``level``: the page's grey."""
+    margin line 3 px wide down the page, apart from the digit), "box" (a form's box around the
+    digit) or "underline" (a form's line the digit stands on); ``level``: the page's grey."""
     rng = np.random.default_rng(seed)
     big = np.asarray(Image.fromarray(digit).resize((224, 224), Image.Resampling.BICUBIC), np.float32) / 255
     page = np.full((480, 640), level, np.float32) + np.linspace(-level / 10, level / 10, 640)[None, :]
@@ -87,6 +87,8 @@ def photo_of(digit: np.ndarray, seed: int = 0, vignette: float = 0.0, paper: str
         y0, x0 = min(max(top - 10, 0), 480 - 248), min(max(left - 10, 0), 640 - 248)
         page[y0:y0 + 3, x0:x0 + 248] = page[y0 + 245:y0 + 248, x0:x0 + 248] = 60
         page[y0:y0 + 248, x0:x0 + 3] = page[y0:y0 + 248, x0 + 245:x0 + 248] = 60
+    if paper == "underline":  # 3 px, just under the digit's foot, 20 px past its square each way
+        page[top + 192:top + 195, max(left - 20, 0):left + 244] = 60
     page += rng.normal(0, 4, page.shape)
     rgb = np.repeat(page[..., None], 3, axis=2)
     if paper == "notebook":

@@ -174,7 +174,7 @@ def test_frame_cuts_the_digit_out_of_a_photo_as_mnist_frames_it(tmp_path, vignet
     assert np.corrcoef(plain.ravel(), target.ravel())[0, 1] < 0.5  # a plain resize keeps the page
 
 
-@pytest.mark.parametrize("paper", ["ruled", "squared", "notebook", "box"])
+@pytest.mark.parametrize("paper", ["ruled", "squared", "notebook", "box", "underline"])
 def test_frame_takes_the_lines_of_the_paper_out(tmp_path, paper):
     from conftest import photo_of
 
@@ -187,7 +187,9 @@ def test_frame_takes_the_lines_of_the_paper_out(tmp_path, paper):
     framed = load_for_model(path, 28, 1, "auto", "dark", "auto", "digit")[0].numpy()
     assert framed[0].max() == 0 and framed[:, 0].max() == 0 and framed[-1].max() == 0
     target = frame_object(digit[None], 28, "digit")[0] / 255.0
-    assert np.corrcoef(framed.ravel(), target.ravel())[0, 1] > 0.9
+    # a line touching the digit takes the digit's edge with it: the framing may move by a pixel
+    moves = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)] if paper == "underline" else [(0, 0)]
+    assert max(np.corrcoef(np.roll(framed, move, axis=(0, 1)).ravel(), target.ravel())[0, 1] for move in moves) > 0.9
 
 
 def test_frame_cuts_a_sheet_lying_on_a_desk_out_of_the_photo(tmp_path):
@@ -308,7 +310,7 @@ def test_writing_stroke_is_the_strokes_width_whatever_thin_lines_surround_them()
     assert stroke_width(mask) < 4                       # the mean width is the lines'
 
 
-def test_a_box_around_the_writing_needs_a_line_along_both_edges():
+def test_a_box_around_the_writing_needs_a_line_along_both_edges_or_one_under_it():
     from infoedit.images import erase_ruling
 
     crop = np.zeros((150, 120), np.float32)
@@ -317,6 +319,11 @@ def test_a_box_around_the_writing_needs_a_line_along_both_edges():
     clean = erase_ruling(crop, 30, 255, box=3)
     assert clean[0:2].max() < 30 and clean[-2:].max() < 30 and clean[:, 0:2].max() < 30 and clean[:, -2:].max() < 30
     assert (clean[40:110, 50:60] == 255).all()
+    under = np.zeros((150, 120), np.float32)
+    under[40:148, 50:60], under[-2:] = 255, 60         # a line the digit stands on, reaching past it
+    assert erase_ruling(under, 30, 255, box=3)[-2:, :50].max() < 30
+    beside = np.ascontiguousarray(under.T)              # ... not a line beside it
+    assert erase_ruling(beside, 30, 255, box=3) is beside
     seven = np.zeros((150, 120), np.float32)
     seven[0:2] = 255                                   # a thin bar along one edge only: the digit's own
     for r in range(2, 150):
