@@ -111,7 +111,10 @@ def photo(image: np.ndarray, rng: np.random.Generator, thin: bool = False, paper
     # the margin: a vertical red line, or two 3-7 px apart, 20 px or more from the object, on the
     # side with more room
     room_left, room_right = left - 20, w - (left + side) - 20
-    x0 = int(rng.uniform(0, room_left)) if room_left > room_right else int(left + side + 20 + rng.uniform(0, room_right))
+    if room_left > room_right:
+        x0 = int(rng.uniform(0, room_left))
+    else:
+        x0 = int(left + side + 20 + rng.uniform(0, room_right))
     thick, red = int(rng.integers(2, 5)), rng.uniform(0.3, 0.6)
     for x in [x0] if rng.random() < 0.5 else [x0, x0 - thick - int(rng.integers(3, 8))]:
         rgb[:, max(x, 0):x + thick, 1:] *= red

@@ -372,13 +372,19 @@ def level_around_writing(g: np.ndarray) -> np.ndarray | None:
 RULING_SPAN, RULING_THICKNESS, RULING_TILT = 0.6, 0.03, 12.0
 
 
+def _clear_of(start: int, end: int) -> int:
+    """How many rows past a line's band [start, end) its blur and the strokes that touch it reach
+    at most: twice its thickness and then some."""
+    return 2 * (end - start) + 6
+
+
 def _apart_from_writing(count: np.ndarray, start: int, end: int, width: int) -> bool:
     """Whether a lone line (rows [start, end) of the sheared rows' ink ``count``) is a line of the
     paper, such as a notebook's margin, not a stroke: there is writing elsewhere (rows holding a
     tenth of the line's ink), and none near it (the rows beside it, past its blurred edges, out to
     twice its thickness and then some, hold no more ink than most rows). A stroke in a tight
     crop has the rest of its digit touching it, or nothing else."""
-    gap = 2 * (end - start) + 6
+    gap = _clear_of(start, end)
     sides = [count[max(start - gap, 0):max(start - 3, 0)], count[end + 2:end + gap]]
     elsewhere = count[:max(start - gap, 0)].sum() + count[end + gap:].sum()
     # what most rows hold (noise, other lines' remnants), and its spread as for a count of chance pixels
@@ -393,7 +399,7 @@ def _past_the_writing(rows: np.ndarray, xs: np.ndarray, start: int, end: int) ->
     and column) reaches past the rest of the writing (beyond twice its thickness and then some
     from it, a tenth of its ink at least) at both ends by 15% of its length: a form's line written
     on. The rest of a digit reaches as far as the digit's own bar at one end at least."""
-    gap = 2 * (end - start) + 6
+    gap = _clear_of(start, end)
     on_line, rest = xs[(rows >= start) & (rows < end)], xs[(rows < start - gap) | (rows >= end + gap)]
     if len(on_line) == 0 or len(rest) < 0.1 * len(on_line):  # a '1' is all line: no writing beside it
         return False
@@ -443,7 +449,8 @@ def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float, box: float | No
     outside = (beside < 0) | (beside >= len(share))  # past the picture's edge: no ink there
     side = np.where(outside, 0, share[np.clip(beside, 0, len(share) - 1)]).reshape(2, -1).max(0)
     peak_share = np.array([share[a:b].max() for a, b in zip(starts, ends)])
-    thin = ((ends - starts) <= (max(2, RULING_THICKNESS * h) if box is None else box)) & (side < peak_share - RULING_SPAN / 2)
+    thickest = max(2, RULING_THICKNESS * h) if box is None else box
+    thin = ((ends - starts) <= thickest) & (side < peak_share - RULING_SPAN / 2)
     across = np.array([best_count[a:b].max() > RULING_SPAN * w for a, b in zip(starts, ends)], bool)
     if box is not None:  # the box's edges: within a few rows of the crop's first and last rows
         reach = shift.max() - shift.min() + 3
@@ -486,8 +493,9 @@ def frame_object(pixels: np.ndarray, size: int, framing: str) -> np.ndarray:
     follows shadows; else page_level), the intensities stretched so the object's peak is
     white, faint pixels (INK_ / PRODUCT_THRESHOLD) cleared, the object's box (_object_box: no
     specks) cut out and resized: "digit" to a 20/28 box centred by mass, "fill" to the whole
-    frame, centred. The lines of ruled or squared paper are taken out first (erase_ruling). A
-    picture with no object (flat) gets the plain centre crop."""
+    frame, centred. The lines of ruled or squared paper and a notebook's margin are taken out
+    first, then around a digit a form's box or the line it stands on (erase_ruling). A picture
+    with no object (flat) gets the plain centre crop."""
     g = pixels[0].astype(np.float32)
     # digits only: a product may be as broad as a shadow, and would be taken for the page
     levelled = level_around_writing(g) if framing == "digit" else None
