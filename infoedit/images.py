@@ -119,14 +119,21 @@ def stroke_width(mask: np.ndarray) -> float:
     return 2 * float(mask.sum()) / max(int((mask & ~inner).sum()), 1)
 
 
+def _runs(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the runs of True in a 1-D boolean array, ends exclusive."""
+    on = np.concatenate([[False], flags, [False]])
+    return np.flatnonzero(on[1:] & ~on[:-1]), np.flatnonzero(~on[1:] & on[:-1])
+
+
 def _run_lengths(mask: np.ndarray) -> np.ndarray:
     """For each pixel of a boolean mask [H, W], the length of the run of True along its row that
     holds it (0 off the mask)."""
     h, w = mask.shape
     flat = np.concatenate([mask, np.zeros((h, 1), bool)], axis=1).ravel()  # rows kept apart
-    edges = np.diff(np.concatenate([[0], flat.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    run = np.maximum(np.cumsum(edges == 1)[:-1] - 1, 0)  # the run each pixel would belong to
+    starts, ends = _runs(flat)
+    first = np.zeros(len(flat), int)
+    first[starts] = 1
+    run = np.maximum(np.cumsum(first) - 1, 0)  # the run each pixel would belong to
     lengths = np.where(flat, (ends - starts)[run], 0) if len(starts) else np.zeros(flat.shape, int)
     return lengths.reshape(h, w + 1)[:, :w]
 
@@ -311,8 +318,7 @@ def _main_span(profile: np.ndarray) -> tuple[int, int]:
     rows with mass, separated by empty rows, less the runs at either end holding under
     SPECK_MASS of the whole (EDGE_SPECK_MASS for a run at the picture's edge). No mass: the
     whole axis."""
-    on = np.concatenate([[False], profile > 0, [False]])
-    starts, ends = np.flatnonzero(on[1:] & ~on[:-1]), np.flatnonzero(~on[1:] & on[:-1])
+    starts, ends = _runs(profile > 0)
     if not len(starts):
         return 0, len(profile)
     mass = np.array([profile[a:b].sum() for a, b in zip(starts, ends)])
@@ -436,8 +442,7 @@ def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float, box: float | No
     np.add.at(shown, shift.max() - shift, 1)
     np.add.at(shown, shift.max() - shift + h, -1)
     share = best_count / np.maximum(np.cumsum(shown)[:-1], 1)
-    on = np.concatenate([[False], share > RULING_SPAN, [False]])
-    starts, ends = np.flatnonzero(on[1:] & ~on[:-1]), np.flatnonzero(~on[1:] & on[:-1])  # [start, end)
+    starts, ends = _runs(share > RULING_SPAN)
     if len(starts) == 0:
         return v
     # lines a few rows apart (a notebook's double margin line) are one band: each would find the
