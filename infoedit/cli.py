@@ -8,6 +8,7 @@ Results go to stdout; progress and messages to stderr, only when it is a termina
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import sys
@@ -64,6 +65,8 @@ def user_errors(debug: bool):
     except Exception as exc:  # noqa: BLE001 - every user error class derives from ValueError/OSError
         if debug or not isinstance(exc, (ValueError, OSError)):
             raise
+        if isinstance(exc, OSError) and exc.strerror:  # not "[Errno 28] ...": the file, then the problem
+            fail(f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror)
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
@@ -81,7 +84,7 @@ def train(
                                "InfoVAEGAN2 at 0.3 width, with settings of its own for fashion-mnist; use it with "
                                "--restarts 5 on MNIST, 3 on Fashion-MNIST)."),
     epochs: Optional[int] = typer.Option(None, min=1, help="Epochs (default: per dataset)."),
-    batch_size: int = typer.Option(64, min=1),
+    batch_size: int = typer.Option(64, min=2, help="Images per step (2 or more: BatchNorm needs two)."),
     lr_d: float = typer.Option(2e-4, help="Discriminator learning rate."),
     lr_g: float = typer.Option(1e-3, help="Generator learning rate."),
     lr_e: float = typer.Option(1e-3, help="Encoder learning rate."),
@@ -141,6 +144,8 @@ def train(
 
         default_out = Path("runs") / results.safe_name(dataset.replace("folder:", "").strip("/").replace("/", "_"))
         out = out or resume or default_out
+        if out.exists() and not out.is_dir():
+            fail(f"{out}: exists and is not a folder")
         if not force and (resume is None or out.resolve() != resume.resolve()) and \
                 any((out / name).exists() for name in ("config.json", "checkpoint")):
             fail(f"{out}: already holds a model (--force replaces it, --resume {out} continues it)")
@@ -252,6 +257,8 @@ NOISE_NOTE = ("Noise z: one vector drawn from the prior with --seed (default 0),
 def _load_model(model: str, revision: Optional[str], device: str):
     """The model in eval mode on the chosen device (ModelLoadError -> one line + exit 2)."""
     _choice("--device", device, DEVICES)
+    if not model.strip():
+        fail("--model is empty: give a model folder, a bundled name (mnist, fashion-mnist) or a Hub id")
     import torch
 
     from infoedit import hub
@@ -279,10 +286,10 @@ def _loader(net, invert: str, frame: str, pixels: bool = False):
 
 def _check_new(path: Path, force: bool, png: bool = True) -> None:
     """Refuse to overwrite unless --force; make the parent folder so the write cannot fail late."""
-    if png and path.suffix.lower() != ".png":
-        fail(f"{path}: output images are PNG, name the file *.png")
     if path.is_dir():
         fail(f"{path}: is a folder, expected a file name")
+    if png and path.suffix.lower() != ".png":
+        fail(f"{path}: output images are PNG, name the file *.png")
     if path.exists() and not force:
         fail(f"{path}: already exists (use --force to overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -400,19 +407,23 @@ def traverse(
     with user_errors(debug):
         if code and discrete:
             fail("give --code or --discrete, not both")
+        if not all(math.isfinite(v) for v in value_range):
+            fail(f"--range {value_range[0]} {value_range[1]}: expected two finite numbers")
         _check_new(out, force)
         from infoedit import engine
-        from infoedit.images import make_grid, save_png
+        from infoedit.images import check_grid, make_grid, save_png
 
         net = _load_model(model, revision, device)
         indices = code or list(range(net.config.c_dim))
         if not discrete and not indices:
             fail(f"{model}: this model has no continuous codes; use --discrete")
         x = _loader(net, invert, frame)(image)
+        per_row = net.config.n_classes if discrete else steps
+        check_grid(out, per_row if discrete else len(indices) * steps, per_row, net.config.image_size)
         if discrete:
-            grid, per_row = engine.traverse_discrete(net, x, seed), net.config.n_classes
+            grid = engine.traverse_discrete(net, x, seed)
         else:
-            grid, per_row = engine.traverse(net, x, indices, *value_range, steps=steps, seed=seed), steps
+            grid = engine.traverse(net, x, indices, *value_range, steps=steps, seed=seed)
         save_png(make_grid(grid.cpu(), nrow=per_row), out)
         _say(f"wrote {out}", quiet)
 
@@ -485,7 +496,7 @@ def _reconstruct_targets(images: list[Path], out: Optional[Path], one_png: bool,
                   "first continuous code from -1 to 1, paper Fig. 12/15), or with --n N single images "
                   "DIR/sample-0000.png, ... Repeatable for a given --seed.")
 def sample(
-    rows: int = typer.Option(10, min=1, help="Rows of the class grid."),
+    rows: Optional[int] = typer.Option(None, min=1, help="Rows of the class grid (default 10)."),
     n: Optional[int] = typer.Option(None, "--n", min=1, help="Write N single samples into a folder instead."),
     out: Optional[Path] = typer.Option(None, "--out", "-o",
                                        help="Grid PNG (default sample.png); with --n a folder (default samples)."),
@@ -494,16 +505,22 @@ def sample(
 ) -> None:
     with user_errors(debug):
         from infoedit import engine
-        from infoedit.images import make_grid, save_png
+        from infoedit.images import check_grid, make_grid, save_png
 
         if n is None:
             out = out or Path("sample.png")
             _check_new(out, force)
             net = _load_model(model, revision, device)
+            rows = rows or 10
+            check_grid(out, rows * net.config.n_classes, net.config.n_classes, net.config.image_size)
             save_png(make_grid(engine.class_grid(net, rows, seed).cpu(), nrow=net.config.n_classes), out)
             _say(f"wrote {out}", quiet)
             return
+        if rows is not None:
+            fail("--rows is for the class grid; --n writes single samples: give one of them")
         out = out or Path("samples")
+        if out.suffix.lower() == ".png":
+            fail(f"{out}: --n writes N files into a folder; name a folder, not a *.png")
         if out.exists() and not out.is_dir():
             fail(f"{out}: exists and is not a folder")
         files = [out / f"sample-{i:0{max(4, len(str(n - 1)))}d}.png" for i in range(n)]
@@ -525,14 +542,15 @@ def sample(
                   "image: path, cluster, name, confidence, p0..pK-1 (CSV with a header, or JSON lines "
                   "with --json). Files stream in batches, so memory stays flat however many there are. "
                   "Unreadable files are skipped, then counted and listed on stderr (unless --quiet). "
-                  "--copy-to and --move-to keep file names and never overwrite: a clash gets a -1, -2, "
-                  "... suffix.")
+                  "--copy-to and --move-to keep file names (characters Windows forbids become _) and never "
+                  "overwrite: a clash gets a -1, -2, ... suffix.")
 def classify(
     folder: Path = typer.Argument(..., help="Folder of images, searched recursively."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the CSV (or JSON lines) here, not stdout."),
     json_out: JsonOpt = False,
-    copy_to: Optional[Path] = typer.Option(None, help="Copy each image into OUT/<cluster>/."),
-    move_to: Optional[Path] = typer.Option(None, help="Move each image into OUT/<cluster>/."),
+    copy_to: Optional[Path] = typer.Option(None, help="Copy each image into OUT/<name>/: the cluster's name "
+                                           "(--names, else the model's class names, else its number)."),
+    move_to: Optional[Path] = typer.Option(None, help="Move each image into OUT/<name>/, as --copy-to."),
     names: Optional[str] = typer.Option(None, help="Cluster names, '0=zero,1=one,...' (or 'zero,one,...')."),
     batch_size: int = typer.Option(256, min=1, help="Images per model call."),
     model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
@@ -643,8 +661,25 @@ def evaluate(
         print(report(result, as_json=json_out))
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main() -> None:
+    """The console entry point: the app, its usage errors (a bad option value, a missing
+    argument) as one line, as every other error, not a boxed usage message."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`): no reader, as with a closed pipe
+        sys.stdout = open(os.devnull, "w")
+    try:
+        code = app(prog_name="infoedit", standalone_mode=False)
+    except typer.Abort:  # Ctrl-C outside a command's own handling
+        print("infoedit: error: interrupted", file=sys.stderr)
+        code = 130
+    except typer.TyperException as exc:  # typer's (vendored click's) usage errors
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `infoedit`: its help, as always
+            exc.show()
+        else:
+            ctx = getattr(exc, "ctx", None)  # the subcommand's, or the root's (a command unknown)
+            where = f"{ctx.info_name}: " if ctx is not None and ctx.parent is not None else ""
+            print(f"infoedit: error: {where}{exc.format_message().splitlines()[0]}", file=sys.stderr)
+        code = getattr(exc, "exit_code", 2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

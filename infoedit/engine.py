@@ -23,6 +23,12 @@ def fixed_noise(model, n: int, seed: int = 0) -> torch.Tensor:
     return model.sample_prior(n, torch.Generator().manual_seed(seed))[0]  # z is drawn first
 
 
+def _in_batches(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor, size: int = 256) -> torch.Tensor:
+    """fn over the tensors' first dimension, ``size`` rows at a time: a large grid costs the
+    memory of its images, not of the networks' activations for all of them at once."""
+    return torch.cat([fn(*(t[i:i + size] for t in tensors)) for i in range(0, len(tensors[0]), size)])
+
+
 @torch.inference_mode()
 def class_grid(model, rows: int = 10, seed: int = 0) -> torch.Tensor:
     """Images [rows * K, C, H, W]: columns = the K categories, rows = continuous variation.
@@ -37,7 +43,7 @@ def class_grid(model, rows: int = 10, seed: int = 0) -> torch.Tensor:
     c = torch.zeros(rows * k, cfg.c_dim, device=model.device)
     if cfg.c_dim:
         c[:, 0] = codes.traversal_values(-1, 1, rows).to(model.device).repeat_interleave(k)
-    return model.generate(z, s, c)
+    return _in_batches(model.generate, z, s, c)
 
 
 # -- edits of real images: codes come from E, deterministically ------------------------------
@@ -85,9 +91,9 @@ def render(model, s: torch.Tensor, c: torch.Tensor, seed: int = 0) -> torch.Tens
     """
     s, c = s.to(model.device), c.to(model.device)
     if callable(getattr(model, "generate2", None)):
-        return model.generate2(s, c)
+        return _in_batches(model.generate2, s, c)
     z = fixed_noise(model, 1, seed).expand(len(s), -1)
-    return model.generate(z, s, c)
+    return _in_batches(model.generate, z, s, c)
 
 
 @torch.inference_mode()

@@ -36,16 +36,21 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs):
     """A file object on a temp file beside ``path``, fsynced and renamed over ``path`` only
     when the block ends without error: readers never see a half-written file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600; the result is an ordinary file
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        # a full disk, a read-only folder: name the output, not its temp file
+        if isinstance(exc, OSError) and (tmp is None or exc.filename in (None, tmp)):
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
 
 
@@ -125,6 +130,7 @@ def load_config(folder: Path):
 
 def from_pretrained(path_or_id: str, revision: str | None = None, device: str = "cpu"):
     """Load a model folder (local or Hub) in eval mode. Raises ModelLoadError with one line."""
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -151,6 +157,9 @@ def from_pretrained(path_or_id: str, revision: str | None = None, device: str = 
             if not (state[name].is_floating_point() and tensor.is_floating_point()):
                 raise ModelLoadError(f"{path}: {name} has dtype {state[name].dtype}, expected {tensor.dtype}")
             state[name] = state[name].to(tensor.dtype)
+        if state[name].is_floating_point() and not torch.isfinite(state[name]).all():
+            # a run that diverged: every output would be NaN, read as some category
+            raise ModelLoadError(f"{path}: {name} holds NaN or infinite values (the training diverged?)")
     model.load_state_dict(state, strict=False)  # exactly the keys checked above
     model.class_names = load_class_names(folder, config.n_classes)
     return model.to(device).eval()

@@ -36,6 +36,9 @@ def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
     ``draft_size`` lets JPEG decode at a reduced scale so huge photos stay cheap in memory.
     """
     path = Path(path)
+    # A named pipe or a device would block or never end: only regular files are read.
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise ImageError(f"{path}: not a regular file (a pipe or a device)")
     try:
         with Image.open(path) as img:
             if draft_size and img.format == "JPEG":
@@ -61,7 +64,8 @@ def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
 
 
 def _to_mode(img: Image.Image, channels: int) -> Image.Image:
-    """Any PIL mode -> 'L' or 'RGB'. Transparent pixels are composited onto black."""
+    """Any PIL mode -> 'L' or 'RGB'. Transparent pixels are composited onto black, or onto
+    white when what shows is dark (black ink on a transparent sheet would vanish on black)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
@@ -71,7 +75,10 @@ def _to_mode(img: Image.Image, channels: int) -> Image.Image:
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("RGBA", "LA", "PA"):
         rgba = img.convert("RGBA")
-        img = Image.new("RGB", rgba.size)
+        alpha = np.asarray(rgba.getchannel("A"), np.float64)
+        shown = np.asarray(rgba.convert("L"), np.float64)
+        dark = alpha.sum() > 0 and (shown * alpha).sum() / alpha.sum() < 128
+        img = Image.new("RGB", rgba.size, (255, 255, 255) if dark else (0, 0, 0))
         img.paste(rgba, mask=rgba.getchannel("A"))
     return img.convert("L" if channels == 1 else "RGB")
 
@@ -659,6 +666,16 @@ def iter_images(root: str | Path, skip: Path | None = None) -> Iterator[Path]:
 def list_images(root: str | Path) -> list[Path]:
     """Every image file under root (recursive, symlink loops safe), sorted for a stable order."""
     return sorted(iter_images(root))
+
+
+def check_grid(path: str | Path, count: int, nrow: int, size: int, pad: int = 2) -> None:
+    """Refuse, before any image is drawn, a grid PNG of ``count`` images of ``size`` px over the
+    pixels an input may have (Image.MAX_IMAGE_PIXELS): no viewer, nor this tool, would open it."""
+    rows = -(-count // nrow)
+    height, width = rows * (size + pad) + pad, nrow * (size + pad) + pad
+    if height * width > Image.MAX_IMAGE_PIXELS:
+        raise ValueError(f"{path}: a grid of {count} images would be {width}x{height} pixels, over "
+                         f"{Image.MAX_IMAGE_PIXELS:,}; ask for fewer rows or steps")
 
 
 def make_grid(images: torch.Tensor, nrow: int, pad: int = 2) -> torch.Tensor:

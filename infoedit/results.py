@@ -44,6 +44,8 @@ def parse_names(spec: Optional[str], k: int, default: Optional[list[str]] = None
     for pos, item in enumerate(filter(None, (spec or "").split(","))):
         index, sep, name = item.partition("=")
         if not sep:
+            if pos >= k:
+                raise ValueError(f"--names {spec}: more names than the model's {k} clusters")
             index, name = str(pos), item
         if not index.strip().isdigit() or not 0 <= int(index) < k:
             raise ValueError(f"--names {item}: cluster index must be 0..{k - 1}")

@@ -302,3 +302,135 @@ def test_train_default_output_is_one_folder_under_runs(tmp_path, monkeypatch, da
     res = runner.invoke(app, ["train", dataset, "--quiet"])
     assert res.exit_code == 0, res.output
     assert seen == [Path("runs") / folder]
+
+
+# -- values that would once run into Python's own errors, or run on for ever ------------------------
+@pytest.mark.parametrize("field, value, says", [("n_classes", '"ten"', "n_classes must be an integer"),
+                                                ("width", "[1]", "width must be a number"),
+                                                ("batchnorm", "1", "batchnorm must be true or false")])
+def test_a_config_field_of_the_wrong_type_is_named(tiny_model_dir, tmp_path, field, value, says):
+    folder = _copy_model(tiny_model_dir, tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    config[field] = json.loads(value)
+    (folder / "config.json").write_text(json.dumps(config))
+    img = tmp_path / "x.png"
+    _gradient().save(img)
+    res = encode(img, folder)
+    assert_one_line_exit_2(res, folder)
+    assert says in res.stderr
+
+
+def test_a_set_value_of_the_wrong_type_is_one_line(tmp_path, photos):
+    res = runner.invoke(app, ["train", f"folder:{photos}", "-o", str(tmp_path / "m"), "--set", "n_classes=abc",
+                              "--max-steps", "1", "--batch-size", "2", "--quiet"])
+    assert res.exit_code == 2 and "n_classes must be an integer, got 'abc'" in res.stderr, res.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_weights_holding_nan_are_refused(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = _copy_model(tiny_model_dir, tmp_path / "m")
+    weights = load_file(str(folder / "model.safetensors"))
+    name = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[name] = weights[name].clone().fill_(float("nan"))
+    save_file(weights, str(folder / "model.safetensors"))
+    img = tmp_path / "x.png"
+    _gradient().save(img)
+    res = encode(img, folder, "--json")
+    assert_one_line_exit_2(res, folder)
+    assert name in res.stderr and "NaN" in res.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_is_refused_not_waited_on(tmp_path):
+    from infoedit.images import ImageError
+
+    fifo = tmp_path / "p.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageError, match="not a regular file"):
+        open_image(fifo)  # before the check, this blocked until a writer came
+
+
+def test_black_ink_on_a_transparent_sheet_shows(tmp_path):
+    """Transparency went onto black, so black strokes on a transparent background vanished."""
+    from infoedit.images import load_pixels
+
+    stroke = np.zeros((28, 28), np.uint8)
+    stroke[6:22, 12:16] = 255
+    for mode in ("RGBA", "LA"):
+        rgba = np.zeros((28, 28, 4), np.uint8)
+        rgba[..., 3] = stroke  # black everywhere, opaque on the stroke only
+        img = Image.fromarray(rgba, "RGBA").convert(mode)
+        img.save(tmp_path / f"ink-{mode}.png")
+        got = load_pixels(tmp_path / f"ink-{mode}.png", 28, 1, invert="auto", background="dark")[0]
+        assert np.abs(got.astype(int) - stroke).max() <= 1, mode
+    light = np.zeros((28, 28, 4), np.uint8)
+    light[..., :3], light[..., 3] = 255, stroke  # white strokes on transparency: onto black, as before
+    Image.fromarray(light, "RGBA").save(tmp_path / "light.png")
+    assert (load_pixels(tmp_path / "light.png", 28, 1)[0] == stroke).all()
+
+
+@pytest.mark.parametrize("args", [["sample", "--rows", "100000"], ["traverse", "IMG", "--steps", "3000000"]])
+def test_a_grid_too_large_to_open_is_refused_before_drawing(tiny_model_dir, tmp_path, args):
+    img = tmp_path / "x.png"
+    _gradient().save(img)
+    out = tmp_path / "grid.png"
+    res = runner.invoke(app, [str(img) if a == "IMG" else a for a in args]
+                        + ["-o", str(out), "--model", str(tiny_model_dir)])
+    assert_one_line_exit_2(res, out)
+    assert "pixels" in res.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("args, says", [
+    (["traverse", "IMG", "--range", "nan", "1"], "--range nan 1.0: expected two finite numbers"),
+    (["sample", "--n", "3", "-o", "OUT.png"], "name a folder"),
+    (["sample", "--n", "3", "--rows", "4"], "give one of them"),
+    (["encode", "IMG", "--model", ""], "--model is empty"),
+    (["classify", "DIR", "--names", "a,b,c,d"], "more names than the model's 3 clusters"),
+])
+def test_options_that_cannot_mean_anything_are_one_line(tiny_model_dir, tmp_path, photos, args, says):
+    img = tmp_path / "x.png"
+    _gradient().save(img)
+    subs = {"IMG": str(img), "DIR": str(photos), "OUT.png": str(tmp_path / "s.png")}
+    res = runner.invoke(app, [subs.get(a, a) for a in args]
+                        + ([] if "--model" in args else ["--model", str(tiny_model_dir)]))
+    assert res.exit_code == 2 and says in res.stderr, res.output
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "s.png").exists()
+
+
+def test_train_refuses_an_empty_folder_name_and_a_file_as_output(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _gradient().save(tmp_path / "x.png")  # `folder:` meant the current folder, this one
+    res = runner.invoke(app, ["train", "folder:", "-o", "m", "--quiet"])
+    assert res.exit_code == 2 and "name the folder after the colon" in res.stderr, res.output
+    (tmp_path / "taken").write_text("keep")
+    res = runner.invoke(app, ["train", "folder:.", "-o", "taken", "--quiet"])
+    assert res.exit_code == 2 and "exists and is not a folder" in res.stderr, res.output
+    assert (tmp_path / "taken").read_text() == "keep"
+
+
+def test_a_failed_write_names_the_output_not_its_temp_file(tmp_path, monkeypatch):
+    import errno
+
+    from infoedit import hub
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    out = tmp_path / "out.png"
+    out.write_bytes(b"old")
+    monkeypatch.setattr(hub.os, "fsync", full_disk)
+    with pytest.raises(OSError) as caught:
+        hub.atomic_write_bytes(out, b"new")
+    assert caught.value.filename == str(out) and caught.value.errno == errno.ENOSPC
+    assert out.read_bytes() == b"old" and list(tmp_path.iterdir()) == [out]  # no temp file left
+
+
+def test_a_usage_error_is_one_line_from_the_console_command(tmp_path):
+    """The installed `infoedit` (cli.main), not the app: click's boxed usage message is one line."""
+    res = subprocess.run([sys.executable, "-c", "from infoedit.cli import main; main()", "sample", "--rows", "abc"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.startswith("infoedit: error: sample: Invalid value for '--rows'")
+    assert len(res.stderr.strip().splitlines()) == 1

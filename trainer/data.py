@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -189,7 +190,7 @@ def load_folder(root: Path, name: str, size: int = 64, channels: int = 3,
     if not paths:
         raise DataError(f"{root}: no images found (looked for png/jpg/bmp/gif/webp/tiff, recursively)")
     out = torch.empty(len(paths), channels, size, size, dtype=torch.uint8)
-    kept = 0
+    kept, skipped = 0, []
     from trainer.progress import track
 
     for path in track(paths, f"loading {name}", enabled=progress):
@@ -199,9 +200,12 @@ def load_folder(root: Path, name: str, size: int = 64, channels: int = 3,
             out[kept] = torch.from_numpy(preprocess(img, size, channels))
             kept += 1
         except (ImageError, OSError, ValueError):
-            continue
+            skipped.append(path)
     if kept == 0:
         raise DataError(f"{root}: none of the {len(paths)} image files could be decoded")
+    if skipped:  # said, not silent: the user may want to mend or remove them
+        print(f"{root}: skipped {len(skipped)} of {len(paths)} image files that could not be decoded "
+              f"(the first: {skipped[0]})", file=sys.stderr)
     return Dataset(name, size, channels, 10, kept, images=out[:kept].clone())
 
 
@@ -269,6 +273,8 @@ def load(name: str, data: str | Path | None = None, limit: int | None = None, pr
         ds = load_folder(found, "chairs", prepare=crop_white_margin, limit=limit, progress=progress,
                          **decode)
     elif name.startswith("folder:"):
+        if not name[len("folder:"):].strip():
+            raise DataError(f"{name}: name the folder after the colon, e.g. folder:photos")
         ds = load_folder(Path(name[len("folder:"):]).expanduser(), name, limit=limit, progress=progress,
                          **decode)
     else:

@@ -365,7 +365,7 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
     world = dist.get_world_size()
     steps_per_epoch = len(ds) // (tc.batch_size * world)
     if steps_per_epoch == 0:
-        raise ValueError(f"{ds.name}: {len(ds)} images is fewer than one batch of {tc.batch_size}")
+        raise ValueError(f"{ds.name}: has {len(ds)} image(s), fewer than one batch of {tc.batch_size} (--batch-size)")
     state = resume(model, opt, gen, ds, tc) if tc.resume is not None else None
     at = Cursor.from_state(state) if state else Cursor()
     run = Run(model, ds, tc, out) if dist.is_main() else None

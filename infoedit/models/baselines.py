@@ -56,6 +56,7 @@ class BaselineConfig(ConfigMixin):
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
+        self.check_field_types()
         self.check_format_version(FORMAT_VERSION)
         if self.model != self.FAMILY:
             raise ValueError(f"model must be {self.FAMILY!r} for {type(self).__name__}, got {self.model!r}")

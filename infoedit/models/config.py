@@ -28,6 +28,17 @@ class ConfigMixin:
         """Width of the code [s, c] that G and D read."""
         return self.n_classes + self.c_dim
 
+    def check_field_types(self) -> None:
+        """Each field holds its declared type (a config.json or a --set value may not): bool,
+        int (not a bool), float (an int too) or str. Comparing a str with a number further on
+        would fail with a message naming no field."""
+        kinds = {"bool": ((bool,), "true or false"), "int": ((int,), "an integer"),
+                 "float": ((int, float), "a number"), "str": ((str,), "text")}
+        for f in fields(self):
+            value, (expected, what) = getattr(self, f.name), kinds[f.type]
+            if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+                raise ValueError(f"{f.name} must be {what}, got {value!r}")
+
     def check_image_format(self) -> None:
         """The image fields every family has: image_size, channels and background."""
         if self.image_size not in (28, 64):

@@ -89,6 +89,7 @@ class InfoVAEGANConfig(ConfigMixin):
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
+        self.check_field_types()
         self.check_format_version(FORMAT_VERSION)
         self.check_image_format()
         for name in ("z_dim", "n_classes"):

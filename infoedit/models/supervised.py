@@ -48,6 +48,7 @@ class SupervisedConfig(ConfigMixin):
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
+        self.check_field_types()
         self.check_format_version(FORMAT_VERSION)
         if self.model not in STRUCTURES:
             raise ValueError(f"model must be one of {STRUCTURES}, got {self.model!r}")
