@@ -5,7 +5,7 @@ Each test image of a labelled dataset is drawn as a photo would show it: dark in
 5-11x larger than the dataset's image, anywhere on a 500-900 px page, saved as JPEG; also on
 ruled and on squared paper (tilted lines), on notebook paper (ruled, with a red margin line,
 single or double, beside the object), as a sheet lying on a darker desk, with a shadow across
-the page, and digits in a form's box or on its line, and with a thin pen. The score is the
+the page or a glare on it, and digits in a form's box or on its line, and with a thin pen. The score is the
 unsupervised accuracy (Hungarian-matched clusters, as `infoedit evaluate`) on the photos, beside
 the same images given as they are.
 
@@ -133,6 +133,17 @@ def shade(photo: Image.Image, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.clip(g * (1 - dark), 0, 255).astype(np.uint8))
 
 
+def glare(photo: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """``photo`` with a lamp's or a flash's glare on the page: 40-90 grey levels brighter at a
+    point anywhere in it, falling off as a Gaussian of 10-30% of the picture's shorter side."""
+    g = np.asarray(photo.convert("L"), np.float32)
+    h, w = g.shape
+    y, x = np.mgrid[0:h, 0:w]
+    cy, cx, radius = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(0.1, 0.3) * min(h, w)
+    g = g + rng.uniform(40, 90) * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * radius ** 2))
+    return Image.fromarray(np.clip(g, 0, 255).astype(np.uint8))
+
+
 def classify(folder: Path, model: str, frame: str) -> np.ndarray:
     """The clusters `infoedit classify` gives the folder's files, in file-name order."""
     out = folder.parent / f"{folder.name}-{frame}.csv"
@@ -166,18 +177,20 @@ def main() -> None:
                 kinds["thin"] = {"thin": True}
             for kind in kinds:
                 (Path(tmp) / kind).mkdir()
-            for kind in ("shadow", "notebook", "form"):  # drawn from their own random streams
+            for kind in ("shadow", "notebook", "form", "glare"):  # drawn from their own random streams
                 (Path(tmp) / kind).mkdir()
             shadows = np.random.default_rng(args.seed + 1)  # its own stream: the other columns' photos stay
             notebooks, forms = np.random.default_rng(args.seed + 2), np.random.default_rng(args.seed + 3)  # the same
+            glares = np.random.default_rng(args.seed + 4)
             for i, image in enumerate(images):
                 for kind, how in kinds.items():
                     if how is None:
                         Image.fromarray(image).save(Path(tmp) / kind / f"{i:05d}.png")
                     else:
                         photo(image, rng, **how).save(Path(tmp) / kind / f"{i:05d}.jpg", quality=85)
-                shaded = shade(Image.open(Path(tmp) / "photos" / f"{i:05d}.jpg"), shadows)
-                shaded.save(Path(tmp) / "shadow" / f"{i:05d}.jpg", quality=85)
+                plain_photo = Image.open(Path(tmp) / "photos" / f"{i:05d}.jpg")
+                shade(plain_photo, shadows).save(Path(tmp) / "shadow" / f"{i:05d}.jpg", quality=85)
+                glare(plain_photo, glares).save(Path(tmp) / "glare" / f"{i:05d}.jpg", quality=85)
                 photo(image, notebooks, paper="notebook").save(Path(tmp) / "notebook" / f"{i:05d}.jpg", quality=85)
                 if strokes:
                     photo(image, forms, paper="form").save(Path(tmp) / "form" / f"{i:05d}.jpg", quality=85)
@@ -194,6 +207,7 @@ def main() -> None:
                           "a form's box or line, --frame auto": accuracy("form") if strokes else None,
                           "sheet on a desk, --frame auto": accuracy("desk"),
                           "shadow across the page, --frame auto": accuracy("shadow"),
+                          "a glare on the page, --frame auto": accuracy("glare"),
                           "thin pen, --frame auto": accuracy("thin") if strokes else None}
     prov = common.provenance(args, started)
     columns = list(next(iter(rows.values())))

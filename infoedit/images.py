@@ -609,7 +609,10 @@ def has_light_background(pixels: np.ndarray) -> bool:
     in dim light (a grey border under half-scale) reads as light too, and so does a page half
     in a shadow (the border spans both levels of the paper; the ink lies below both). The
     0.01th: a thin pen's ink may cover under 0.1% of a photo, and a vignetted page's middle
-    lies over its border. A flat image: whether its border is over half-scale."""
+    lies over its border. Each reach counts only as far as it also reaches past the image's
+    neighbourhood (_local_reach): a lamp's glare on the page reaches far above the border, but
+    not above its surroundings, as a stroke does. A flat image: whether its border is over
+    half-scale."""
     g = pixels[0]
     border = _border(g)
     dark, light = np.percentile(g, [0.01, 99.99])
@@ -617,7 +620,28 @@ def has_light_background(pixels: np.ndarray) -> bool:
         return float(border.mean()) > 127.5
     # 20th / 80th: a stroke or a garment may cross up to a fifth of the border
     low, high = np.percentile(border, [20, 80])
-    return low - dark > light - high
+    below, above = _local_reach(g)
+    return min(low - dark, below) > min(light - high, above)
+
+
+# Of the picture's shorter side: wider than a stroke of writing photographed whole, narrower than
+# a glare or a shadow; reach is measured on a copy about LOCAL_SIDE px across (a fast median).
+LOCAL_WINDOW, LOCAL_SIDE = 0.2, 64
+
+
+def _local_reach(g: np.ndarray) -> tuple[float, float]:
+    """How far a uint8 image [H, W] reaches below and above the median of its neighbourhood (a
+    square of LOCAL_WINDOW of its shorter side): its 0.05th and 99.95th percentiles of the
+    difference. Strokes are a minority in every such square, so they reach far; broad lighting
+    (a glare, a shadow) is the median itself and reaches nowhere. (Where the border shows no
+    reach one way, a product on black, that side counts 0 whatever its local reach.)"""
+    img = Image.fromarray(g)
+    factor = min(img.size) // LOCAL_SIDE
+    small = img.reduce(factor) if factor > 1 else img
+    k = max(3, round(LOCAL_WINDOW * min(small.size))) | 1
+    around = np.asarray(small.filter(ImageFilter.MedianFilter(k)), np.float32)
+    below, above = np.percentile(np.asarray(small, np.float32) - around, [0.05, 99.95])
+    return float(-below), float(above)
 
 
 def has_background(pixels: np.ndarray, background: str) -> bool:

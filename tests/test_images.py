@@ -379,6 +379,21 @@ def test_light_background_is_told_by_contrast_not_by_half_scale():
     assert has_light_background(np.full((1, 9, 9), 200, np.uint8))
 
 
+def test_a_glare_on_the_page_is_no_light_object():
+    """A lamp's or a flash's glare lifts the page far over its border's levels, further than the
+    ink lies under them; it is broad, so it reaches nowhere past its neighbourhood: ink on paper."""
+    from infoedit.images import has_light_background
+
+    y, x = np.mgrid[0:300, 0:400]
+    page = 170 * (1 - 0.35 * (((x - 200) / 200) ** 2 + ((y - 150) / 150) ** 2) / 2)  # a dim, vignetted page
+    glare = 90 * np.exp(-((x - 120) ** 2 + (y - 200) ** 2) / (2 * 45.0 ** 2))
+    photo = np.clip(page + glare, 0, 255)
+    photo[100:160, 260:266] = 40                                 # a stroke of ink beside it
+    photo = photo.astype(np.uint8)[None]
+    assert has_light_background(photo)  # the border rule alone read the glare as the object
+    assert not has_light_background(255 - photo)  # and the negative: a light stroke, a dark patch
+
+
 def test_frame_auto_leaves_model_sized_images_and_frame_no_alone(tmp_path):
     path = tmp_path / "digit.png"
     Image.fromarray(np.roll(_digit(), 3, axis=1)).save(path)  # off centre, yet a dataset-sized image

@@ -11,8 +11,13 @@ Images are in [0, 1]: G ends in a sigmoid.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
+
+# c_dim 0 (a discrete code only) builds empty heads; that their init is a no-op is not news to a user
+warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
 
 SIZES = (28, 64)
 
