@@ -539,8 +539,8 @@ def sample(
 
 @app.command(short_help="Cluster a folder of images by discrete code; CSV/JSON, optionally sort files.",
              help="Cluster every image under FOLDER (recursively) by its discrete code. One row per "
-                  "image: path, cluster, name, confidence, p0..pK-1 (CSV with a header, or JSON lines "
-                  "with --json). Files stream in batches, so memory stays flat however many there are. "
+                  "image: path, cluster, name, confidence, p0..pK-1, and with --copy-to / --move-to where "
+                  "the file went (CSV with a header, or JSON lines with --json). Files stream in batches, so memory stays flat however many there are. "
                   "Unreadable files are skipped, then counted and listed on stderr (unless --quiet). "
                   "--copy-to and --move-to keep file names (characters Windows forbids become _) and never "
                   "overwrite: a clash gets a -1, -2, ... suffix.")
@@ -599,22 +599,27 @@ def _classify_stream(net, folder: Path, out: Optional[Path], json_out: bool, des
     with results.result_stream(out) as stream, Progress(console=Console(stderr=True), disable=not show) as bar:
         task = bar.add_task("classifying", total=total)
         writer = csv.writer(stream, lineterminator="\n")
+        # with --copy-to / --move-to, where each file went (a clash renames it): the last column
+        placed = ("moved_to" if move else "copied_to") if dest else None
         if not json_out:
-            writer.writerow(["path", "cluster", "name", "confidence"] + [f"p{i}" for i in range(k)])
+            writer.writerow(["path", "cluster", "name", "confidence"] + [f"p{i}" for i in range(k)]
+                            + ([placed] if placed else []))
         for batch in engine.classify_files(net, iter_images(folder, skip=dest), load, batch_size):
             failed += batch.failed
             probs = engine.rounded(batch.codes.probs) if batch.codes is not None else []
             for path, p in zip(batch.paths, probs):
                 row = results.code_row(path, p, labels)
+                if placed:
+                    try:
+                        row[placed] = str(results.place(path, dest / row["name"], move))
+                    except OSError as exc:
+                        row[placed] = ""
+                        failed.append((path, f"cannot {'move' if move else 'copy'} ({exc.strerror or exc})"))
                 if json_out:
                     stream.write(json.dumps(row) + "\n")
                 else:
-                    writer.writerow([row[f] for f in ("path", "cluster", "name", "confidence")] + row["probabilities"])
-                if dest:
-                    try:
-                        results.place(path, dest / row["name"], move)
-                    except OSError as exc:
-                        failed.append((path, f"cannot {'move' if move else 'copy'} ({exc.strerror or exc})"))
+                    writer.writerow([row[f] for f in ("path", "cluster", "name", "confidence")] + row["probabilities"]
+                                    + ([row[placed]] if placed else []))
             done += len(batch.paths)
             stream.flush()
             bar.advance(task, len(batch.paths) + len(batch.failed))

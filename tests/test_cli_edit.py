@@ -252,6 +252,8 @@ def test_classify_copy_never_overwrites_a_name_clash(stub, tmp_path):
         res = run("classify", root, "--copy-to", out, "--invert", "no", model=Path("stub"))
         assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (out / "1").iterdir()) == ["a-1.png", "a-2.png", "a-3.png", "a.png"]
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))  # the second run: where each copy went, renamed
+    assert sorted(r["copied_to"] for r in rows) == [str(out / "1" / "a-2.png"), str(out / "1" / "a-3.png")]
 
 
 def test_classify_move_to_inside_the_folder(tiny_model_dir, messy):
@@ -261,6 +263,8 @@ def test_classify_move_to_inside_the_folder(tiny_model_dir, messy):
     assert res.exit_code == 0, res.output
     assert not any(p.exists() for p in good) and (root / "corrupt.png").exists()
     assert len([p for p in out.rglob("*") if p.is_file()]) == len(good)
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert all(Path(r["moved_to"]).is_file() and Path(r["moved_to"]).name == Path(r["path"]).name for r in rows)
     assert all(p.parent.name in {"0", "1", "2"} for p in out.rglob("*.*"))
 
 
