@@ -540,7 +540,8 @@ def sample(
 @app.command(short_help="Cluster a folder of images by discrete code; CSV/JSON, optionally sort files.",
              help="Cluster every image under FOLDER (recursively) by its discrete code. One row per "
                   "image: path, cluster, name, confidence, p0..pK-1, and with --copy-to / --move-to where "
-                  "the file went (CSV with a header, or JSON lines with --json). Files stream in batches, so memory stays flat however many there are. "
+                  "the file went (CSV with a header, or JSON lines with --json). Files stream in "
+                  "batches, so memory stays flat however many there are. "
                   "Unreadable files are skipped, then counted and listed on stderr (unless --quiet). "
                   "--copy-to and --move-to keep file names (characters Windows forbids become _) and never "
                   "overwrite: a clash gets a -1, -2, ... suffix.")

@@ -621,6 +621,7 @@ def has_light_background(pixels: np.ndarray) -> bool:
     # 20th / 80th: a stroke or a garment may cross up to a fifth of the border
     low, high = np.percentile(border, [20, 80])
     below, above = _local_reach(g)
+    # a side with no reach past the border (nothing under a product's black) counts 0, however local
     return min(low - dark, below) > min(light - high, above)
 
 
@@ -633,8 +634,7 @@ def _local_reach(g: np.ndarray) -> tuple[float, float]:
     """How far a uint8 image [H, W] reaches below and above the median of its neighbourhood (a
     square of LOCAL_WINDOW of its shorter side): its 0.05th and 99.95th percentiles of the
     difference. Strokes are a minority in every such square, so they reach far; broad lighting
-    (a glare, a shadow) is the median itself and reaches nowhere. (Where the border shows no
-    reach one way, a product on black, that side counts 0 whatever its local reach.)"""
+    (a glare, a shadow) is the median itself and reaches nowhere."""
     img = Image.fromarray(g)
     factor = min(img.size) // LOCAL_SIDE
     small = img.reduce(factor) if factor > 1 else img
