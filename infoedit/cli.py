@@ -11,6 +11,7 @@ import json
 import math
 import os
 import shlex
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -153,11 +154,14 @@ def train(
                          device=device, precision=precision, compile=compile_nets, limit=limit, max_steps=max_steps,
                          max_seconds=None if max_minutes is None else 60 * max_minutes, eval_every=eval_every,
                          checkpoint_every=checkpoint_every, resume=resume,
-                         command=" ".join(["infoedit"] + [shlex.quote(a) for a in sys.argv[1:]]))
+                         command=_typed_command())
         overrides = dict(n_classes=classes, c_dim=c_dim, z_dim=z_dim, c_prior=c_prior, tau=tau, width=width,
                          mi_weight_s=mi_weight_s, mi_weight_c=mi_weight_c, mi_continuous=mi_continuous,
                          rho1=rho1, rho2=rho2)
         for key, value in parse_sets(set_fields).items():
+            if key in ("model", "dataset", "format_version"):  # what the run is, not a setting of it
+                fail(f"--set {key}: not a setting (the family is --model, the data the DATASET argument, "
+                     "the format_version this infoedit's)")
             if overrides.get(key) is not None:
                 fail(f"--set {key}: also given as --{key.replace('_', '-')}; give it once")
             overrides[key] = value
@@ -223,7 +227,22 @@ def _relaunch_distributed(nproc: int) -> None:
             args.append(arg)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "trainer", *args]
-    raise typer.Exit(subprocess.call(cmd))
+    # the ranks see `python -m trainer ARGS`: the model card records the command the user typed
+    env = {**os.environ, COMMAND_ENV: _typed_command()}
+    # its own session, so a terminal's Ctrl-C reaches torchrun once, through this process, which
+    # passes on SIGINT and SIGTERM: stopping `infoedit` stops the ranks, not only itself
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: proc.send_signal(signum))
+    raise typer.Exit(proc.wait())
+
+
+COMMAND_ENV = "INFOEDIT_COMMAND"
+
+
+def _typed_command() -> str:
+    """The command line as the user typed it (set for torchrun's ranks by _relaunch_distributed)."""
+    return os.environ.get(COMMAND_ENV) or " ".join(["infoedit"] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
 # -- the editing commands: encode, swap, traverse, sample, classify ---------------------------

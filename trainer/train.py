@@ -12,7 +12,7 @@ import torch
 from infoedit import hub
 from infoedit.models import FAMILIES
 from trainer import checkpoint, data
-from trainer.loop import TrainConfig, fit
+from trainer.loop import StopSignals, TrainConfig, TrainingStopped, fit
 
 # Per-dataset defaults: image size, channels, noise, K, continuous dims, epochs.
 DEFAULTS = {
@@ -139,7 +139,13 @@ def best_of_restarts(model_cls, config, ds, tc: TrainConfig, out: Path, restarts
         folder = out / "restarts" / f"seed{seed}"
         probe = replace(tc, seed=seed, max_steps=probe_steps, eval_every=None)
         torch.manual_seed(seed)
-        record = fit(model_cls(config), ds, probe, folder, progress=progress)
+        try:
+            record = fit(model_cls(config), ds, probe, folder, progress=progress)
+        except TrainingStopped as stop:  # --resume on a probe would make it the run: start over instead
+            if stop.exit_code not in StopSignals.CODES.values():  # a loss went NaN: its message says so
+                raise
+            raise TrainingStopped(f"interrupted while probing seed {seed} of --restarts; {out} holds no model "
+                                  "yet: run the same command again to probe anew", stop.exit_code) from None
         scores[seed] = (record["mi_real"], folder)
     best = min(scores, key=lambda s: scores[s][0])
     summary = {str(s): {"mi_real": v, "chosen": s == best} for s, (v, _) in scores.items()}
@@ -179,6 +185,11 @@ def resume_training(dataset: str, out: Path, model_name: str | None = None, data
             setattr(tc, key, run_tc[key])
     if tc.epochs is None:
         tc.epochs = run_tc.get("epochs")
+    if tc.max_steps is None and "max_steps" not in given:  # the run's end, as its epochs are (a time
+        tc.max_steps = run_tc.get("max_steps")  # budget, --max-minutes, is this invocation's own)
+    if tc.max_steps is not None and state.get("step", 0) >= tc.max_steps:
+        raise ValueError(f"{src}: the run has done {state.get('step')} of {tc.max_steps} step(s); "
+                         "to train on, ask for more with --max-steps")
     tc.extra = {**(run_tc.get("extra") or {}), **tc.extra}  # e.g. which probe a --restarts run continued
     extra = {"source_class": config.source_class} if hasattr(config, "source_class") else {}
     ds = data.load(dataset, data_root, limit=tc.limit, progress=progress, image_size=config.image_size,
