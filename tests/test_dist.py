@@ -101,3 +101,26 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     assert ranks[0]["steps"] == ranks[1]["steps"] == 3  # of an epoch of 8
     assert [r["exit_code"] for r in ranks] == [0, 143]  # the signalled rank says it was stopped
     assert read_state(tmp_path / "model")["step"] == 3
+
+
+def test_cli_nproc_trains_exits_0_and_records_the_typed_command(tmp_path):
+    """`infoedit train --nproc 2` relaunches under torchrun; the ranks' teardown once aborted
+    (SIGABRT, exit 1) after the model was written, and the card lost `train` and `--nproc`."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    for i in range(32):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (28, 28), dtype=np.uint8)).save(
+            tmp_path / "imgs" / f"{i}.png")
+    out = tmp_path / "run"
+    args = ["train", f"folder:{tmp_path / 'imgs'}", "--nproc", "2", "--max-steps", "2", "--batch-size", "4",
+            "--width", "0.125", "--set", "image_size=28", "--set", "channels=1", "-o", str(out), "-q"]
+    res = subprocess.run([sys.executable, "-c", "from infoedit.cli import main; main()", *args],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    card = (out / "README.md").read_text()
+    assert f"train folder:{tmp_path / 'imgs'} --nproc 2" in card

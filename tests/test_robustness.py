@@ -325,6 +325,8 @@ def test_a_set_value_of_the_wrong_type_is_one_line(tmp_path, photos):
                               "--max-steps", "1", "--batch-size", "2", "--quiet"])
     assert res.exit_code == 2 and "n_classes must be an integer, got 'abc'" in res.stderr, res.output
     assert not (tmp_path / "m").exists()
+    res = runner.invoke(app, ["train", f"folder:{photos}", "-o", str(tmp_path / "m"), "--set", "model=ali"])
+    assert res.exit_code == 2 and "--set model: not a setting" in res.stderr, res.output  # was a TypeError
 
 
 def test_weights_holding_nan_are_refused(tiny_model_dir, tmp_path):
