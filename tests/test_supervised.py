@@ -350,6 +350,8 @@ def test_cli_train_and_evaluate_rotated_mnist(tmp_path):
     s = result["supervised"]
     assert 0 <= s["label_accuracy"] <= 1 and 0 <= s["leakage"] <= 1 and s["adversary"] is False
     assert 0 < result["reconstruction_mse"] < 1 and "leakage" in report(result)
+    with pytest.raises(ValueError, match="predicts rotation angles"):  # angles scored against digits
+        evaluate(str(out), dataset="mnist", data=str(root.parent), limit=300, device="cpu")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -357,6 +359,7 @@ def test_cli_train_and_evaluate_rotated_mnist(tmp_path):
     (["rotated-mnist", "--item", "3"], "--item applies to rotated-fashion"),
     (["rotated-mnist", "--model", "supervised-single", "--mi-weight-s", "2"], "--mi-weight-s does not apply"),
     (["rotated-mnist", "--model", "supervised-single", "--z-dim", "5"], "z_dim must be 0"),
+    (["mnist", "--model", "supervised-single"], "learns the rotation angles of rotated-mnist"),
 ])
 def test_cli_train_bad_options_are_one_line(tmp_path, args, message):
     res = runner.invoke(app, ["train", *args, "--out", str(tmp_path / "m"), "--data", str(tmp_path)])

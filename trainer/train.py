@@ -94,6 +94,9 @@ def train(dataset: str, out: Path, model_name: str | None = None, data_root: str
     if model_name not in FAMILIES:
         raise ValueError(f"--model {model_name}: unknown; known: {', '.join(sorted(FAMILIES))}")
     config_cls, model_cls = FAMILIES[model_name]
+    if model_name.startswith("supervised") and dataset not in data.ROTATED:  # before any field's own check
+        raise ValueError(f"--model {model_name} learns the rotation angles of {' or '.join(data.ROTATED)}, "
+                         f"not {dataset}")
     known = {f.name for f in fields(config_cls)}
     # Dataset defaults a family has no field for do not apply to it (a VAE has no noise z_dim,
     # beta-VAE no K) ...

@@ -97,6 +97,9 @@ def evaluate(model: str, dataset: str | None = None, data: str | None = None, sp
     net = hub.from_pretrained(model, device=str(dev))
     cfg = net.config
     name = dataset or cfg.dataset
+    if cfg.model in SUPERVISED and name not in data_mod.ROTATED:  # its labels are angles, not these
+        raise ValueError(f"{cfg.model} predicts rotation angles: evaluate it on {' or '.join(data_mod.ROTATED)}, "
+                         f"not {name}")
     factorvae = factorvae or real_subset
     _check(model, cfg, name, split, representation, pseudo_label_cnn, factorvae,
            fid_against is not None and extractor is None and inception_weights is None)
