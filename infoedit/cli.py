@@ -154,6 +154,7 @@ def train(
                          device=device, precision=precision, compile=compile_nets, limit=limit, max_steps=max_steps,
                          max_seconds=None if max_minutes is None else 60 * max_minutes, eval_every=eval_every,
                          checkpoint_every=checkpoint_every, resume=resume,
+                         epoch_lines=not quiet and not sys.stderr.isatty(),
                          command=_typed_command())
         overrides = dict(n_classes=classes, c_dim=c_dim, z_dim=z_dim, c_prior=c_prior, tau=tau, width=width,
                          mi_weight_s=mi_weight_s, mi_weight_c=mi_weight_c, mi_continuous=mi_continuous,

@@ -61,6 +61,19 @@ def test_cli_train_folder_writes_loadable_model(tmp_path):
     assert grid.size[0] > 10 * 64 and grid.size[1] > 10 * 64
 
 
+def test_cli_train_to_a_log_says_each_epoch(tmp_path):
+    """stderr not a terminal (nohup, CI): no bar is drawn, so a line per epoch tells how far it is."""
+    _write_pngs(tmp_path / "imgs")
+    args = ["train", f"folder:{tmp_path / 'imgs'}", "--epochs", "2", "--batch-size", "16", "--width", "0.125",
+            "--set", "image_size=28", "--set", "channels=1"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if ": epoch " in line]
+    assert [line.split(": epoch ")[1].split(",")[0] for line in lines] == ["1/2", "2/2"]
+    quiet = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--quiet"])
+    assert quiet.exit_code == 0 and ": epoch " not in quiet.stderr
+
+
 def test_cli_train_folder_at_the_size_and_channels_the_model_is_set_to(tmp_path):
     _write_pngs(tmp_path / "imgs", n=40)
     out = tmp_path / "gray28"

@@ -10,6 +10,7 @@ import inspect
 import json
 import math
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -54,6 +55,7 @@ class TrainConfig:
     eval_every: int | None = None     # also log held-out accuracy every N steps (time not counted)
     command: str = ""            # the command line, recorded in the model card
     log_every: int = 10
+    epoch_lines: bool = False  # a line on stderr per epoch: for a log file, where no bar is drawn
     checkpoint_every: int | None = 500  # also write the resumable checkpoint every N steps (None: epoch ends)
     resume: Path | None = None          # a run folder: continue the run its checkpoint/ holds
     extra: dict = field(default_factory=dict)
@@ -444,6 +446,12 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
                 at.next_epoch()
             if run:
                 record = run.checkpoint(record)
+                if tc.epoch_lines:
+                    acc = record.get("test_acc")
+                    print(f"{model.config.model} on {ds.name}: epoch {record['epoch']}/{tc.epochs}, step "
+                          f"{at.step}/{total}, {record['seconds']:.0f} s, {record['img_per_s']:.0f} img/s"
+                          + ("" if acc is None else f", held-out accuracy {100 * acc:.2f}%"),
+                          file=sys.stderr, flush=True)
             reseed_check()  # after the epoch's model folder, before its checkpoint
             save()
             received = stop.received  # one reading: a signal after it is the next step's to act on
