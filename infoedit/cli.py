@@ -687,11 +687,19 @@ def evaluate(
         print(report(result, as_json=json_out))
 
 
+def _terminated(signum, frame) -> None:
+    """SIGTERM (a `kill`, a job's time limit) unwinds as an exception, so the file being written
+    goes as a temp file does on Ctrl-C, not left half-written beside its final name."""
+    print("infoedit: error: terminated", file=sys.stderr)
+    raise SystemExit(143)
+
+
 def main() -> None:
     """The console entry point: the app, its usage errors (a bad option value, a missing
     argument) as one line, as every other error, not a boxed usage message."""
     if sys.stdout is None:  # started with stdout closed (`>&-`): no reader, as with a closed pipe
         sys.stdout = open(os.devnull, "w")
+    signal.signal(signal.SIGTERM, _terminated)  # (train's own handler stops at a step and saves)
     try:
         code = app(prog_name="infoedit", standalone_mode=False)
     except typer.Abort:  # Ctrl-C outside a command's own handling

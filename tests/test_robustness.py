@@ -14,6 +14,7 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -436,3 +437,21 @@ def test_a_usage_error_is_one_line_from_the_console_command(tmp_path):
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.startswith("infoedit: error: sample: Invalid value for '--rows'")
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_leaves_no_temp_file_behind(tiny_model_dir, tmp_path):
+    """A `kill` once ended the process where it stood: a sample's temp file stayed beside the others."""
+    import time
+
+    out = tmp_path / "samples"
+    proc = subprocess.Popen([sys.executable, "-c", "from infoedit.cli import main; main()", "sample", "--n", "100000",
+                             "-o", str(out), "--model", str(tiny_model_dir), "-q"], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out.is_dir() and len(list(out.iterdir())) > 50):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.strip() == "infoedit: error: terminated"
+    assert not [p for p in out.iterdir() if p.suffix != ".png"]
+    assert all(Image.open(p).size for p in out.iterdir())  # every file there is a whole PNG
