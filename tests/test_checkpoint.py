@@ -291,16 +291,23 @@ def test_cli_resume_continues_into_the_same_folder(tmp_path, deterministic):
     assert res.exit_code == 2 and "--epochs" in res.stderr
 
 
-def test_cli_resume_keeps_the_runs_step_limit(tmp_path):
+def test_cli_resume_keeps_the_runs_step_limit(tmp_path, monkeypatch):
     """--resume once forgot --max-steps: a step-limited run trained on to the default epochs."""
     data = str(fake_mnist(tmp_path / "data"))
     out = tmp_path / "run"
-    args = ["train", "mnist", "--data", data, "--epochs", "5", "-o", str(out), *TINY_FLAGS]
-    assert runner.invoke(app, [*args, "--max-steps", "3"]).exit_code == 0
-    res = runner.invoke(app, ["train", "mnist", "--data", data, "--resume", str(out), "--max-steps", "5", "--quiet"])
+
+    def train(*args):
+        monkeypatch.setattr(sys, "argv", ["infoedit", "train", *args])  # what the card records
+        return runner.invoke(app, ["train", *args])
+
+    assert train("mnist", "--data", data, "--epochs", "5", "-o", str(out), *TINY_FLAGS, "--max-steps", "3").exit_code == 0
+    res = train("mnist", "--data", data, "--resume", str(out), "--max-steps", "5", "--quiet")
     assert res.exit_code == 0, res.output
     assert records(out)[-1]["step"] == 5
-    res = runner.invoke(app, ["train", "mnist", "--data", data, "--resume", str(out), "--quiet"])
+    card = (out / "README.md").read_text()  # how the run began, then how it went on
+    assert "--max-steps 3" in card.split("- command:")[1].splitlines()[0]
+    assert "--resume" in card.split("- resumed with:")[1].splitlines()[0]
+    res = train("mnist", "--data", data, "--resume", str(out), "--quiet")
     assert res.exit_code == 2 and "done 5 of 5 step(s)" in res.stderr, res.output
     assert records(out)[-1]["step"] == 5
 

@@ -179,6 +179,8 @@ def model_card(model, tc: TrainConfig, summary: dict) -> str:
              f"- seed: {tc.seed}" + restarts_note(tc),
              f"- trained: {summary.get('steps', 0)} steps, {summary.get('epochs_done', 0):.2f} epochs, "
              f"{summary.get('seconds', 0):.0f} s on {summary.get('device', '?')}"]
+    if tc.extra.get("resumed_with"):
+        lines.append("- resumed with: " + "; ".join(f"`{c}`" for c in tc.extra["resumed_with"]))
     if summary.get("test_acc") is not None:
         how = "argmax q(s|x) against the labels" if cfg.model.startswith("supervised") else \
             "unsupervised, Hungarian-matched argmax q(s|x)"

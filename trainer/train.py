@@ -194,6 +194,10 @@ def resume_training(dataset: str, out: Path, model_name: str | None = None, data
         raise ValueError(f"{src}: the run has done {state.get('step')} of {tc.max_steps} step(s); "
                          "to train on, ask for more with --max-steps")
     tc.extra = {**(run_tc.get("extra") or {}), **tc.extra}  # e.g. which probe a --restarts run continued
+    first = run_tc.get("command") or ""
+    if first and tc.command and tc.command != first:  # the card keeps the command the run began with
+        tc.extra["resumed_with"] = [*(tc.extra.get("resumed_with") or []), tc.command]
+        tc.command = first
     extra = {"source_class": config.source_class} if hasattr(config, "source_class") else {}
     ds = data.load(dataset, data_root, limit=tc.limit, progress=progress, image_size=config.image_size,
                    channels=config.channels, **extra)
