@@ -75,11 +75,11 @@ def _to_mode(img: Image.Image, channels: int) -> Image.Image:
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("RGBA", "LA", "PA"):
         rgba = img.convert("RGBA")
-        alpha = np.asarray(rgba.getchannel("A"), np.float64)
-        shown = np.asarray(rgba.convert("L"), np.float64)
+        mask = rgba.getchannel("A")
+        alpha, shown = np.asarray(mask, np.float64), np.asarray(rgba.convert("L"), np.float64)
         dark = alpha.sum() > 0 and (shown * alpha).sum() / alpha.sum() < 128
         img = Image.new("RGB", rgba.size, (255, 255, 255) if dark else (0, 0, 0))
-        img.paste(rgba, mask=rgba.getchannel("A"))
+        img.paste(rgba, mask=mask)
     return img.convert("L" if channels == 1 else "RGB")
 
 
@@ -437,9 +437,12 @@ def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float, box: float | No
     ys, xs = np.nonzero(v > faint)
     if len(ys) < 2 * RULING_SPAN * w:
         return v
-    best_count, shift = None, None
+    best_count, shift, tried = None, None, set()
     for angle in np.radians(np.linspace(-RULING_TILT, RULING_TILT, round(8 * RULING_TILT) + 1)):  # 0.25 deg apart
         s = np.round((np.arange(w) - w / 2) * np.tan(angle)).astype(int)  # sheared row = y - s[x] + s.max()
+        if s.tobytes() in tried:  # in a narrow picture neighbouring angles round to one shear: its count
+            continue  # is the same, and the first such count stays the best
+        tried.add(s.tobytes())
         count = np.bincount(ys - s[xs] + s.max(), minlength=h + s.max() - s.min())
         if best_count is None or count.max() > best_count.max():
             best_count, shift = count, s
@@ -692,11 +695,16 @@ def list_images(root: str | Path) -> list[Path]:
     return sorted(iter_images(root))
 
 
+def _grid_size(count: int, nrow: int, h: int, w: int, pad: int) -> tuple[int, int]:
+    """(height, width) of make_grid's image for ``count`` images of h x w, ``nrow`` a row."""
+    rows = (count + nrow - 1) // nrow
+    return rows * (h + pad) + pad, nrow * (w + pad) + pad
+
+
 def check_grid(path: str | Path, count: int, nrow: int, size: int, pad: int = 2) -> None:
     """Refuse, before any image is drawn, a grid PNG of ``count`` images of ``size`` px over the
     pixels an input may have (Image.MAX_IMAGE_PIXELS): no viewer, nor this tool, would open it."""
-    rows = -(-count // nrow)
-    height, width = rows * (size + pad) + pad, nrow * (size + pad) + pad
+    height, width = _grid_size(count, nrow, size, size, pad)
     if height * width > Image.MAX_IMAGE_PIXELS:
         raise ValueError(f"{path}: a grid of {count} images would be {width}x{height} pixels, over "
                          f"{Image.MAX_IMAGE_PIXELS:,}; ask for fewer rows or steps")
@@ -705,8 +713,7 @@ def check_grid(path: str | Path, count: int, nrow: int, size: int, pad: int = 2)
 def make_grid(images: torch.Tensor, nrow: int, pad: int = 2) -> torch.Tensor:
     """[N, C, H, W] -> one [C, H', W'] image with ``nrow`` images per row and a white gap."""
     n, c, h, w = images.shape
-    rows = (n + nrow - 1) // nrow
-    grid = torch.ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    grid = torch.ones(c, *_grid_size(n, nrow, h, w, pad))
     for i in range(n):
         r, col = divmod(i, nrow)
         top, left = pad + r * (h + pad), pad + col * (w + pad)
