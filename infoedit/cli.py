@@ -270,6 +270,10 @@ ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existin
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]
 DebugOpt = Annotated[bool, typer.Option(help=DEBUG_HELP)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON, one object per line, instead.")]
+KeepDetailOpt = Annotated[bool, typer.Option(
+    "--keep-detail/--no-keep-detail",
+    help="Add back the image's detail that its codes do not explain (the input minus the model's own "
+         "redrawing of it), so only the edited code changes; a new category is drawn without it.")]
 NOISE_NOTE = ("Noise z: one vector drawn from the prior with --seed (default 0), the same for every "
               "output image; a model with an InfoVAEGAN2 generator G2(s, c) uses it instead, with no noise.")
 
@@ -385,7 +389,7 @@ def swap(
     discrete_from: str = typer.Option("b", help="Image whose discrete code is used: a or b."),
     continuous_from: str = typer.Option("a", help="Image whose continuous code is used: a or b."),
     strip: bool = typer.Option(False, help="Write A | B | result side by side instead of the result alone."),
-    seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
+    keep_detail: KeepDetailOpt = True, seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
     invert: InvertOpt = "auto", frame: FrameOpt = "auto",
     force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -401,7 +405,7 @@ def swap(
         net = _load_model(model, revision, device)
         load = _loader(net, invert, frame)
         xa, xb = load(a).unsqueeze(0), load(b).unsqueeze(0)
-        result = engine.swap(net, xa, xb, discrete_from, continuous_from, seed).cpu()
+        result = engine.swap(net, xa, xb, discrete_from, continuous_from, seed, keep_detail).cpu()
         image = make_grid(torch.cat([xa, xb, result]), nrow=3) if strip else result[0]
         save_png(image, out)
         _say(f"wrote {out}", quiet)
@@ -420,7 +424,7 @@ def traverse(
     value_range: tuple[float, float] = typer.Option((-1.0, 1.0), "--range", help="Low and high value."),
     steps: int = typer.Option(10, min=1, help="Images per row."),
     out: Path = typer.Option(Path("traverse.png"), "--out", "-o", help="Output grid PNG."),
-    seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
+    keep_detail: KeepDetailOpt = True, seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
     invert: InvertOpt = "auto", frame: FrameOpt = "auto",
     force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -441,9 +445,9 @@ def traverse(
         per_row = net.config.n_classes if discrete else steps
         check_grid(out, per_row if discrete else len(indices) * steps, per_row, net.config.image_size)
         if discrete:
-            grid = engine.traverse_discrete(net, x, seed)
+            grid = engine.traverse_discrete(net, x, seed, keep_detail)
         else:
-            grid = engine.traverse(net, x, indices, *value_range, steps=steps, seed=seed)
+            grid = engine.traverse(net, x, indices, *value_range, steps=steps, seed=seed, keep_detail=keep_detail)
         save_png(make_grid(grid.cpu(), nrow=per_row), out)
         _say(f"wrote {out}", quiet)
 
@@ -458,6 +462,10 @@ def reconstruct(
     images: list[Path] = typer.Argument(..., help="Image files."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output PNG, or a folder for several images."),
     strip: bool = typer.Option(False, help="Write inputs above their reconstructions in one PNG."),
+    keep_detail: Annotated[bool, typer.Option(
+        "--keep-detail/--no-keep-detail",
+        help="Add back what the model's drawing leaves out of each image (the result is then the "
+             "input itself: the starting point of every edit). Off: the model's own drawing.")] = False,
     seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
     invert: InvertOpt = "auto", frame: FrameOpt = "auto",
     force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
@@ -475,7 +483,7 @@ def reconstruct(
         pairs = []
         for start in range(0, len(images), 256):  # batches: bounded memory however many files
             x = torch.stack([load(p) for p in images[start:start + 256]])
-            result = engine.reconstruct(net, x, seed).cpu()
+            result = engine.reconstruct(net, x, seed, keep_detail).cpu()
             if one_png:
                 pairs.append((x, result))
             else:

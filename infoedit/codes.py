@@ -67,22 +67,30 @@ def gumbel_softmax(logits: torch.Tensor, tau: float, generator: torch.Generator 
 
     As tau -> 0 the sample tends to the one-hot of argmax(log p + g).
     """
-    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    u = _draw(torch.rand, logits, generator)
     g = -torch.log(-torch.log(u.clamp_min(1e-10)) + 1e-10)
     return F.softmax((F.log_softmax(logits, dim=1) + g) / tau, dim=1)
 
 
 def sample_onehot(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """An exact one-hot sample of Cat(softmax(logits)) (Gumbel-max: argmax of log p + g)."""
-    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    u = _draw(torch.rand, logits, generator)
     g = -torch.log(-torch.log(u.clamp_min(1e-10)) + 1e-10)
     return F.one_hot((F.log_softmax(logits, dim=1) + g).argmax(dim=1), logits.shape[1]).to(logits.dtype)
 
 
 def reparameterize(mu: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Eq. 7: c = mu + xi * sigma, xi ~ N(0, I)."""
-    xi = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    xi = _draw(torch.randn, mu, generator)
     return mu + xi * sigma
+
+
+def _draw(fn, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """``fn`` (torch.rand or torch.randn) of ``like``'s shape and dtype, on its device. Drawn
+    where the generator lives, then moved: the trainer's generator is a CPU one (its state goes
+    into checkpoints), so a run's random stream is the same on a CPU and a GPU."""
+    where = like.device if generator is None else generator.device
+    return fn(like.shape, generator=generator, device=where, dtype=like.dtype).to(like.device)
 
 
 def traversal_values(low: float, high: float, steps: int) -> torch.Tensor:

@@ -49,11 +49,13 @@ def class_grid(model, rows: int = 10, seed: int = 0) -> torch.Tensor:
 # -- edits of real images: codes come from E, deterministically ------------------------------
 @dataclass
 class Codes:
-    """What E infers for a batch: q(s | x) as probabilities, q(c | x) as (mu, sigma)."""
+    """What E infers for a batch: q(s | x) as probabilities, q(c | x) as (mu, sigma), and the
+    mean style code of a model whose G2 reads one (InfoVAEGANConfig.style_dim)."""
 
     probs: torch.Tensor  # [N, K]
     mu: torch.Tensor     # [N, c_dim]
     sigma: torch.Tensor  # [N, c_dim]
+    style: torch.Tensor | None = None  # [N, style_dim]
 
     @property
     def cluster(self) -> torch.Tensor:
@@ -77,13 +79,17 @@ def rounded(values: torch.Tensor) -> list[list[float]]:
 @torch.inference_mode()
 def encode(model, x: torch.Tensor) -> Codes:
     """Codes of images [N, C, H, W] in [0, 1]."""
-    mu, sigma, logits = model.encode(x.to(model.device, memory_format=torch.channels_last))
-    return Codes(F.softmax(logits.float(), dim=1), mu.float(), sigma.float())
+    x = x.to(model.device, memory_format=torch.channels_last)
+    with_style = getattr(model, "encode_with_style", None)  # CodeModel's; a duck-typed model has encode only
+    mu, sigma, logits, style = with_style(x) if with_style else (*model.encode(x), None)
+    return Codes(F.softmax(logits.float(), dim=1), mu.float(), sigma.float(),
+                 None if style is None else style.float())
 
 
 @torch.inference_mode()
-def render(model, s: torch.Tensor, c: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """Images for codes (s, c) of real images: G2(s, c) when the model has one, else G(z, s, c).
+def render(model, s: torch.Tensor, c: torch.Tensor, seed: int = 0, style: torch.Tensor | None = None
+           ) -> torch.Tensor:
+    """Images for codes (s, c) of real images: G2(s, c[, style]) when the model has one, else G(z, s, c).
 
     InfoVAEGAN2 (Sec. 4.4) adds G2, trained as the inverse of E, so it needs no noise. With G
     every image shares the one noise vector ``fixed_noise(model, 1, seed)``: the edit then
@@ -91,31 +97,61 @@ def render(model, s: torch.Tensor, c: torch.Tensor, seed: int = 0) -> torch.Tens
     """
     s, c = s.to(model.device), c.to(model.device)
     if callable(getattr(model, "generate2", None)):
-        return _in_batches(model.generate2, s, c)
+        if style is None:
+            return _in_batches(model.generate2, s, c)
+        return _in_batches(model.generate2, s, c, style.to(model.device))
     z = fixed_noise(model, 1, seed).expand(len(s), -1)
     return _in_batches(model.generate, z, s, c)
 
 
 @torch.inference_mode()
+def edit(model, x: torch.Tensor, found: Codes, s: torch.Tensor, c: torch.Tensor, seed: int = 0,
+         keep_detail: bool = True) -> torch.Tensor:
+    """Images x [N, C, H, W] redrawn with codes (s, c) in place of their own (``found``, E's codes
+    of x); every code not given stays as found, the style code included.
+
+    ``keep_detail`` (ours, docs/model.md): the decoder draws from a dozen numbers and cannot redraw
+    a stroke's exact edge, so what it leaves out of x, x minus its redrawing from x's own codes,
+    is added back onto the edit: an edit that changes no code returns x, and one that moves a
+    continuous code moves what the decoder moves and keeps the rest of x sharp. A new category
+    is drawn without it: the old category's detail would stay as a ghost of the old shape.
+    """
+    out = render(model, s, c, seed, found.style)
+    rows = (s.to(out.device).argmax(dim=1) == found.cluster.to(out.device)).nonzero().squeeze(1)
+    if not keep_detail or len(rows) == 0:
+        return out
+    style = None if found.style is None else found.style[rows]
+    own = render(model, found.onehot()[rows], found.mu[rows], seed, style)
+    out[rows] = (out[rows] + x.to(out.device)[rows] - own).clamp(0, 1)
+    return out
+
+
+@torch.inference_mode()
 def swap(model, a: torch.Tensor, b: torch.Tensor, discrete_from: str = "b",
-         continuous_from: str = "a", seed: int = 0) -> torch.Tensor:
+         continuous_from: str = "a", seed: int = 0, keep_detail: bool = True) -> torch.Tensor:
     """Generate from the discrete code of one image and the continuous code of the other (Fig. 3/6).
 
-    ``a`` and ``b`` are batches [N, C, H, W] of pairs; ``*_from`` is "a" or "b".
+    ``a`` and ``b`` are batches [N, C, H, W] of pairs; ``*_from`` is "a" or "b". The result is
+    an edit of the image whose continuous code is used: it keeps that image's style code and,
+    with ``keep_detail``, its detail while the category stays its own (``edit``).
     """
     for name, side in (("discrete_from", discrete_from), ("continuous_from", continuous_from)):
         if side not in ("a", "b"):
             raise ValueError(f"{name} must be 'a' or 'b', got {side!r}")
-    codes_ab = {"a": encode(model, a), "b": encode(model, b)}
-    return render(model, codes_ab[discrete_from].onehot(), codes_ab[continuous_from].mu, seed)
+    images = {"a": a, "b": b}
+    codes_ab = {side: encode(model, images[side]) for side in images}
+    base = codes_ab[continuous_from]
+    return edit(model, images[continuous_from], base, codes_ab[discrete_from].onehot(), base.mu, seed,
+                keep_detail)
 
 
 @torch.inference_mode()
-def reconstruct(model, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """Images [N, C, H, W] regenerated from their own codes (argmax s, mean c): G2 when present
-    (InfoVAEGAN2, Sec. 4.4 / Fig. 11e), else G with the fixed noise, else a VAE's decoder."""
+def reconstruct(model, x: torch.Tensor, seed: int = 0, keep_detail: bool = False) -> torch.Tensor:
+    """Images [N, C, H, W] regenerated from their own codes (argmax s, mean c, mean style code):
+    G2 when present (InfoVAEGAN2, Sec. 4.4 / Fig. 11e), else G with the fixed noise, else a VAE's
+    decoder. ``keep_detail`` adds back what the decoder leaves out (``edit``), which returns x itself."""
     found = encode(model, x)
-    return render(model, found.onehot(), found.mu, seed)
+    return edit(model, x, found, found.onehot(), found.mu, seed, keep_detail)
 
 
 def check_code(model, index: int) -> None:
@@ -128,10 +164,11 @@ def check_code(model, index: int) -> None:
 
 @torch.inference_mode()
 def traverse(model, x: torch.Tensor, code_indices: list[int], low: float = -1.0, high: float = 1.0,
-             steps: int = 10, seed: int = 0) -> torch.Tensor:
+             steps: int = 10, seed: int = 0, keep_detail: bool = True) -> torch.Tensor:
     """Images [len(code_indices) * steps, C, H, W]: row i sweeps continuous code i over [low, high].
 
-    One image x [C, H, W]; every other code stays at what E infers for it (Fig. 9/13/17/19).
+    One image x [C, H, W]; every other code stays at what E infers for it (Fig. 9/13/17/19), and
+    with ``keep_detail`` what the codes do not explain stays too (``edit``).
     """
     if not code_indices:
         raise ValueError("traverse needs at least one continuous code index")
@@ -142,15 +179,24 @@ def traverse(model, x: torch.Tensor, code_indices: list[int], low: float = -1.0,
     c = found.mu.repeat(len(code_indices) * steps, 1)
     for row, i in enumerate(code_indices):
         c[row * steps:(row + 1) * steps, i] = values
-    return render(model, found.onehot().expand(len(c), -1), c, seed)
+    return edit(model, x.expand(len(c), -1, -1, -1), _repeat(found, len(c)), found.onehot().expand(len(c), -1),
+                c, seed, keep_detail)
+
+
+def _repeat(found: Codes, n: int) -> Codes:
+    """One image's codes as a batch of n identical rows."""
+    rows = [t.expand(n, -1) for t in (found.probs, found.mu, found.sigma)]
+    return Codes(*rows, None if found.style is None else found.style.expand(n, -1))
 
 
 @torch.inference_mode()
-def traverse_discrete(model, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """Images [K, C, H, W]: image x [C, H, W] rendered with each of the K categories in turn."""
+def traverse_discrete(model, x: torch.Tensor, seed: int = 0, keep_detail: bool = True) -> torch.Tensor:
+    """Images [K, C, H, W]: image x [C, H, W] rendered with each of the K categories in turn
+    (its own category with its detail kept, see ``edit``)."""
     found = encode(model, x.unsqueeze(0))
     k = found.probs.shape[1]
-    return render(model, torch.eye(k, device=found.mu.device), found.mu.expand(k, -1), seed)
+    return edit(model, x.expand(k, -1, -1, -1), _repeat(found, k), torch.eye(k, device=found.mu.device),
+                found.mu.expand(k, -1), seed, keep_detail)
 
 
 @torch.inference_mode()

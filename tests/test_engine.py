@@ -114,7 +114,7 @@ def test_generate2_is_used_when_present():
     assert cls == [2]
     engine.traverse(m, a[0], [0], steps=3)
     engine.traverse_discrete(m, a[0])
-    assert m.g2_calls == 3
+    assert m.g2_calls >= 3  # at least once per edit (twice where the image's detail is kept)
 
 
 def test_traverse_rows_sweep_one_code_and_keep_the_rest():

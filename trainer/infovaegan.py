@@ -7,6 +7,7 @@ Same contract as trainer/baselines.py: ``make_optimizers(model, tc)`` and
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from infoedit import codes
 from infoedit.models.infovaegan import augment_parts
@@ -43,13 +44,19 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     # for its real-image VAE loss (Eq. 32), and the real-data MI lever for its first view, so
     # E(x) is computed once for all.
     with torch.set_grad_enabled(infovaegan2 or real_mi):
-        mu_r, sigma_r, logits_r, aux_r = model.E.forward_with_aux(x)
+        mu_r, sigma_r, logits_r, aux_r, style_r = model.E.forward_with_aux(x)
         s_r = (codes.sample_onehot(logits_r, gen) if cfg.d_real_s == "onehot"
                else codes.gumbel_softmax(logits_r, cfg.tau, gen))
         c_r = codes.reparameterize(mu_r, sigma_r, gen)
     s_r, c_r = s_r.detach(), c_r.detach()
     requires_grad(model.D, True)
-    d_loss = losses.discriminator_loss(model.discriminate(x, s_r, c_r), model.discriminate(x_g.detach(), s, c))
+    fake = model.discriminate(x_g.detach(), s, c)
+    edited = None
+    if cfg.edit_weight:  # ours: G2's drawings of random codes in the batch's own styles are fakes too
+        w_e = None if style_r is None else codes.reparameterize(*style_r, gen).detach()
+        edited = draw_edits(model, x.shape[0], w_e, gen)
+        fake = torch.cat([fake, model.discriminate(edited[0].detach(), *edited[1:])])
+    d_loss = losses.discriminator_loss(model.discriminate(x, s_r, c_r), fake)
     opt["D"].zero_grad(set_to_none=True)
     d_loss.backward()
     dist.average_gradients(model.D)
@@ -66,12 +73,12 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
         def view() -> torch.Tensor:
             return augment.views(x, cfg.augment, gen, cfg.background)
 
-        _, _, logits_warped, aux_warped = model.E.forward_with_aux(view())
+        _, _, logits_warped, aux_warped, _ = model.E.forward_with_aux(view())
         logits_a, aux_a = logits_r, aux_r
         if "centre" in augment_parts(cfg.augment):
             # A centred, resized view looks unlike any raw image (E could tell the two apart and
             # map them to unrelated categories), so the pair is two such views.
-            _, _, logits_a, aux_a = model.E.forward_with_aux(view())
+            _, _, logits_a, aux_a, _ = model.E.forward_with_aux(view())
         extra["mi_real"] = losses.paired_information_loss(logits_a, logits_warped, cfg.real_mi_balance)
         mi = mi + cfg.real_mi_weight * extra["mi_real"]
         if aux_a is not None:  # the over-clustering head: same loss, same weight, as IIC trains its heads
@@ -83,10 +90,18 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
         # Eq. 32 (replaces Eq. 31): reconstruct the real x from E's codes through G2; trains E and G2.
         s_2 = codes.gumbel_softmax(logits_r, cfg.tau, gen)
         c_2 = codes.reparameterize(mu_r, sigma_r, gen)
-        x_rec = model.generate2_logits(s_2, c_2)
+        w_2 = None if style_r is None else codes.reparameterize(*style_r, gen)
+        x_rec = model.generate2_logits(s_2, c_2, w_2)
         vae, rec, kl_c = losses.vae_loss(x, x_rec, mu_r, sigma_r, logits_r, cfg.c_prior, cfg.kl_s_weight,
                                          cfg.kl_c_weight, cfg.likelihood)
         vae = vae + tc_penalty(cfg, c_2, mu_r, sigma_r, extra)
+        if style_r is not None:  # ours: the style code's KL to its N(0, 1) prior
+            extra["kl_w"] = codes.kl_gaussian(*style_r, "normal").mean()
+            vae = vae + cfg.style_kl_weight * extra["kl_w"]
+        if edited is not None:
+            extra["edit"] = edit_information_loss(model, *edited)
+            extra["edit_adv"] = losses.generator_adv_loss(model.discriminate(*edited))
+            vae = vae + cfg.edit_weight * (extra["edit"] + extra["edit_adv"])
         (g_adv + mi + vae).backward()
     else:
         s_p = codes.gumbel_softmax(logits, cfg.tau, gen)
@@ -112,6 +127,27 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     requires_grad(model.D, True)
     return {"d": d_loss.item(), "g_adv": g_adv.item(), "mi_s": mi_s.item(), "mi_c": mi_c.item(),
             "vae": vae.item(), "rec": rec.item(), "kl_c": kl_c.item(), **{k: v.item() for k, v in extra.items()}}
+
+
+def draw_edits(model, n: int, w: torch.Tensor | None, gen: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ours (InfoVAEGANConfig.edit_weight): (G2(s, c, w), s, c) for random codes (s, c) drawn
+    with the style codes w (detached) of real images: what an edit asks of G2."""
+    _, s, c = model.sample_prior(n, gen)
+    return model.generate2(s, c, w), s, c
+
+
+def edit_information_loss(model, x_e: torch.Tensor, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Ours: E must read the codes (s, c) of an edit drawing (draw_edits) back off it: the
+    cross-entropy for s plus the squared error of mu_c, as Eq. 30 scores G. Trains G2 alone (E's
+    weights are frozen for this term), so an edit of one code changes that code in the picture
+    and the style code cannot carry the category. With it D takes the drawings as fakes of the
+    pair (image, codes) and G2 gets Eq. 29's adversarial loss on them: an edit must also look like
+    an image of its codes, not only fool E."""
+    requires_grad(model.E, False)
+    mu, _, logits = model.encode(x_e)
+    requires_grad(model.E, True)
+    return F.cross_entropy(logits, s.argmax(dim=1)) + ((mu - c) ** 2).sum(dim=1).mean()
 
 
 def tc_penalty(cfg, c: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, extra: dict):

@@ -86,6 +86,11 @@ class CodeModel(nn.Module):
         c = codes.sample_continuous(n, cfg.c_dim, cfg.c_prior, generator, "cpu").to(dev)
         return z, s, c
 
+    def encode_with_style(self, x: torch.Tensor) -> tuple:
+        """(mu_c, sigma_c, logits_s, mu_w): encode's codes, and the style code that a model whose
+        decoder reads one infers (InfoVAEGAN2 with style_dim; None for every other model)."""
+        return (*self.encode(x), None)
+
     def training_only(self) -> tuple[str, ...]:
         """state_dict key prefixes that only training needs (a discriminator): the model folder
         leaves them out, they live in the run's checkpoint."""

@@ -77,6 +77,18 @@ class InfoVAEGANConfig(ConfigMixin):
     # Not in the paper (a lever): False leaves out every BatchNorm of G, G2, E and D. On dSprites
     # it takes a beta-VAE from 0.37 to 0.65 (FactorVAE score); InfoVAEGAN2 gained nothing (README).
     batchnorm: bool = True
+    # Not in the paper (ours, InfoVAEGAN2 only; docs/model.md): E also infers a style code w of
+    # this many dims, with a N(0, 1) prior, and G2 draws from (s, c, w). The paper keeps
+    # everything but s and c random, so an edit redraws a user's image from 12 numbers and keeps
+    # its category only; w carries what s and c leave out (stroke width, slant, size, position),
+    # so an edit keeps the writer. 0 = the paper's G2(s, c).
+    style_dim: int = 0
+    style_kl_weight: float = 1.0  # weight of KL(q(w|x) || N(0, 1)) in the loss of Eq. 32
+    # Not in the paper (ours, InfoVAEGAN2 only): G2 draws random codes (s, c) with a real image's
+    # style w, and E must read those codes back off the result (Eq. 30's information term, applied
+    # to G2; trains G2 only). Without it w may carry the category too, and a category edit would
+    # keep the old digit. 0 = off.
+    edit_weight: float = 0.0
     model: str = "infovaegan"
     dataset: str = ""
     format_version: int = FORMAT_VERSION
@@ -85,7 +97,8 @@ class InfoVAEGANConfig(ConfigMixin):
                                     "z_scale": 1.0, "augment": "affine", "real_mi_balance": 1.0,
                                     "overcluster": 0, "reseed": False, "kl_c_weight": 1.0,
                                     "tc_weight": 0.0, "background": "dark", "batchnorm": True,
-                                    "likelihood": "gaussian"}
+                                    "likelihood": "gaussian", "style_dim": 0, "style_kl_weight": 1.0,
+                                    "edit_weight": 0.0}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
@@ -115,7 +128,9 @@ class InfoVAEGANConfig(ConfigMixin):
         if self.overcluster and (self.overcluster <= self.n_classes or not self.real_mi_weight > 0):
             raise ValueError(f"overcluster must be 0, or > n_classes ({self.n_classes}) with real_mi_weight > 0, "
                              f"got {self.overcluster}")
-        for name in ("kl_c_weight", "tc_weight"):
+        if self.style_dim < 0:
+            raise ValueError(f"style_dim must be >= 0, got {self.style_dim}")
+        for name in ("kl_c_weight", "tc_weight", "style_kl_weight", "edit_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.tau > 0 or not self.width > 0:
@@ -140,8 +155,10 @@ class InfoVAEGAN(CodeModel):
         self.G = Generator(cfg.z_dim + cfg.code_dim, cfg.image_size, cfg.channels, cfg.width, cfg.batchnorm)
         self.D = JointDiscriminator(cfg.image_size, cfg.channels, cfg.code_dim, cfg.width, cfg.batchnorm)
         shared = (self.D.trunk, self.D.trunk_features) if cfg.shared_trunk else None
+        if (cfg.style_dim or cfg.edit_weight) and type(self) is InfoVAEGAN:
+            raise ValueError("style_dim and edit_weight need G2: use --model infovaegan2")
         self.E = Encoder(cfg.image_size, cfg.channels, cfg.n_classes, cfg.c_dim, cfg.width, shared,
-                         cfg.overcluster, cfg.batchnorm)
+                         cfg.overcluster, cfg.batchnorm, cfg.style_dim)
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None):
         z, s, c = super().sample_prior(n, generator)
@@ -166,11 +183,23 @@ class InfoVAEGAN2(InfoVAEGAN):
     def __init__(self, config: InfoVAEGANConfig):
         super().__init__(config)
         cfg = config
-        # Same builder as G with no noise input: G2 sees only the codes E infers.
-        self.G2 = Generator(cfg.code_dim, cfg.image_size, cfg.channels, cfg.width, cfg.batchnorm)
+        # Same builder as G with no noise input: G2 sees only the codes E infers ([s, c], then
+        # the style code w when the config has one).
+        self.G2 = Generator(cfg.code_dim + cfg.style_dim, cfg.image_size, cfg.channels, cfg.width, cfg.batchnorm)
 
-    def generate2(self, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.generate2_logits(s, c))
+    def encode_with_style(self, x: torch.Tensor) -> tuple:
+        """(mu_c, sigma_c, logits_s, mu_w): encode's codes and the mean style code (None without one)."""
+        if not self.config.style_dim:
+            return super().encode_with_style(x)
+        mu, sigma, logits, _, style = self.E.forward_with_aux(x)
+        return mu, sigma, logits, style[0]
 
-    def generate2_logits(self, s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.G2.logits(s.new_zeros(s.shape[0], 0), torch.cat([s, c], dim=1))
+    def generate2(self, s: torch.Tensor, c: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(self.generate2_logits(s, c, w))
+
+    def generate2_logits(self, s: torch.Tensor, c: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        """G2's output before its sigmoid. ``w`` None: the style prior's mean, 0 (when the model
+        has a style code)."""
+        if w is None:
+            w = s.new_zeros(s.shape[0], self.config.style_dim)
+        return self.G2.logits(s.new_zeros(s.shape[0], 0), torch.cat([s, c, w], dim=1))

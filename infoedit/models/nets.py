@@ -90,11 +90,12 @@ def conv_trunk(image_size: int, channels: int, width: float = 1.0, batchnorm: bo
 
 
 class Encoder(nn.Module):
-    """E(x) -> (mu_c, sigma_c, logits_s): the inference network q(s, c | x)."""
+    """E(x) -> (mu_c, sigma_c, logits_s): the inference network q(s, c | x); with ``style_dim``
+    also q(w | x), a Gaussian style code for G2 (InfoVAEGANConfig.style_dim)."""
 
     def __init__(self, image_size: int, channels: int, n_classes: int, c_dim: int, width: float = 1.0,
                  shared_trunk: tuple[nn.Module, int] | None = None, aux_classes: int = 0,
-                 batchnorm: bool = True):
+                 batchnorm: bool = True, style_dim: int = 0):
         super().__init__()
         if shared_trunk is None:
             self.trunk, feat = conv_trunk(image_size, channels, width, batchnorm)
@@ -110,17 +111,24 @@ class Encoder(nn.Module):
         self.sigma = nn.Linear(hidden, c_dim)
         # A training-only head over more categories than s has (InfoVAEGANConfig.overcluster).
         self.aux = nn.Linear(hidden, aux_classes) if aux_classes else None
+        # The style code's mean and sigma in one layer (absent without a style code).
+        self.style = nn.Linear(hidden, 2 * style_dim) if style_dim else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.forward_with_aux(x)[:3]
 
-    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(mu_c, sigma_c, logits_s, aux_logits); aux_logits is None without the aux head."""
+    def forward_with_aux(self, x: torch.Tensor) -> tuple:
+        """(mu_c, sigma_c, logits_s, aux_logits, style); aux_logits is None without the aux head,
+        style (mu_w, sigma_w) None without a style code."""
         h = self.fc(self.trunk(x))
         # softplus keeps sigma positive (the authors' code does the same); the floor keeps
         # the Gaussian NLL and KL finite when sigma collapses.
         sigma = nn.functional.softplus(self.sigma(h)) + 1e-4
-        return self.mu(h), sigma, self.logits(h), None if self.aux is None else self.aux(h)
+        style = None
+        if self.style is not None:
+            mu_w, pre_w = self.style(h).chunk(2, dim=1)
+            style = (mu_w, nn.functional.softplus(pre_w) + 1e-4)
+        return self.mu(h), sigma, self.logits(h), None if self.aux is None else self.aux(h), style
 
 
 class JointDiscriminator(nn.Module):

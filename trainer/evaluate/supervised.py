@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from infoedit import engine
+
 SUPERVISED = ("supervised-single", "supervised-dual")
 
 
@@ -93,18 +95,19 @@ def supervised_metrics(model, ds, split: str = "test", limit: int | None = None,
 def reconstruction_mse(model, images: torch.Tensor, scale: float = 255.0, batch_size: int = 500) -> float:
     """Mean over images and pixels of (x - x_rec)^2, x in [0, 1]; x_rec from (argmax s, mu c).
 
-    InfoVAEGAN2 regenerates with G2(s, c); a model with only G(z, s, c) with z = 0 (the
-    noise prior's mean); a supervised VAE with its decoder (which ignores z).
+    InfoVAEGAN2 regenerates with G2(s, c), and its style code's mean when it has one; a model
+    with only G(z, s, c) with z = 0 (the noise prior's mean); a supervised VAE with its decoder
+    (which ignores z).
     """
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(images), batch_size):
         x = images[i:i + batch_size].to(model.device).float().div_(scale)
-        mu, _, logits = model.encode(x)
-        s = F.one_hot(logits.argmax(1), logits.shape[1]).to(mu.dtype)
+        found = engine.encode(model, x)
+        s, mu = found.onehot(), found.mu
         if callable(getattr(model, "generate2", None)):
-            x_rec = model.generate2(s, mu)
+            x_rec = engine.render(model, s, mu, style=found.style)
         else:
             x_rec = model.generate(mu.new_zeros(len(x), model.config.z_dim), s, mu)
         total += float(((x - x_rec) ** 2).sum())

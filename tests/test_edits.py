@@ -1,0 +1,132 @@
+"""Edits that keep the image: the style code (InfoVAEGANConfig.style_dim), the edit loss, and the
+detail an edit keeps (engine.edit), on a tiny InfoVAEGAN2 trained here and on exact stubs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import shapes_dataset
+from PIL import Image
+from test_engine import StubModel, StubModel2, _codes
+from typer.testing import CliRunner
+
+from infoedit import engine, hub
+from infoedit.cli import app
+from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGAN2, InfoVAEGANConfig
+
+
+def style_config(**kw) -> InfoVAEGANConfig:
+    settings = dict(model="infovaegan2", n_classes=3, c_dim=2, z_dim=8, width=0.125, style_dim=4,
+                    edit_weight=1.0, likelihood="bernoulli", dataset="shapes")
+    return InfoVAEGANConfig(**{**settings, **kw})
+
+
+@pytest.fixture(scope="module")
+def style_model_dir(tmp_path_factory) -> Path:
+    """A tiny InfoVAEGAN2 with a 4-d style code, trained on toy shapes at random places."""
+    from trainer.loop import TrainConfig, fit
+
+    out = tmp_path_factory.mktemp("style_model")
+    torch.manual_seed(0)
+    fit(InfoVAEGAN2(style_config()), shapes_dataset(), TrainConfig(epochs=12, batch_size=32, seed=0, device="cpu"),
+        out, progress=False)
+    return out
+
+
+def test_style_code_needs_g2_and_old_folders_load_without_it():
+    with pytest.raises(ValueError, match="need G2"):
+        InfoVAEGAN(style_config(model="infovaegan"))
+    with pytest.raises(ValueError, match="style_dim"):
+        style_config(style_dim=-1).validate()
+    old = {k: v for k, v in style_config(style_dim=0, edit_weight=0.0).to_dict().items()
+           if k not in ("style_dim", "style_kl_weight", "edit_weight")}
+    cfg = InfoVAEGANConfig.from_dict(old)  # a folder written before the style code
+    assert (cfg.style_dim, cfg.edit_weight) == (0, 0.0)
+
+
+def test_edit_terms_train_g2_alone_and_d_sees_the_edits():
+    from trainer.infovaegan import draw_edits, edit_information_loss, make_optimizers, train_step
+    from trainer.loop import TrainConfig
+
+    torch.manual_seed(0)
+    model = InfoVAEGAN2(style_config())
+    edited = draw_edits(model, 8, torch.randn(8, 4), torch.Generator().manual_seed(0))
+    edit_information_loss(model, *edited).backward()
+    assert all(p.grad is None for p in model.E.parameters())  # E is only the reader here
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.G2.parameters())
+    assert all(p.requires_grad for p in model.E.parameters())  # unfrozen afterwards
+    values = train_step(model, make_optimizers(model, TrainConfig()), torch.rand(8, 1, 28, 28),
+                        torch.Generator().manual_seed(0))
+    assert {"edit", "edit_adv", "kl_w"} <= set(values)
+    off = InfoVAEGAN2(style_config(edit_weight=0.0))
+    assert "edit" not in train_step(off, make_optimizers(off, TrainConfig()), torch.rand(8, 1, 28, 28),
+                                    torch.Generator().manual_seed(0))
+
+
+def test_inferred_style_redraws_the_image_better_than_the_prior_mean(style_model_dir):
+    model = hub.from_pretrained(str(style_model_dir))
+    x = shapes_dataset(n=128, seed=1).images.float() / 255  # shapes the model never saw
+    found = engine.encode(model, x)
+    with_style = engine.render(model, found.onehot(), found.mu, style=found.style)
+    without = engine.render(model, found.onehot(), found.mu)
+    assert ((with_style - x) ** 2).mean() < 0.8 * ((without - x) ** 2).mean()
+    assert torch.equal(engine.reconstruct(model, x), with_style)  # reconstruct draws with it
+
+
+def test_an_edit_to_its_own_codes_returns_the_image(style_model_dir):
+    model = hub.from_pretrained(str(style_model_dir))
+    x = shapes_dataset(n=16, seed=2).images.float() / 255
+    assert (engine.reconstruct(model, x, keep_detail=True) - x).abs().max() < 1e-5
+    mu = engine.encode(model, x[:1]).mu[0]
+    for code in range(2):  # a one-step traversal at the image's own value of the code
+        cell = engine.traverse(model, x[0], [code], float(mu[code]), float(mu[code]), steps=1)
+        assert (cell[0] - x[0]).abs().max() < 1e-5
+
+
+def test_changing_one_code_changes_the_output_and_keeps_the_rest(style_model_dir):
+    model = hub.from_pretrained(str(style_model_dir))
+    x = shapes_dataset(n=4, seed=3).images.float()[0] / 255
+    grid = engine.traverse(model, x, [0, 1], steps=5)
+    for row in grid.view(2, 5, *x.shape):
+        assert (row[-1] - row[0]).abs().max() > 0.01  # the code moves the picture
+    found = engine.encode(model, x.unsqueeze(0))
+    c = found.mu.repeat(5, 1)
+    c[:, 0] = torch.linspace(-1, 1, 5)
+    drawn = engine.render(model, found.onehot().expand(5, -1), c, style=found.style.expand(5, -1))
+    own = engine.render(model, found.onehot(), found.mu, style=found.style)
+    # each cell is the input plus what changing code 0 alone changes in the decoder's drawing
+    assert torch.allclose(grid[:5], (drawn + x - own).clamp(0, 1), atol=1e-5)
+
+
+def test_a_new_category_is_drawn_without_the_old_detail():
+    m = StubModel2()
+    a = StubModel.image(1, [0.1, 0.2]).unsqueeze(0)
+    b = StubModel.image(2, [0.3, 0.4]).unsqueeze(0)
+    a_marked = a.clone()
+    a_marked[0, 0, 3, 3] = 0.5  # detail the stub's codes do not hold
+    result = engine.swap(m, a_marked, b)  # b's category: the decoder's drawing alone
+    assert _codes(m, result)[0] == [2] and result[0, 0, 3, 3] == 0
+    same = engine.swap(m, a_marked, a)  # the same category: a itself, detail included
+    assert torch.allclose(same, a_marked)
+    assert engine.swap(m, a_marked, a, keep_detail=False)[0, 0, 3, 3] == 0
+
+
+def test_cli_keep_detail_writes_the_image_back_and_the_default_draws_it(style_model_dir, tmp_path):
+    img = (shapes_dataset(n=1, seed=4).images[0, 0]).numpy()
+    src = tmp_path / "shape.png"
+    Image.fromarray(img).save(src)
+    runner = CliRunner()
+    common = ["--model", str(style_model_dir), "--frame", "no", "--invert", "no", "--quiet"]
+    kept = runner.invoke(app, ["reconstruct", str(src), "-o", str(tmp_path / "kept.png"), "--keep-detail", *common])
+    drawn = runner.invoke(app, ["reconstruct", str(src), "-o", str(tmp_path / "drawn.png"), *common])
+    assert kept.exit_code == 0 and drawn.exit_code == 0, kept.output + drawn.output
+    kept_px = np.asarray(Image.open(tmp_path / "kept.png").convert("L"), np.int16)
+    drawn_px = np.asarray(Image.open(tmp_path / "drawn.png").convert("L"), np.int16)
+    assert np.abs(kept_px - img).max() <= 1
+    assert np.abs(drawn_px - img).max() > 1
+    swapped = runner.invoke(app, ["swap", str(src), str(src), "-o", str(tmp_path / "swap.png"), *common])
+    assert swapped.exit_code == 0, swapped.output
+    assert np.abs(np.asarray(Image.open(tmp_path / "swap.png").convert("L"), np.int16) - img).max() <= 1
