@@ -265,6 +265,10 @@ FrameOpt = Annotated[str, typer.Option(
          "squared paper are taken out. auto frames images when the model's dataset has such a framing, "
          "except those already at the model's size in its polarity (the dataset's own images); yes "
          "frames every image; no: plain centre crop and resize.")]
+FaceOpt = Annotated[Optional[int], typer.Option(
+    "--face", min=1, help="Face models: which face of a photo that shows several (1 = leftmost).")]
+PasteBackOpt = Annotated[bool, typer.Option(
+    "--paste-back", help="Face models: write the whole photo with the edited face blended back in.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the fixed noise z.")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]
@@ -295,7 +299,7 @@ def _load_model(model: str, revision: Optional[str], device: str):
     return hub.from_pretrained(model, revision=revision, device=device).to(memory_format=torch.channels_last)
 
 
-def _loader(net, invert: str, frame: str, pixels: bool = False):
+def _loader(net, invert: str, frame: str, pixels: bool = False, face: Optional[int] = None):
     """Path -> model-ready tensor (or, with ``pixels``, its uint8 pixels): the shared
     preprocessing, with the shared polarity and framing steps."""
     from infoedit.images import DATASET_FRAMING, FRAME_MODES, INVERT_MODES, load_for_model, load_pixels
@@ -305,7 +309,33 @@ def _loader(net, invert: str, frame: str, pixels: bool = False):
     cfg = net.config
     framing = DATASET_FRAMING.get(cfg.dataset, "none")
     load = load_pixels if pixels else load_for_model
-    return lambda path: load(path, cfg.image_size, cfg.channels, invert, cfg.background, frame, framing)
+    return lambda path: load(path, cfg.image_size, cfg.channels, invert, cfg.background, frame, framing, face)
+
+
+def _face_crops(net, frame: str, face: Optional[int], paste_back: bool):
+    """Path -> infoedit.faces.FaceCrop when --paste-back is given (else None): the face found in
+    the photo, which the edit is then blended back into."""
+    if not paste_back:
+        return None
+    from infoedit.images import DATASET_FRAMING
+
+    if DATASET_FRAMING.get(net.config.dataset) != "face" or frame == "no":
+        fail("--paste-back needs a face model (trained on celeba) and --frame auto or yes")
+    from infoedit.faces import locate
+
+    return lambda path: locate(path, face)
+
+
+def _save_edit(image, path: Path, crop) -> None:
+    """One edited image as a PNG: as it is, or (``crop``, a FaceCrop) blended back into its photo."""
+    from infoedit.images import save_png
+
+    if crop is None:
+        return save_png(image, path)
+    from infoedit.faces import save_photo
+
+    pixels = (image.clamp(0, 1) * 255).round().byte().numpy()
+    save_photo(crop.paste(pixels), path)
 
 
 def _check_new(path: Path, force: bool, png: bool = True) -> None:
@@ -337,7 +367,7 @@ def _fmt(values: list[float]) -> str:
 def encode(
     images: list[Path] = typer.Argument(..., help="Image files (any size and mode)."),
     model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
-    invert: InvertOpt = "auto", frame: FrameOpt = "auto",
+    invert: InvertOpt = "auto", frame: FrameOpt = "auto", face: FaceOpt = None,
     json_out: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Print each image's codes: discrete (argmax cluster, probabilities) and continuous (mu, sigma)."""
@@ -347,7 +377,7 @@ def encode(
         from infoedit import engine
 
         net = _load_model(model, revision, device)
-        load = _loader(net, invert, frame)
+        load = _loader(net, invert, frame, face=face)
         rows = []
         for start in range(0, len(images), 256):  # batches: any number of files in bounded memory
             chunk = images[start:start + 256]
@@ -381,34 +411,49 @@ def _print_codes_table(rows: list[dict]) -> None:
              help="Generate the image with one image's continuous code and the other's discrete "
                   "code (paper Fig. 3/6): by default A's continuous code (style) and B's discrete "
                   "code (e.g. rotation or class). Codes come from the encoder: the argmax category "
-                  "and the mean of the continuous code, so the result is repeatable. " + NOISE_NOTE)
+                  "and the mean of the continuous code, so the result is repeatable. Several A images "
+                  "(A... B) are each swapped with B, into -o FOLDER/<name>.png (default swaps). "
+                  + NOISE_NOTE)
 def swap(
-    a: Path = typer.Argument(..., help="Image A."),
+    a: list[Path] = typer.Argument(..., help="Image A, or several (each is swapped with B)."),
     b: Path = typer.Argument(..., help="Image B."),
-    out: Path = typer.Option(Path("swap.png"), "--out", "-o", help="Output PNG."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Output PNG (default swap.png), or a folder for several A images."),
     discrete_from: str = typer.Option("b", help="Image whose discrete code is used: a or b."),
     continuous_from: str = typer.Option("a", help="Image whose continuous code is used: a or b."),
     strip: bool = typer.Option(False, help="Write A | B | result side by side instead of the result alone."),
-    keep_detail: KeepDetailOpt = True, seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
-    invert: InvertOpt = "auto", frame: FrameOpt = "auto",
-    force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+    keep_detail: KeepDetailOpt = True, seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None,
+    device: DeviceOpt = "auto", invert: InvertOpt = "auto", frame: FrameOpt = "auto", face: FaceOpt = None,
+    paste_back: PasteBackOpt = False, force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
         _choice("--discrete-from", discrete_from, ("a", "b"))
         _choice("--continuous-from", continuous_from, ("a", "b"))
-        _check_new(out, force)
+        one_png = len(a) == 1
+        if strip and not one_png:
+            fail(f"--strip writes one A | B | result strip: give one image A, not {len(a)}")
+        files = _output_targets(a, out, one_png, force, Path("swap.png"), Path("swaps"))
         import torch
 
         from infoedit import engine
         from infoedit.images import make_grid, save_png
 
+        if paste_back and (strip or continuous_from == "b"):
+            fail("--paste-back edits image A in place: it does not go with --strip or --continuous-from b")
         net = _load_model(model, revision, device)
-        load = _loader(net, invert, frame)
-        xa, xb = load(a).unsqueeze(0), load(b).unsqueeze(0)
-        result = engine.swap(net, xa, xb, discrete_from, continuous_from, seed, keep_detail).cpu()
-        image = make_grid(torch.cat([xa, xb, result]), nrow=3) if strip else result[0]
-        save_png(image, out)
-        _say(f"wrote {out}", quiet)
+        load = _loader(net, invert, frame, face=face)
+        crops = _face_crops(net, frame, face, paste_back)
+        xb = load(b).unsqueeze(0)
+        for start in range(0, len(a), 256):  # batches: bounded memory however many files
+            xa = torch.stack([load(p) for p in a[start:start + 256]])
+            result = engine.swap(net, xa, xb.expand(len(xa), -1, -1, -1), discrete_from, continuous_from, seed,
+                                 keep_detail).cpu()
+            if strip:
+                save_png(make_grid(torch.cat([xa, xb, result]), nrow=3), files[0])
+                continue
+            for src, path, img in zip(a[start:start + 256], files[start:start + 256], result):
+                _save_edit(img, path, crops(src) if crops else None)
+        _say(f"wrote {files[0]}" if one_png else f"wrote {len(files)} images to {files[0].parent}", quiet)
 
 
 @app.command(short_help="Grid PNG varying one image's continuous codes, or its category.",
@@ -425,7 +470,7 @@ def traverse(
     steps: int = typer.Option(10, min=1, help="Images per row."),
     out: Path = typer.Option(Path("traverse.png"), "--out", "-o", help="Output grid PNG."),
     keep_detail: KeepDetailOpt = True, seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
-    invert: InvertOpt = "auto", frame: FrameOpt = "auto",
+    invert: InvertOpt = "auto", frame: FrameOpt = "auto", face: FaceOpt = None,
     force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
@@ -441,7 +486,7 @@ def traverse(
         indices = code or list(range(net.config.c_dim))
         if not discrete and not indices:
             fail(f"{model}: this model has no continuous codes; use --discrete")
-        x = _loader(net, invert, frame)(image)
+        x = _loader(net, invert, frame, face=face)(image)
         per_row = net.config.n_classes if discrete else steps
         check_grid(out, per_row if discrete else len(indices) * steps, per_row, net.config.image_size)
         if discrete:
@@ -467,53 +512,55 @@ def reconstruct(
         help="Add back what the model's drawing leaves out of each image (the result is then the "
              "input itself: the starting point of every edit). Off: the model's own drawing.")] = False,
     seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
-    invert: InvertOpt = "auto", frame: FrameOpt = "auto",
+    invert: InvertOpt = "auto", frame: FrameOpt = "auto", face: FaceOpt = None, paste_back: PasteBackOpt = False,
     force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
+        if paste_back and strip:
+            fail("--paste-back writes each photo with its face redrawn: it does not go with --strip")
         one_png = strip or len(images) == 1
-        files = _reconstruct_targets(images, out, one_png, force)
+        files = _output_targets(images, out, one_png, force, Path("reconstruct.png"), Path("reconstructions"))
         import torch
 
         from infoedit import engine
         from infoedit.images import make_grid, save_png
 
         net = _load_model(model, revision, device)
-        load = _loader(net, invert, frame)
+        load = _loader(net, invert, frame, face=face)
+        crops = _face_crops(net, frame, face, paste_back)
         pairs = []
         for start in range(0, len(images), 256):  # batches: bounded memory however many files
             x = torch.stack([load(p) for p in images[start:start + 256]])
             result = engine.reconstruct(net, x, seed, keep_detail).cpu()
-            if one_png:
+            if strip:
                 pairs.append((x, result))
-            else:
-                for path, img in zip(files[start:start + 256], result):
-                    save_png(img, path)
-        if one_png:
+                continue
+            for src, path, img in zip(images[start:start + 256], files[start:start + 256], result):
+                _save_edit(img, path, crops(src) if crops else None)
+        if strip:  # rows of up to 10 inputs, each row followed by their reconstructions
             x, result = (torch.cat(t) for t in zip(*pairs))
-            if strip:  # rows of up to 10 inputs, each row followed by their reconstructions
-                rows = [t[i:i + 10] for i in range(0, len(x), 10) for t in (x, result)]
-                save_png(make_grid(torch.cat(rows), nrow=min(10, len(x))), files[0])
-            else:
-                save_png(result[0], files[0])
+            rows = [t[i:i + 10] for i in range(0, len(x), 10) for t in (x, result)]
+            save_png(make_grid(torch.cat(rows), nrow=min(10, len(x))), files[0])
         _say(f"wrote {files[0]}" if one_png else f"wrote {len(files)} images to {files[0].parent}", quiet)
 
 
-def _reconstruct_targets(images: list[Path], out: Optional[Path], one_png: bool, force: bool) -> list[Path]:
-    """The file(s) reconstruct writes, checked before any work: one PNG, or FOLDER/<stem>.png each."""
+def _output_targets(images: list[Path], out: Optional[Path], one_png: bool, force: bool, default_png: Path,
+                    default_folder: Path) -> list[Path]:
+    """The file(s) an editing command writes, checked before any work: one PNG, or FOLDER/<stem>.png
+    per input image."""
     if one_png:
-        out = out or Path("reconstruct.png")
+        out = out or default_png
         _check_new(out, force)
         return [out]
-    folder = out or Path("reconstructions")
+    folder = out or default_folder
     if folder.suffix.lower() == ".png" and not folder.is_dir():
-        fail(f"{folder}: {len(images)} images give {len(images)} PNGs; pass --strip for one PNG, or -o FOLDER")
+        fail(f"{folder}: {len(images)} images give {len(images)} PNGs: -o must name a folder")
     if folder.exists() and not folder.is_dir():
         fail(f"{folder}: exists and is not a folder")
     files, seen = [folder / f"{p.stem}.png" for p in images], {}
     for src, path in zip(images, files):
         if path in seen:
-            fail(f"{src} and {seen[path]} would both be written to {path}; reconstruct them separately")
+            fail(f"{src} and {seen[path]} would both be written to {path}; edit them separately")
         seen[path] = src
         _check_new(path, force)
     return files

@@ -108,7 +108,8 @@ def to_unit(pixels: np.ndarray) -> torch.Tensor:
 # How a labelled dataset made its images from scans, so a photo can be made to look the same:
 # MNIST's digits fill a 20x20 box and sit by their centre of mass in 28x28 (LeCun et al.),
 # Fashion-MNIST's products are trimmed and their longer side fills the frame (Xiao et al. 2017).
-DATASET_FRAMING = {"mnist": "digit", "rotated-mnist": "digit", "fashion-mnist": "fill", "rotated-fashion": "fill"}
+DATASET_FRAMING = {"mnist": "digit", "rotated-mnist": "digit", "fashion-mnist": "fill", "rotated-fashion": "fill",
+                   "celeba": "face"}  # a face found in the photo, framed as CelebA's (infoedit.faces)
 FRAME_MODES = ("auto", "yes", "no")
 INK_THRESHOLD = 0.25  # of the object's peak over the background: below it is paper, lighting or noise
 PRODUCT_THRESHOLD = 0.08  # the same for "fill": a light garment's body may be far fainter than its trim
@@ -565,13 +566,19 @@ def frame_object(pixels: np.ndarray, size: int, framing: str) -> np.ndarray:
 
 
 def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no", background: str = "dark",
-                frame: str = "no", framing: str = "none") -> np.ndarray:
+                frame: str = "no", framing: str = "none", face: int | None = None) -> np.ndarray:
     """Open + preprocess (+ match_polarity) as uint8 [C, H, W]; raises ImageError with one line
     on any bad file. ``frame`` (FRAME_MODES) and ``framing`` (the model's dataset's, see
     DATASET_FRAMING): whether a 1-channel image's object is cut out and framed as the dataset
-    frames its images, instead of the plain centre crop."""
+    frames its images, instead of the plain centre crop; for a face model, whether the face is
+    found and framed (the photo's face number ``face`` when it shows several, infoedit.faces)."""
     if frame not in FRAME_MODES:
         raise ValueError(f"frame must be one of {', '.join(FRAME_MODES)}, got {frame!r}")
+    if framing == "face" and channels == 3 and frame != "no":
+        from infoedit.faces import locate
+
+        if frame == "yes" or open_image(path).size != (size, size):  # a model-sized image is a framed face
+            return locate(path, face).pixels(size)
     may_frame = channels == 1 and (frame == "yes" or (frame == "auto" and framing != "none"))
     # A framed object is cut from the full picture: decode JPEGs at more than the model's size.
     img = open_image(path, draft_size=size * (8 if may_frame else 2))
@@ -670,9 +677,9 @@ def match_polarity(pixels: np.ndarray, invert: str = "auto", background: str = "
 
 
 def load_for_model(path: str | Path, size: int, channels: int, invert: str = "auto", background: str = "dark",
-                   frame: str = "no", framing: str = "none") -> torch.Tensor:
+                   frame: str = "no", framing: str = "none", face: int | None = None) -> torch.Tensor:
     """What every editing command feeds the encoder: load_pixels (polarity, framing), in [0, 1]."""
-    return to_unit(load_pixels(path, size, channels, invert, background, frame, framing))
+    return to_unit(load_pixels(path, size, channels, invert, background, frame, framing, face))
 
 
 def iter_images(root: str | Path, skip: Path | None = None) -> Iterator[Path]:

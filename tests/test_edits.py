@@ -130,3 +130,24 @@ def test_cli_keep_detail_writes_the_image_back_and_the_default_draws_it(style_mo
     swapped = runner.invoke(app, ["swap", str(src), str(src), "-o", str(tmp_path / "swap.png"), *common])
     assert swapped.exit_code == 0, swapped.output
     assert np.abs(np.asarray(Image.open(tmp_path / "swap.png").convert("L"), np.int16) - img).max() <= 1
+
+
+def test_swap_of_several_images_writes_one_edit_each(style_model_dir, tmp_path):
+    shapes = shapes_dataset(n=3, seed=5).images[:, 0].numpy()
+    paths = []
+    for i, img in enumerate(shapes):
+        paths.append(tmp_path / f"a{i}.png")
+        Image.fromarray(img).save(paths[-1])
+    common = ["--model", str(style_model_dir), "--frame", "no", "--invert", "no", "--quiet"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["swap", *map(str, paths), str(paths[0]), "-o", str(tmp_path / "out"), *common])
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["a0.png", "a1.png", "a2.png"]
+    # each is that image's own edit: the same as swapping it alone
+    alone = runner.invoke(app, ["swap", str(paths[1]), str(paths[0]), "-o", str(tmp_path / "alone.png"), *common])
+    assert alone.exit_code == 0, alone.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "a1.png")),
+                          np.asarray(Image.open(tmp_path / "alone.png")))
+    refused = runner.invoke(app, ["swap", *map(str, paths), str(paths[0]), "-o", str(tmp_path / "x.png"), *common])
+    assert refused.exit_code == 2 and "must name a folder" in refused.output

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +38,7 @@ class Dataset:
     test_labels: torch.Tensor | None = None
     scale: float = 255.0                         # uint8 value of white (dSprites stores {0, 1})
     subset: torch.Tensor | None = None           # rendered data under --limit: which indices
+    held_out: tuple | None = None                # (fraction, seed, count) of a folder's held-out split
 
     def __len__(self) -> int:
         return self.length
@@ -209,6 +210,25 @@ def load_folder(root: Path, name: str, size: int = 64, channels: int = 3,
     return Dataset(name, size, channels, 10, kept, images=out[:kept].clone())
 
 
+HOLD_OUT_SEED = 0  # fixed, not the training seed: every run holds out the same faces
+
+
+def hold_out(ds: Dataset, fraction: float = 0.1, seed: int = HOLD_OUT_SEED) -> Dataset:
+    """``fraction`` of an unlabelled folder's images, drawn with a fixed seed, set apart as its
+    held-out split (``test_images``): CelebA's faces, as the paper holds out 10% (Sec. 5). The
+    rest keep their sorted order. ``held_out_indices`` records which (indices into the sorted,
+    limited listing) for the model card."""
+    n_test = int(round(ds.length * fraction))
+    if n_test == 0 or n_test >= ds.length:
+        return ds
+    order = torch.randperm(ds.length, generator=torch.Generator().manual_seed(seed))
+    test = order[:n_test].sort().values
+    keep = torch.ones(ds.length, dtype=torch.bool)
+    keep[test] = False
+    return replace(ds, images=ds.images[keep], test_images=ds.images[test], length=int(keep.sum()),
+                   held_out=(fraction, seed, n_test))
+
+
 def _find_dir(root: Path, patterns: tuple[str, ...]) -> Path | None:
     """The first folder matching a pattern in root or one level down; among several matches
     (e.g. img_align_celeba at two resolutions) the one holding the most entries."""
@@ -265,7 +285,7 @@ def load(name: str, data: str | Path | None = None, limit: int | None = None, pr
         found = _find_dir(root, ("img_align_celeba*",))
         if found is None:
             raise DataError(f"{root}: no img_align_celeba* folder; download aligned CelebA and pass --data DIR")
-        ds = load_folder(found, "celeba", limit=limit, progress=progress, **decode)
+        ds = hold_out(load_folder(found, "celeba", limit=limit, progress=progress, **decode))
     elif name == "chairs":
         found = _find_dir(root, ("rendered_chairs", "*/rendered_chairs"))
         if found is None:

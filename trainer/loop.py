@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -165,7 +165,9 @@ def restarts_note(tc: TrainConfig) -> str:
             "restarts/choice.json)")
 
 
-def model_card(model, tc: TrainConfig, summary: dict) -> str:
+def model_card(model, tc: TrainConfig, summary: dict, held_out: tuple | None = None) -> str:
+    """The model folder's README.md; ``held_out``: (fraction, seed, count) of an unlabelled
+    folder's held-out split (trainer.data.hold_out)."""
     cfg = model.config
     lines = [f"---\nlibrary_name: infoedit\ntags: [{cfg.model}, disentanglement]\n---\n",
              f"# {cfg.model} on {cfg.dataset}\n",
@@ -179,6 +181,7 @@ def model_card(model, tc: TrainConfig, summary: dict) -> str:
              f"- seed: {tc.seed}" + restarts_note(tc),
              f"- trained: {summary.get('steps', 0)} steps, {summary.get('epochs_done', 0):.2f} epochs, "
              f"{summary.get('seconds', 0):.0f} s on {summary.get('device', '?')}"]
+    lines.append(method_line(cfg))
     if tc.extra.get("resumed_with"):
         lines.append("- resumed with: " + "; ".join(f"`{c}`" for c in tc.extra["resumed_with"]))
     if summary.get("test_acc") is not None:
@@ -186,11 +189,32 @@ def model_card(model, tc: TrainConfig, summary: dict) -> str:
             "unsupervised, Hungarian-matched argmax q(s|x)"
         lines.append(f"- held-out accuracy ({how}): "
                      f"{100 * summary['test_acc']:.2f}% on {summary.get('test_n')} test images")
+    if held_out:
+        fraction, seed, count = held_out
+        lines.append(f"- held out: {count} images ({fraction:.0%}, drawn with seed {seed} from the sorted listing; "
+                     "`trainer.data.hold_out`), not trained on")
     if cfg.channels == 1 and cfg.dataset in DATASET_FRAMING:
         lines.append("- photos and scans (ink on paper, plain, ruled or squared): the editing commands' `--frame auto`, "
                      f"the default, cuts the object out and frames it as {cfg.dataset}'s images are framed")
     lines.append("\nLoad with `infoedit.hub.from_pretrained(path_or_repo_id)` or any `infoedit` command's `--model`.\n")
     return "\n".join(lines)
+
+
+# What a model's own data and size set, not its method: left out of the card's method line.
+FORMAT_FIELDS = ("image_size", "channels", "background", "z_dim", "n_classes", "c_dim", "width", "model",
+                 "dataset", "format_version", "source_class")
+
+
+def method_line(cfg) -> str:
+    """The card's line saying what is the paper's and what is not: the config fields whose values
+    differ from the family's defaults (which are its paper's method)."""
+    defaults = type(cfg)()
+    changed = [f"{f.name} {getattr(cfg, f.name)}" for f in fields(cfg)
+               if f.name not in FORMAT_FIELDS and getattr(cfg, f.name) != getattr(defaults, f.name)]
+    if not changed:
+        return f"- method: {cfg.model} as its paper states it (infoedit's defaults for the family)"
+    return (f"- method: {cfg.model} as its paper states it, with settings that are not the paper's "
+            f"(infoedit's levers, docs/model.md): {', '.join(changed)}")
 
 
 def read_metrics(folder: Path) -> list[dict]:
@@ -235,7 +259,7 @@ class Run:
     def evaluate(self, record: dict) -> dict:
         """Add the held-out accuracy of argmax q(s|x) when the data has labels: Hungarian-matched
         for unsupervised codes, plain for supervised ones (s was trained on the labels)."""
-        if self.ds.test_images is not None and self.model.config.n_classes > 1:
+        if self.ds.test_labels is not None and self.model.config.n_classes > 1:
             pred, _ = predict_clusters(self.model, self.ds.test_images, scale=self.ds.scale)
             labels = self.ds.test_labels
             if self.model.config.model.startswith("supervised"):
@@ -264,7 +288,7 @@ class Run:
         grid = engine.class_grid(model, rows=10, seed=self.tc.seed)
         model.train()
         self.records.append(record)
-        hub.save_pretrained(model, self.out, model_card(model, self.tc, record))
+        hub.save_pretrained(model, self.out, model_card(model, self.tc, record, self.ds.held_out))
         save_png(make_grid(grid.cpu(), nrow=model.config.n_classes), self.out / "samples.png")
         plot_curves(self.history, self.out / "loss_curve.png", title=f"{model.config.model} on {self.ds.name}")
         self.write_metrics()

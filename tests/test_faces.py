@@ -1,0 +1,93 @@
+"""Faces in a user's photo (infoedit.faces and the commands' --face / --paste-back): found, framed
+as CelebA's training faces, edited, blended back. The photo is scikit-image's astronaut (a NASA
+portrait in the public domain); no CelebA image is used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from infoedit.cli import app
+
+pytest.importorskip("cv2", reason="face framing needs OpenCV (pip install 'infoedit[faces]')")
+skimage_data = pytest.importorskip("skimage.data", reason="the test photo comes from scikit-image")
+
+from infoedit import faces, hub  # noqa: E402
+from infoedit.images import ImageError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("photo") / "astronaut.png"
+    Image.fromarray(skimage_data.astronaut()).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def face_model_dir(tmp_path_factory) -> Path:
+    """An untrained 64 px RGB InfoVAEGAN2 that says it was trained on CelebA: the plumbing's model."""
+    from infoedit.models.infovaegan import InfoVAEGAN2, InfoVAEGANConfig
+
+    torch.manual_seed(0)
+    cfg = InfoVAEGANConfig(model="infovaegan2", dataset="celeba", image_size=64, channels=3, z_dim=8, n_classes=3,
+                           c_dim=2, width=0.125, style_dim=4)
+    return hub.save_pretrained(InfoVAEGAN2(cfg).eval(), tmp_path_factory.mktemp("face_model"))
+
+
+def test_the_face_is_framed_as_celeba_frames_its_faces(photo):
+    crop = faces.locate(photo)
+    pixels = crop.pixels(64)
+    assert pixels.shape == (3, 64, 64) and pixels.dtype == np.uint8
+    # found again in the 64 px frame, the face sits where it sits in CelebA's training frames
+    (cx, cy, width), = faces.find_faces(np.ascontiguousarray(pixels.transpose(1, 2, 0)))
+    assert abs(cx / 64 - faces.FACE_CENTRE_X) < 0.06 and abs(cy / 64 - faces.FACE_CENTRE_Y) < 0.06
+    assert abs(width / 64 - faces.FACE_WIDTH) < 0.1
+
+
+def test_no_face_and_several_faces_are_one_line_each(photo, tmp_path):
+    blank = tmp_path / "wall.png"
+    Image.fromarray(np.full((200, 300, 3), 180, np.uint8)).save(blank)
+    with pytest.raises(ImageError, match="wall.png: no face found"):
+        faces.locate(blank)
+    pair = tmp_path / "pair.png"
+    one = skimage_data.astronaut()
+    Image.fromarray(np.concatenate([one, one[:, ::-1]], axis=1)).save(pair)
+    with pytest.raises(ImageError, match=r"2 faces found; choose one with --face N \(1-2, left to right\)"):
+        faces.locate(pair)
+    left, right = faces.locate(pair, 1), faces.locate(pair, 2)
+    assert left.left < 512 <= right.left
+    with pytest.raises(ImageError, match="--face 3, but 2 face"):
+        faces.locate(pair, 3)
+
+
+def test_paste_back_changes_the_face_and_keeps_the_rest(photo):
+    crop = faces.locate(photo)
+    edited = 255 - crop.pixels(64)
+    out = crop.paste(edited)
+    assert out.shape == crop.photo.shape
+    far = np.abs(out[400:, :100].astype(int) - crop.photo[400:, :100]).max()  # the flag, well away from the face
+    assert far == 0
+    cx, cy = int(crop.left + faces.FACE_CENTRE_X * crop.side), int(crop.top + faces.FACE_CENTRE_Y * crop.side)
+    assert np.abs(out[cy, cx].astype(int) - crop.photo[cy, cx]).max() > 100  # the face is the edit's
+
+
+def test_commands_frame_the_face_and_paste_it_back(photo, face_model_dir, tmp_path):
+    runner = CliRunner()
+    model = ["--model", str(face_model_dir), "--quiet"]
+    res = runner.invoke(app, ["reconstruct", str(photo), "-o", str(tmp_path / "whole.png"), "--paste-back", *model])
+    assert res.exit_code == 0, res.output
+    assert Image.open(tmp_path / "whole.png").size == (512, 512)
+    res = runner.invoke(app, ["swap", str(photo), str(photo), "-o", str(tmp_path / "face.png"), *model])
+    assert res.exit_code == 0 and Image.open(tmp_path / "face.png").size == (64, 64)
+    wall = tmp_path / "wall.png"
+    Image.fromarray(np.full((200, 300, 3), 180, np.uint8)).save(wall)
+    res = runner.invoke(app, ["traverse", str(wall), "-o", str(tmp_path / "t.png"), *model])
+    assert res.exit_code == 2 and "wall.png: no face found" in res.output
+    res = runner.invoke(app, ["reconstruct", str(photo), "-o", str(tmp_path / "r.png"), "--paste-back",
+                              "--model", "mnist"])
+    assert res.exit_code == 2 and "--paste-back needs a face model" in res.output
