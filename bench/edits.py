@@ -248,7 +248,8 @@ def markdown(payload: dict) -> str:
              f"test images; edits: the first {a['n_edits']}. Judge: the bench's own CNN (true labels, trained on the "
              "training split less its last 5,000, its validation split). Frechet: the judge's 128 features "
              "against the real test images.", "",
-             "| dataset | judge validation / test acc | real train images: Frechet | 3x3 blur: SSIM / Frechet / judge |",
+             "| dataset | judge validation / test acc | real train images: Frechet "
+             "| 3x3 blur: SSIM / Frechet / judge |",
              "|---|---|---|---|"]
     for dataset, r in payload["references"].items():
         lines.append(f"| {dataset} | {r['judge_validation_accuracy']:.2%} / {r['judge_test_accuracy']:.2%} | "

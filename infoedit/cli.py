@@ -103,6 +103,8 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="Continue the run saved in this folder, with its model and "
                                           "run settings (writes there unless --out)."),
     force: bool = typer.Option(False, "--force", "-f", help="Train into --out even if it already holds a model."),
+    init_from: Optional[str] = typer.Option(None, help="Start from this model's weights (a folder, bundled name or "
+                                            "Hub id of the same image size and codes) wherever they fit."),
     classes: Optional[int] = typer.Option(None, "--classes", "-k", min=1, help="K, categories of the discrete code."),
     c_dim: Optional[int] = typer.Option(None, min=0, help="Continuous code dimensions."),
     z_dim: Optional[int] = typer.Option(None, min=1, help="Noise dimensions."),
@@ -138,6 +140,8 @@ def train(
             fail(f"--item applies to rotated-fashion, not {dataset}")
         if resume is not None and restarts > 1:
             fail("--restarts starts new runs; it cannot be combined with --resume")
+        if init_from is not None and (resume is not None or restarts > 1):
+            fail("--init-from starts one new run from a model's weights: not with --resume or --restarts")
         if nproc > 1:
             _relaunch_distributed(nproc)
         from trainer.loop import TrainConfig
@@ -153,7 +157,7 @@ def train(
         tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr_d=lr_d, lr_g=lr_g, lr_e=lr_e, seed=seed,
                          device=device, precision=precision, compile=compile_nets, limit=limit, max_steps=max_steps,
                          max_seconds=None if max_minutes is None else 60 * max_minutes, eval_every=eval_every,
-                         checkpoint_every=checkpoint_every, resume=resume,
+                         checkpoint_every=checkpoint_every, resume=resume, init_from=init_from,
                          epoch_lines=not quiet and not sys.stderr.isatty(),
                          command=_typed_command())
         overrides = dict(n_classes=classes, c_dim=c_dim, z_dim=z_dim, c_prior=c_prior, tau=tau, width=width,
@@ -432,14 +436,14 @@ def swap(
         one_png = len(a) == 1
         if strip and not one_png:
             fail(f"--strip writes one A | B | result strip: give one image A, not {len(a)}")
+        if paste_back and (strip or continuous_from == "b"):
+            fail("--paste-back edits image A in place: it does not go with --strip or --continuous-from b")
         files = _output_targets(a, out, one_png, force, Path("swap.png"), Path("swaps"))
         import torch
 
         from infoedit import engine
         from infoedit.images import make_grid, save_png
 
-        if paste_back and (strip or continuous_from == "b"):
-            fail("--paste-back edits image A in place: it does not go with --strip or --continuous-from b")
         net = _load_model(model, revision, device)
         load = _loader(net, invert, frame, face=face)
         crops = _face_crops(net, frame, face, paste_back)
@@ -469,8 +473,8 @@ def traverse(
     value_range: tuple[float, float] = typer.Option((-1.0, 1.0), "--range", help="Low and high value."),
     steps: int = typer.Option(10, min=1, help="Images per row."),
     out: Path = typer.Option(Path("traverse.png"), "--out", "-o", help="Output grid PNG."),
-    keep_detail: KeepDetailOpt = True, seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
-    invert: InvertOpt = "auto", frame: FrameOpt = "auto", face: FaceOpt = None,
+    keep_detail: KeepDetailOpt = True, seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None,
+    device: DeviceOpt = "auto", invert: InvertOpt = "auto", frame: FrameOpt = "auto", face: FaceOpt = None,
     force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):

@@ -151,3 +151,23 @@ def test_swap_of_several_images_writes_one_edit_each(style_model_dir, tmp_path):
                           np.asarray(Image.open(tmp_path / "alone.png")))
     refused = runner.invoke(app, ["swap", *map(str, paths), str(paths[0]), "-o", str(tmp_path / "x.png"), *common])
     assert refused.exit_code == 2 and "must name a folder" in refused.output
+
+
+def test_warm_start_keeps_a_models_drawing_and_codes_when_a_style_code_is_added(tmp_path):
+    from trainer.train import warm_start
+
+    torch.manual_seed(0)
+    old = InfoVAEGAN2(style_config(style_dim=0, edit_weight=0.0)).eval()
+    hub.save_pretrained(old, tmp_path / "old")
+    new = InfoVAEGAN2(style_config(style_dim=4)).eval()
+    fresh = warm_start(new, str(tmp_path / "old"))
+    assert {n.split(".")[0] for n in fresh} == {"E", "D"} and all(
+        n.startswith(("E.style", "D.")) for n in fresh)  # the style head, and D (not in a model folder)
+    x = shapes_dataset(n=8, seed=6).images.float() / 255
+    before, after = engine.encode(old, x), engine.encode(new, x)
+    assert torch.equal(before.probs, after.probs) and torch.equal(before.mu, after.mu)
+    # with the new style columns at zero, G2 draws as it did, whatever the style code
+    assert torch.allclose(engine.render(old, before.onehot(), before.mu),
+                          engine.render(new, after.onehot(), after.mu, style=torch.randn(8, 4)), atol=1e-6)
+    with pytest.raises(ValueError, match="n_classes is 3, this run's 4"):
+        warm_start(InfoVAEGAN2(style_config(n_classes=4)), str(tmp_path / "old"))

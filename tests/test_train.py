@@ -162,8 +162,26 @@ def test_help_lists_commands_without_torch():
 def test_celeba_preset_reads_the_aligned_faces():
     root = require_data("celeba-subset")
     ds = data.load("celeba", root, limit=40, progress=False)
-    assert ds.images.shape == (40, 3, 64, 64) and ds.images.dtype == torch.uint8
+    assert ds.images.shape == (36, 3, 64, 64) and ds.images.dtype == torch.uint8
+    assert ds.test_images.shape == (4, 3, 64, 64) and ds.held_out == (0.1, 0, 4)  # 10% held out (Sec. 5)
     assert ds.images.float().std() > 10  # real faces, not blank
+    again = data.load("celeba", root, limit=40, progress=False)
+    assert torch.equal(again.test_images, ds.test_images)  # the same faces every run
+    every = torch.cat([ds.images, ds.test_images]).flatten(1)
+    assert len(torch.unique(every, dim=0)) == 40  # none both trained on and held out
+
+
+def test_the_card_records_the_held_out_split_and_what_is_not_the_papers():
+    from infoedit.models.infovaegan import InfoVAEGAN2, InfoVAEGANConfig
+    from trainer.loop import TrainConfig, model_card
+
+    model = InfoVAEGAN2(InfoVAEGANConfig(model="infovaegan2", dataset="celeba", image_size=64, channels=3,
+                                         width=0.125, style_dim=8))
+    card = model_card(model, TrainConfig(), {"steps": 1}, held_out=(0.1, 0, 900))
+    assert "held out: 900 images (10%, drawn with seed 0" in card
+    assert "settings that are not the paper's" in card and "style_dim 8" in card
+    paper = model_card(InfoVAEGAN2(InfoVAEGANConfig(model="infovaegan2")), TrainConfig(), {"steps": 1})
+    assert "as its paper states it (infoedit's defaults" in paper
 
 
 def test_chairs_preset_crops_the_white_margin(tmp_path):

@@ -58,6 +58,7 @@ class TrainConfig:
     epoch_lines: bool = False  # a line on stderr per epoch: for a log file, where no bar is drawn
     checkpoint_every: int | None = 500  # also write the resumable checkpoint every N steps (None: epoch ends)
     resume: Path | None = None          # a run folder: continue the run its checkpoint/ holds
+    init_from: str | None = None        # a model (folder, bundled name, Hub id) whose weights start the run
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -182,6 +183,8 @@ def model_card(model, tc: TrainConfig, summary: dict, held_out: tuple | None = N
              f"- trained: {summary.get('steps', 0)} steps, {summary.get('epochs_done', 0):.2f} epochs, "
              f"{summary.get('seconds', 0):.0f} s on {summary.get('device', '?')}"]
     lines.append(method_line(cfg))
+    if tc.init_from:
+        lines.append(f"- started from the weights of `{tc.init_from}` (`--init-from`; trainer.train.warm_start)")
     if tc.extra.get("resumed_with"):
         lines.append("- resumed with: " + "; ".join(f"`{c}`" for c in tc.extra["resumed_with"]))
     if summary.get("test_acc") is not None:

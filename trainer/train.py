@@ -11,6 +11,7 @@ import torch
 
 from infoedit import hub
 from infoedit.models import FAMILIES
+from infoedit.models.infovaegan import G2_FIELDS
 from trainer import checkpoint, data
 from trainer.loop import StopSignals, TrainConfig, TrainingStopped, fit
 
@@ -54,7 +55,10 @@ PRESETS = {
                  # categories: views that also differ in shade (+contrast) and a stronger pull to
                  # balanced, confident categories (bench/results/levers-fashion-contrast.md).
                  "datasets": {"fashion-mnist": {"real_mi_balance": 2.0, "mi_weight_s": 5.0,
-                                                "augment": "affine+contrast"}},
+                                                "augment": "affine+contrast"},
+                              # faces: more detail to carry (identity, hair, background) than a
+                              # digit's stroke; views mirrored (a face's mirror is a face)
+                              "celeba": {"style_dim": 32, "augment": "affine+flip"}},
                  "train": {}},
 }
 
@@ -106,8 +110,10 @@ def train(dataset: str, out: Path, model_name: str | None = None, data_root: str
     # Dataset defaults a family has no field for do not apply to it (a VAE has no noise z_dim,
     # beta-VAE no K) ...
     settings = {k: v for k, v in settings.items() if k in known}
-    # ... a preset tunes the fields a family has (cpu-fast's MI weight means nothing to a VAE) ...
-    settings.update({k: v for k, v in preset_model(preset, dataset).items() if k in known})
+    # ... a preset tunes the fields a family has (cpu-fast's MI weight means nothing to a VAE, its
+    # style code nothing to an InfoVAEGAN without G2) ...
+    has = known - (set(G2_FIELDS) if model_name == "infovaegan" else set())
+    settings.update({k: v for k, v in preset_model(preset, dataset).items() if k in has})
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     for key in given.keys() - known:  # ... but an option the user typed must not vanish silently
         raise ValueError(f"--{key.replace('_', '-')} does not apply to --model {model_name}")
@@ -124,7 +130,39 @@ def train(dataset: str, out: Path, model_name: str | None = None, data_root: str
         tc = best_of_restarts(model_cls, config, ds, tc, Path(out), restarts, probe_epochs, progress)
     torch.manual_seed(tc.seed)
     model = model_cls(config)
+    if tc.init_from:
+        if restarts > 1:
+            raise ValueError("--init-from starts one run from a model's weights; it cannot be combined with --restarts")
+        warm_start(model, tc.init_from)
     return fit(model, ds, tc, out, progress=progress)
+
+
+def warm_start(model, source: str) -> list[str]:
+    """Copy a trained model's weights into ``model`` wherever they fit, and return the names of
+    the tensors left as initialised. A tensor of the same name and shape is copied; a layer whose
+    input grew (G2's first layer when a style code is added: its columns come last) gets the old
+    columns and zeros for the new ones, so it draws as before until trained. A discriminator is
+    not in a model folder: it starts afresh."""
+    old = hub.from_pretrained(source)
+    for name in ("image_size", "channels", "n_classes", "c_dim"):
+        if getattr(old.config, name, None) != getattr(model.config, name, None):
+            raise ValueError(f"--init-from {source}: its {name} is {getattr(old.config, name, None)}, "
+                             f"this run's {getattr(model.config, name, None)}")
+    # the old model's training-only networks (a discriminator) were not in its folder: not weights to keep
+    old_state = {k: v for k, v in old.state_dict().items() if not k.startswith(old.training_only())}
+    fresh = []
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            have = old_state.get(name)
+            if have is not None and have.shape == tensor.shape:
+                tensor.copy_(have)
+            elif have is not None and tensor.dim() == 2 and have.shape[0] == tensor.shape[0] \
+                    and have.shape[1] < tensor.shape[1]:
+                tensor.zero_()
+                tensor[:, :have.shape[1]] = have
+            else:
+                fresh.append(name)
+    return fresh
 
 
 def best_of_restarts(model_cls, config, ds, tc: TrainConfig, out: Path, restarts: int, probe_epochs: float,

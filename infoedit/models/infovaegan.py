@@ -12,6 +12,7 @@ from infoedit.models.config import CodeModel, ConfigMixin
 from infoedit.models.nets import Encoder, Generator, JointDiscriminator
 
 FORMAT_VERSION = 1
+G2_FIELDS = ("style_dim", "style_kl_weight", "edit_weight")  # settings of G2: InfoVAEGAN2 only
 AUGMENT_PARTS = ("affine", "flip", "shear", "stroke", "contrast", "centre", "spin")
 LIKELIHOODS = ("gaussian", "bernoulli")
 
