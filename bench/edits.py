@@ -56,6 +56,7 @@ def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["mnist", "fashion-mnist"],
                     help="model folders, bundled names or Hub ids (each scored on its own dataset)")
+    ap.add_argument("--labels", nargs="+", default=None, help="a name per --models entry for the tables")
     ap.add_argument("--baselines", type=int, default=0, metavar="STEPS",
                     help="also train beta-VAE and JointVAE on each dataset for STEPS steps (0: none)")
     ap.add_argument("--n", type=int, default=10_000, help="test images for reconstructions")
@@ -203,7 +204,10 @@ def main() -> None:
     started = time.time()
     (args.out or common.RESULTS).mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
+    if args.labels and len(args.labels) != len(args.models):
+        raise SystemExit(f"--labels: {len(args.labels)} names for {len(args.models)} models")
     models = [(ref, hub.from_pretrained(ref).eval()) for ref in args.models]
+    labels = dict(zip(args.models, args.labels or args.models))
     datasets = sorted({m.config.dataset for _, m in models})
     if args.baselines:
         for dataset in datasets:
@@ -216,22 +220,23 @@ def main() -> None:
     for dataset in datasets:
         ds = data.load(dataset, common.data_root(), progress=False)
         judge = Judge(ds, args.judge_epochs, args.seed)
-        x, labels = ds.test_images[:args.n].float() / 255, ds.test_labels[:args.n].numpy()
+        x, truth = ds.test_images[:args.n].float() / 255, ds.test_labels[:args.n].numpy()
         real_features = judge.features(x)
         train_x = ds.images[:len(x)].float() / 255
         blurred = box_blur(x)
         references[dataset] = {
             "judge_validation_accuracy": judge.validation_accuracy, "judge_test_accuracy": float(
-                (judge.classify(x) == labels).mean()), "judge_seconds": judge.seconds,
+                (judge.classify(x) == truth).mean()), "judge_seconds": judge.seconds,
             "real_train_frechet": judge.frechet(train_x, real_features),
             "blur_ssim": ssim(blurred, x), "blur_frechet": judge.frechet(blurred, real_features),
-            "blur_judge_accuracy": float((judge.classify(blurred) == labels).mean())}
+            "blur_judge_accuracy": float((judge.classify(blurred) == truth).mean())}
         print(dataset, references[dataset], flush=True)
         for ref, model in models:
             if model.config.dataset != dataset:
                 continue
             grid = (args.out or common.RESULTS) / f"edits-{dataset}.png" if ref == dataset else None
-            row = {"dataset": dataset, **score_model(model, ref, judge, x, labels, real_features, args.n_edits, grid)}
+            row = {"dataset": dataset, **score_model(model, labels.get(ref, ref), judge, x, truth, real_features,
+                                                     args.n_edits, grid)}
             if ref in args.models and args.speed_n:
                 row.update(console_speed(ref, x, args.speed_n))
             rows.append(row)
