@@ -165,7 +165,10 @@ def main() -> None:
 
 def markdown(p: dict) -> str:
     r, m = p["references"], p["model"]
-    lines = [f"# Faces: {p['args']['model']}", "", f"Commit {p['commit']}, {p['wall_seconds']:.0f} s. Judge: OpenCV's "
+    trained = [line for line in (p.get("model_card") or "").splitlines()
+               if line.startswith(("- command:", "- trained:", "- held out:"))]
+    lines = [f"# Faces: {p['args']['model']}", "", *trained, "",
+             f"Commit {p['commit']}, {p['wall_seconds']:.0f} s. Judge: OpenCV's "
              "Haar cascades, a frontal face with an eye in its upper half, at 4x. Held-out faces: "
              f"{r['held_out_faces']}.", "",
              "| what | judged faces | sharpness vs real | grey SSIM to the held-out face |", "|---|---|---|---|",

@@ -523,7 +523,8 @@ def reconstruct(
         if paste_back and strip:
             fail("--paste-back writes each photo with its face redrawn: it does not go with --strip")
         one_png = strip or len(images) == 1
-        files = _output_targets(images, out, one_png, force, Path("reconstruct.png"), Path("reconstructions"))
+        files = _output_targets(images, out, one_png, force, Path("reconstruct.png"), Path("reconstructions"),
+                                " (or pass --strip for one PNG)")
         import torch
 
         from infoedit import engine
@@ -549,16 +550,16 @@ def reconstruct(
 
 
 def _output_targets(images: list[Path], out: Optional[Path], one_png: bool, force: bool, default_png: Path,
-                    default_folder: Path) -> list[Path]:
+                    default_folder: Path, or_else: str = "") -> list[Path]:
     """The file(s) an editing command writes, checked before any work: one PNG, or FOLDER/<stem>.png
-    per input image."""
+    per input image. ``or_else``: the command's other way to one PNG, for the message."""
     if one_png:
         out = out or default_png
         _check_new(out, force)
         return [out]
     folder = out or default_folder
     if folder.suffix.lower() == ".png" and not folder.is_dir():
-        fail(f"{folder}: {len(images)} images give {len(images)} PNGs: -o must name a folder")
+        fail(f"{folder}: {len(images)} images give {len(images)} PNGs: -o must name a folder{or_else}")
     if folder.exists() and not folder.is_dir():
         fail(f"{folder}: exists and is not a folder")
     files, seen = [folder / f"{p.stem}.png" for p in images], {}

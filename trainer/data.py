@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import sys
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -38,7 +39,8 @@ class Dataset:
     test_labels: torch.Tensor | None = None
     scale: float = 255.0                         # uint8 value of white (dSprites stores {0, 1})
     subset: torch.Tensor | None = None           # rendered data under --limit: which indices
-    held_out: tuple | None = None                # (fraction, seed, count) of a folder's held-out split
+    held_out: tuple | None = None                # (held out, of) a folder's images: trainer.data.hold_out
+    names: list[str] | None = None               # a folder's images: each one's file name
 
     def __len__(self) -> int:
         return self.length
@@ -191,7 +193,7 @@ def load_folder(root: Path, name: str, size: int = 64, channels: int = 3,
     if not paths:
         raise DataError(f"{root}: no images found (looked for png/jpg/bmp/gif/webp/tiff, recursively)")
     out = torch.empty(len(paths), channels, size, size, dtype=torch.uint8)
-    kept, skipped = 0, []
+    kept, skipped, names = 0, [], []
     from trainer.progress import track
 
     for path in track(paths, f"loading {name}", enabled=progress):
@@ -200,6 +202,7 @@ def load_folder(root: Path, name: str, size: int = 64, channels: int = 3,
             img = prepare(img) if prepare else img
             out[kept] = torch.from_numpy(preprocess(img, size, channels))
             kept += 1
+            names.append(path.name)
         except (ImageError, OSError, ValueError):
             skipped.append(path)
     if kept == 0:
@@ -207,26 +210,28 @@ def load_folder(root: Path, name: str, size: int = 64, channels: int = 3,
     if skipped:  # said, not silent: the user may want to mend or remove them
         print(f"{root}: skipped {len(skipped)} of {len(paths)} image files that could not be decoded "
               f"(the first: {skipped[0]})", file=sys.stderr)
-    return Dataset(name, size, channels, 10, kept, images=out[:kept].clone())
+    return Dataset(name, size, channels, 10, kept, images=out[:kept].clone(), names=names)
 
 
-HOLD_OUT_SEED = 0  # fixed, not the training seed: every run holds out the same faces
+HOLD_OUT_EVERY = 10  # one image in ten: the paper holds out 10% of CelebA (Sec. 5)
 
 
-def hold_out(ds: Dataset, fraction: float = 0.1, seed: int = HOLD_OUT_SEED) -> Dataset:
-    """``fraction`` of an unlabelled folder's images, drawn with a fixed seed, set apart as its
-    held-out split (``test_images``): CelebA's faces, as the paper holds out 10% (Sec. 5). The
-    rest keep their sorted order. ``held_out_indices`` records which (indices into the sorted,
-    limited listing) for the model card."""
-    n_test = int(round(ds.length * fraction))
-    if n_test == 0 or n_test >= ds.length:
+def held_out_name(name: str) -> bool:
+    """Whether the file called ``name`` is in a folder dataset's held-out split: chosen by a hash
+    of the name alone, so a face is held out or not whatever --limit takes and wherever the
+    folder lives (--limit 9000 holds out the same faces among the first 9,000 as the full set)."""
+    return zlib.crc32(name.encode()) % HOLD_OUT_EVERY == 0
+
+
+def hold_out(ds: Dataset) -> Dataset:
+    """A folder dataset with the images whose file name ``held_out_name`` picks (about 10%) set
+    apart as ``test_images``; the rest keep their sorted order."""
+    names = ds.names
+    test = torch.tensor([held_out_name(n) for n in names], dtype=torch.bool)
+    if not test.any() or test.all():
         return ds
-    order = torch.randperm(ds.length, generator=torch.Generator().manual_seed(seed))
-    test = order[:n_test].sort().values
-    keep = torch.ones(ds.length, dtype=torch.bool)
-    keep[test] = False
-    return replace(ds, images=ds.images[keep], test_images=ds.images[test], length=int(keep.sum()),
-                   held_out=(fraction, seed, n_test))
+    return replace(ds, images=ds.images[~test], test_images=ds.images[test], length=int((~test).sum()),
+                   held_out=(int(test.sum()), len(names)), names=[n for n, t in zip(names, test) if not t])
 
 
 def _find_dir(root: Path, patterns: tuple[str, ...]) -> Path | None:

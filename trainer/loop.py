@@ -167,8 +167,8 @@ def restarts_note(tc: TrainConfig) -> str:
 
 
 def model_card(model, tc: TrainConfig, summary: dict, held_out: tuple | None = None) -> str:
-    """The model folder's README.md; ``held_out``: (fraction, seed, count) of an unlabelled
-    folder's held-out split (trainer.data.hold_out)."""
+    """The model folder's README.md; ``held_out``: (held out, of) an unlabelled folder's images
+    (trainer.data.hold_out)."""
     cfg = model.config
     lines = [f"---\nlibrary_name: infoedit\ntags: [{cfg.model}, disentanglement]\n---\n",
              f"# {cfg.model} on {cfg.dataset}\n",
@@ -193,9 +193,9 @@ def model_card(model, tc: TrainConfig, summary: dict, held_out: tuple | None = N
         lines.append(f"- held-out accuracy ({how}): "
                      f"{100 * summary['test_acc']:.2f}% on {summary.get('test_n')} test images")
     if held_out:
-        fraction, seed, count = held_out
-        lines.append(f"- held out: {count} images ({fraction:.0%}, drawn with seed {seed} from the sorted listing; "
-                     "`trainer.data.hold_out`), not trained on")
+        count, total = held_out
+        lines.append(f"- held out: {count} of {total} images, not trained on (those whose file name's CRC-32 is "
+                     "0 mod 10, `trainer.data.held_out_name`: the same faces under any --limit)")
     if cfg.channels == 1 and cfg.dataset in DATASET_FRAMING:
         lines.append("- photos and scans (ink on paper, plain, ruled or squared): the editing commands' `--frame auto`, "
                      f"the default, cuts the object out and frames it as {cfg.dataset}'s images are framed")
@@ -262,7 +262,8 @@ class Run:
     def evaluate(self, record: dict) -> dict:
         """Add the held-out accuracy of argmax q(s|x) when the data has labels: Hungarian-matched
         for unsupervised codes, plain for supervised ones (s was trained on the labels)."""
-        if self.ds.test_labels is not None and self.model.config.n_classes > 1:
+        labelled = self.ds.test_images is not None and self.ds.test_labels is not None
+        if labelled and self.model.config.n_classes > 1:
             pred, _ = predict_clusters(self.model, self.ds.test_images, scale=self.ds.scale)
             labels = self.ds.test_labels
             if self.model.config.model.startswith("supervised"):

@@ -86,9 +86,9 @@ class InfoVAEGANConfig(ConfigMixin):
     style_dim: int = 0
     style_kl_weight: float = 1.0  # weight of KL(q(w|x) || N(0, 1)) in the loss of Eq. 32
     # Not in the paper (ours, InfoVAEGAN2 only): G2 draws random codes (s, c) with a real image's
-    # style w, and E must read those codes back off the result (Eq. 30's information term, applied
-    # to G2; trains G2 only). Without it w may carry the category too, and a category edit would
-    # keep the old digit. 0 = off.
+    # style w; E must read those codes back off the result (Eq. 30's information term, applied to
+    # G2; trains G2 only) and D takes the drawings as fakes (G2 gets Eq. 29's loss on them).
+    # Without it w may carry the category too, and a category edit would keep the old digit. 0 = off.
     edit_weight: float = 0.0
     model: str = "infovaegan"
     dataset: str = ""
