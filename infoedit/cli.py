@@ -268,7 +268,8 @@ FrameOpt = Annotated[str, typer.Option(
          "filled), after --invert; a sheet lying on a desk is cut out of the photo and the lines of ruled or "
          "squared paper are taken out. auto frames images when the model's dataset has such a framing, "
          "except those already at the model's size in its polarity (the dataset's own images); yes "
-         "frames every image; no: plain centre crop and resize.")]
+         "frames every image; no: plain centre crop and resize. Face models (CelebA): the face is found "
+         "(OpenCV, infoedit[faces]) and framed as CelebA's; a model-sized image is taken as framed.")]
 FaceOpt = Annotated[Optional[int], typer.Option(
     "--face", min=1, help="Face models: which face of a photo that shows several (1 = leftmost).")]
 PasteBackOpt = Annotated[bool, typer.Option(
