@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,8 +22,6 @@ CLASS_NAMES_NAME = "class_names.json"
 # each folder's README.md gives the command, seed and measured accuracy.
 PRETRAINED = Path(__file__).parent / "pretrained"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_UMASK = os.umask(0o022)  # read it (the only way is to set it) ...
-os.umask(_UMASK)          # ... and put it back
 
 
 class ModelLoadError(ValueError):
@@ -36,20 +33,21 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs):
     """A file object on a temp file beside ``path``, fsynced and renamed over ``path`` only
     when the block ends without error: readers never see a half-written file."""
     path = Path(path)
-    tmp = None
+    # The temp file's name is chosen before the file exists, so an interruption at any moment (a
+    # SIGTERM arriving inside mkstemp left its file behind) finds the name to remove.
+    tmp = str(path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp")
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600; the result is an ordinary file
+        # 0o666 less the umask, as an ordinary file; O_EXCL: never another writer's file
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         # a full disk, a read-only folder: name the output, not its temp file
-        if isinstance(exc, OSError) and (tmp is None or exc.filename in (None, tmp)):
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
             raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
 
