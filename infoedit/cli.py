@@ -331,16 +331,30 @@ def _face_crops(net, frame: str, face: Optional[int], paste_back: bool):
     return lambda path: locate(path, face)
 
 
+def _load_batch(net, paths: list[Path], load, crops):
+    """(model inputs [N, C, H, W], each one's FaceCrop or None): with --paste-back the face is
+    found once per photo and gives both the input and the place to paste the edit back."""
+    import torch
+
+    if crops is None:
+        return torch.stack([load(p) for p in paths]), [None] * len(paths)
+    from infoedit.images import to_unit
+
+    found = [crops(p) for p in paths]
+    return torch.stack([to_unit(c.pixels(net.config.image_size)) for c in found]), found
+
+
 def _save_edit(image, path: Path, crop) -> None:
     """One edited image as a PNG: as it is, or (``crop``, a FaceCrop) blended back into its photo."""
-    from infoedit.images import save_png
+    import numpy as np
+    from PIL import Image
+
+    from infoedit.images import save_image, save_png, to_pil
 
     if crop is None:
         return save_png(image, path)
-    from infoedit.faces import save_photo
-
-    pixels = (image.clamp(0, 1) * 255).round().byte().numpy()
-    save_photo(crop.paste(pixels), path)
+    edited = np.asarray(to_pil(image)).transpose(2, 0, 1)
+    save_image(Image.fromarray(crop.paste(edited)), path)
 
 
 def _check_new(path: Path, force: bool, png: bool = True) -> None:
@@ -450,14 +464,13 @@ def swap(
         crops = _face_crops(net, frame, face, paste_back)
         xb = load(b).unsqueeze(0)
         for start in range(0, len(a), 256):  # batches: bounded memory however many files
-            xa = torch.stack([load(p) for p in a[start:start + 256]])
-            result = engine.swap(net, xa, xb.expand(len(xa), -1, -1, -1), discrete_from, continuous_from, seed,
-                                 keep_detail).cpu()
+            xa, found = _load_batch(net, a[start:start + 256], load, crops)
+            result = engine.swap(net, xa, xb, discrete_from, continuous_from, seed, keep_detail).cpu()
             if strip:
                 save_png(make_grid(torch.cat([xa, xb, result]), nrow=3), files[0])
                 continue
-            for src, path, img in zip(a[start:start + 256], files[start:start + 256], result):
-                _save_edit(img, path, crops(src) if crops else None)
+            for path, img, crop in zip(files[start:start + 256], result, found):
+                _save_edit(img, path, crop)
         _say(f"wrote {files[0]}" if one_png else f"wrote {len(files)} images to {files[0].parent}", quiet)
 
 
@@ -536,13 +549,13 @@ def reconstruct(
         crops = _face_crops(net, frame, face, paste_back)
         pairs = []
         for start in range(0, len(images), 256):  # batches: bounded memory however many files
-            x = torch.stack([load(p) for p in images[start:start + 256]])
+            x, found = _load_batch(net, images[start:start + 256], load, crops)
             result = engine.reconstruct(net, x, seed, keep_detail).cpu()
             if strip:
                 pairs.append((x, result))
                 continue
-            for src, path, img in zip(images[start:start + 256], files[start:start + 256], result):
-                _save_edit(img, path, crops(src) if crops else None)
+            for path, img, crop in zip(files[start:start + 256], result, found):
+                _save_edit(img, path, crop)
         if strip:  # rows of up to 10 inputs, each row followed by their reconstructions
             x, result = (torch.cat(t) for t in zip(*pairs))
             rows = [t[i:i + 10] for i in range(0, len(x), 10) for t in (x, result)]

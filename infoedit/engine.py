@@ -131,15 +131,20 @@ def swap(model, a: torch.Tensor, b: torch.Tensor, discrete_from: str = "b",
          continuous_from: str = "a", seed: int = 0, keep_detail: bool = True) -> torch.Tensor:
     """Generate from the discrete code of one image and the continuous code of the other (Fig. 3/6).
 
-    ``a`` and ``b`` are batches [N, C, H, W] of pairs; ``*_from`` is "a" or "b". The result is
-    an edit of the image whose continuous code is used: it keeps that image's style code and,
-    with ``keep_detail``, its detail while the category stays its own (``edit``).
+    ``a`` and ``b`` are batches [N, C, H, W] of pairs, or one image on either side paired with
+    every image of the other (encoded once); ``*_from`` is "a" or "b". The result is an edit of
+    the image whose continuous code is used: it keeps that image's style code and, with
+    ``keep_detail``, its detail while the category stays its own (``edit``).
     """
     for name, side in (("discrete_from", discrete_from), ("continuous_from", continuous_from)):
         if side not in ("a", "b"):
             raise ValueError(f"{name} must be 'a' or 'b', got {side!r}")
     images = {"a": a, "b": b}
     codes_ab = {side: encode(model, images[side]) for side in images}
+    n = max(len(a), len(b))
+    for side in images:
+        if len(images[side]) == 1 < n:
+            images[side], codes_ab[side] = images[side].expand(n, -1, -1, -1), _repeat(codes_ab[side], n)
     base = codes_ab[continuous_from]
     return edit(model, images[continuous_from], base, codes_ab[discrete_from].onehot(), base.mu, seed,
                 keep_detail)

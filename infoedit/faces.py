@@ -12,9 +12,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
+from PIL import Image
 
-from infoedit.images import ImageError, _to_mode, open_image, save_png
+from infoedit.images import ImageError, _to_mode, open_image
 
 # Where the cascade's face box sits in a CelebA model's training frame (the aligned face's centre
 # square at 64 px): its centre at (0.505, 0.586) of the frame and its width 0.59 of it. Measured
@@ -97,11 +97,11 @@ class FaceCrop:
         return np.clip(self.photo * (1 - mask) + face * mask + 0.5, 0, 255).astype(np.uint8)
 
 
-def locate(path: str | Path, face: int | None = None) -> FaceCrop:
+def locate(path: str | Path, face: int | None = None, img: Image.Image | None = None) -> FaceCrop:
     """The face of the photo at ``path`` framed as CelebA's training faces: the only face, or
     face number ``face`` (1-based, left to right). ImageError with one line when there is none,
-    or several and no ``face``."""
-    photo = np.array(_to_mode(open_image(path), 3), dtype=np.uint8)
+    or several and no ``face``. ``img``: the photo when the caller has opened it already."""
+    photo = np.array(_to_mode(open_image(path) if img is None else img, 3), dtype=np.uint8)
     faces = find_faces(photo)
     if not faces:
         raise ImageError(f"{path}: no face found (a frontal face is needed; --frame no takes the centre square)")
@@ -113,7 +113,3 @@ def locate(path: str | Path, face: int | None = None) -> FaceCrop:
     side = width / FACE_WIDTH
     return FaceCrop(photo, cx - FACE_CENTRE_X * side, cy - FACE_CENTRE_Y * side, side)
 
-
-def save_photo(rgb: np.ndarray, path: str | Path) -> None:
-    """An RGB photo [H, W, 3] uint8 as a PNG, written atomically."""
-    save_png(torch.from_numpy(rgb.transpose(2, 0, 1).copy()).float().div_(255), path)

@@ -574,16 +574,17 @@ def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no", 
     found and framed (the photo's face number ``face`` when it shows several, infoedit.faces)."""
     if frame not in FRAME_MODES:
         raise ValueError(f"frame must be one of {', '.join(FRAME_MODES)}, got {frame!r}")
-    if framing == "face" and channels == 3 and frame != "no":
-        from infoedit.faces import locate
-
-        if frame == "yes" or open_image(path).size != (size, size):  # a model-sized image is a framed face
-            return locate(path, face).pixels(size)
+    may_frame_face = framing == "face" and channels == 3 and frame != "no"
     may_frame = channels == 1 and (frame == "yes" or (frame == "auto" and framing != "none"))
-    # A framed object is cut from the full picture: decode JPEGs at more than the model's size.
-    img = open_image(path, draft_size=size * (8 if may_frame else 2))
+    # A framed object is cut from the full picture: decode JPEGs at more than the model's size
+    # (a face is searched for in the whole photo).
+    img = open_image(path, draft_size=None if may_frame_face else size * (8 if may_frame else 2))
     if min(img.size) < 1:
         raise ImageError(f"{path}: empty image")
+    if may_frame_face and (frame == "yes" or img.size != (size, size)):  # a model-sized image is a framed face
+        from infoedit.faces import locate
+
+        return locate(path, face, img).pixels(size)
     try:
         if not may_frame:
             return match_polarity(preprocess(img, size, channels), invert, background)
@@ -737,8 +738,13 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 def save_png(image: torch.Tensor, path: str | Path) -> None:
     """Save a [C, H, W] tensor as PNG atomically (temp file + rename)."""
+    save_image(to_pil(image), path)
+
+
+def save_image(img: Image.Image, path: str | Path) -> None:
+    """Save a PIL image as PNG atomically (temp file + rename)."""
     from infoedit.hub import atomic_write_bytes
 
     buf = io.BytesIO()
-    to_pil(image).save(buf, format="PNG")
+    img.save(buf, format="PNG")
     atomic_write_bytes(Path(path), buf.getvalue())
