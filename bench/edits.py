@@ -19,6 +19,8 @@ Frechet distance. Per model, on the first --n test images:
   the share of cells the judge still reads as the input's class, and which simple image measure
   (ink, width, height, slant, centre) follows the code most closely (Spearman's rho);
 - speed: `infoedit reconstruct` / `swap` through the console command on --speed-n PNGs at once.
+Each --models entry with G2 is scored twice: as the commands run by default, and with --refine
+(the codes fitted to the image by gradient steps first, engine.refine).
 References on the same images: the 3x3 box blur of the input, and real training images.
 Writes bench/results/edits.{md,json} and, per bundled model, a traversal grid edits-<dataset>.png and
 a swap grid edits-<dataset>-swaps.png (the first test image of each class: row i in image i's style, column
@@ -64,6 +66,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--n", type=int, default=10_000, help="test images for reconstructions")
     ap.add_argument("--n-edits", type=int, default=1_000, help="test images for category and traversal edits")
     ap.add_argument("--speed-n", type=int, default=1_000, help="PNGs for the console-command speed rows (0: none)")
+    ap.add_argument("--refine", type=int, default=20, metavar="STEPS",
+                    help="also score each --models entry that has G2 with --refine STEPS (0: not)")
     ap.add_argument("--judge-epochs", type=int, default=3)
     ap.add_argument("--width", type=float, default=0.3, help="baselines' network width")
     ap.add_argument("--seed", type=int, default=0)
@@ -138,10 +142,10 @@ def category_map(model, x: torch.Tensor, labels: np.ndarray) -> np.ndarray:
 
 
 def score_model(model, name: str, judge: Judge, x: torch.Tensor, labels: np.ndarray, real_features: np.ndarray,
-                n_edits: int, grid_path: Path | None) -> dict:
-    row = {"model": name, "family": model.config.model}
+                n_edits: int, grid_path: Path | None, refine: int = 0) -> dict:
+    row = {"model": name + (f" --refine {refine}" if refine else ""), "family": model.config.model, "refine": refine}
     start = time.time()
-    rec = torch.cat([engine.reconstruct(model, x[i:i + 1000]).cpu() for i in range(0, len(x), 1000)])
+    rec = torch.cat([engine.reconstruct(model, x[i:i + 1000], refine_steps=refine).cpu() for i in range(0, len(x), 1000)])
     row["reconstruct_seconds_per_image"] = (time.time() - start) / len(x)
     row["ssim"] = ssim(rec, x)
     row["frechet"] = judge.frechet(rec, real_features)
@@ -149,17 +153,17 @@ def score_model(model, name: str, judge: Judge, x: torch.Tensor, labels: np.ndar
     targets = category_map(model, x, labels)
     k = model.config.n_classes
     xe, ye = x[:n_edits], labels[:n_edits]
-    cells = torch.cat([engine.traverse_discrete(model, img).cpu() for img in xe])  # [n * K]
+    cells = torch.cat([engine.traverse_discrete(model, img, refine_steps=refine).cpu() for img in xe])  # [n * K]
     wanted = np.tile(targets, len(xe))
     row["discrete_traverse"] = float((judge.classify(cells) == wanted)[wanted >= 0].mean())
     partner = xe.roll(-1, dims=0)
-    swapped = engine.swap(model, xe, partner, "b", "a").cpu()
+    swapped = engine.swap(model, xe, partner, "b", "a", refine_steps=refine).cpu()
     wanted = targets[engine.encode(model, partner).cluster.cpu().numpy()]
     row["swap_discrete_from_b"] = float((judge.classify(swapped) == wanted)[wanted >= 0].mean())
     row["codes"] = []
     steps = 7
     for code in range(model.config.c_dim):
-        grid = torch.cat([engine.traverse(model, img, [code], steps=steps).cpu() for img in xe])
+        grid = torch.cat([engine.traverse(model, img, [code], steps=steps, refine_steps=refine).cpu() for img in xe])
         grid = grid.view(len(xe), steps, *grid.shape[1:])
         moved = (grid[:, -1] - grid[:, 0]).abs().mean().item()
         kept = float((judge.classify(grid.flatten(0, 1)) == np.repeat(ye, steps)).mean())
@@ -184,9 +188,10 @@ def score_model(model, name: str, judge: Judge, x: torch.Tensor, labels: np.ndar
     return row
 
 
-def console_speed(model_ref: str, x: torch.Tensor, n: int) -> dict:
+def console_speed(model_ref: str, x: torch.Tensor, n: int, refine: int = 0) -> dict:
     """Images per second of `infoedit reconstruct` and of `infoedit swap` (every image with the
-    first one's category) on n PNGs, end to end through the console command (start-up included)."""
+    first one's category) on n PNGs, end to end through the console command (start-up included),
+    with --refine ``refine``."""
     exe = str(Path(sys.executable).with_name("infoedit"))
     speed = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -197,7 +202,7 @@ def console_speed(model_ref: str, x: torch.Tensor, n: int) -> dict:
         for name, args in (("reconstruct", ["reconstruct", *map(str, files), "-o", f"{tmp}/rec"]),
                            ("swap", ["swap", *map(str, files), str(files[0]), "-o", f"{tmp}/swap"])):
             start = time.time()
-            subprocess.run([exe, *args, "--model", model_ref, "--quiet"], check=True)
+            subprocess.run([exe, *args, "--model", model_ref, "--refine", str(refine), "--quiet"], check=True)
             speed[f"{name}_folder_img_per_s"] = len(files) / (time.time() - start)
     return speed
 
@@ -238,12 +243,14 @@ def main() -> None:
             if model.config.dataset != dataset:
                 continue
             grid = (args.out or common.RESULTS) / f"edits-{dataset}.png" if ref == dataset else None
-            row = {"dataset": dataset, **score_model(model, labels.get(ref, ref), judge, x, truth, real_features,
-                                                     args.n_edits, grid)}
-            if ref in args.models and args.speed_n:
-                row.update(console_speed(ref, x, args.speed_n))
-            rows.append(row)
-            print(row, flush=True)
+            refines = [0] + ([args.refine] if args.refine and ref in args.models and hasattr(model, "G2") else [])
+            for refine in refines:
+                row = {"dataset": dataset, **score_model(model, labels.get(ref, ref), judge, x, truth, real_features,
+                                                         args.n_edits, None if refine else grid, refine)}
+                if ref in args.models and args.speed_n:
+                    row.update(console_speed(ref, x, args.speed_n, refine))
+                rows.append(row)
+                print(row, flush=True)
     payload = {**common.provenance(args, started), "references": references, "rows": rows}
     md, _ = common.write("edits", payload, markdown(payload), args.out)
     print(md.read_text())

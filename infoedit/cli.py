@@ -283,6 +283,11 @@ KeepDetailOpt = Annotated[bool, typer.Option(
     "--keep-detail/--no-keep-detail",
     help="Add back the image's detail that its codes do not explain (the input minus the model's own "
          "redrawing of it), so only the edited code changes; a new category is drawn without it.")]
+RefineOpt = Annotated[int, typer.Option(
+    "--refine", min=0, metavar="STEPS",
+    help="Fit the image's codes to it by STEPS gradient steps through the decoder before editing "
+         "(models with G2 only; 0: the encoder's codes as they are). Sharper, closer redrawings; "
+         "each step costs about three decodes (20 steps: bench/results/edits.md).")]
 NOISE_NOTE = ("Noise z: one vector drawn from the prior with --seed (default 0), the same for every "
               "output image; a model with an InfoVAEGAN2 generator G2(s, c) uses it instead, with no noise.")
 
@@ -441,9 +446,10 @@ def swap(
     discrete_from: str = typer.Option("b", help="Image whose discrete code is used: a or b."),
     continuous_from: str = typer.Option("a", help="Image whose continuous code is used: a or b."),
     strip: bool = typer.Option(False, help="Write A | B | result side by side instead of the result alone."),
-    keep_detail: KeepDetailOpt = True, seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None,
-    device: DeviceOpt = "auto", invert: InvertOpt = "auto", frame: FrameOpt = "auto", face: FaceOpt = None,
-    paste_back: PasteBackOpt = False, force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+    keep_detail: KeepDetailOpt = True, refine: RefineOpt = 0, seed: SeedOpt = 0, model: ModelOpt = "mnist",
+    revision: RevisionOpt = None, device: DeviceOpt = "auto", invert: InvertOpt = "auto", frame: FrameOpt = "auto",
+    face: FaceOpt = None, paste_back: PasteBackOpt = False, force: ForceOpt = False, quiet: QuietOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
         _choice("--discrete-from", discrete_from, ("a", "b"))
@@ -465,7 +471,7 @@ def swap(
         xb = load(b).unsqueeze(0)
         for start in range(0, len(a), 256):  # batches: bounded memory however many files
             xa, found = _load_batch(net, a[start:start + 256], load, crops)
-            result = engine.swap(net, xa, xb, discrete_from, continuous_from, seed, keep_detail).cpu()
+            result = engine.swap(net, xa, xb, discrete_from, continuous_from, seed, keep_detail, refine).cpu()
             if strip:
                 save_png(make_grid(torch.cat([xa, xb, result]), nrow=3), files[0])
                 continue
@@ -487,9 +493,9 @@ def traverse(
     value_range: tuple[float, float] = typer.Option((-1.0, 1.0), "--range", help="Low and high value."),
     steps: int = typer.Option(10, min=1, help="Images per row."),
     out: Path = typer.Option(Path("traverse.png"), "--out", "-o", help="Output grid PNG."),
-    keep_detail: KeepDetailOpt = True, seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None,
-    device: DeviceOpt = "auto", invert: InvertOpt = "auto", frame: FrameOpt = "auto", face: FaceOpt = None,
-    force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+    keep_detail: KeepDetailOpt = True, refine: RefineOpt = 0, seed: SeedOpt = 0, model: ModelOpt = "mnist",
+    revision: RevisionOpt = None, device: DeviceOpt = "auto", invert: InvertOpt = "auto", frame: FrameOpt = "auto",
+    face: FaceOpt = None, force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
         if code and discrete:
@@ -508,9 +514,10 @@ def traverse(
         per_row = net.config.n_classes if discrete else steps
         check_grid(out, per_row if discrete else len(indices) * steps, per_row, net.config.image_size)
         if discrete:
-            grid = engine.traverse_discrete(net, x, seed, keep_detail)
+            grid = engine.traverse_discrete(net, x, seed, keep_detail, refine)
         else:
-            grid = engine.traverse(net, x, indices, *value_range, steps=steps, seed=seed, keep_detail=keep_detail)
+            grid = engine.traverse(net, x, indices, *value_range, steps=steps, seed=seed, keep_detail=keep_detail,
+                                   refine_steps=refine)
         save_png(make_grid(grid.cpu(), nrow=per_row), out)
         _say(f"wrote {out}", quiet)
 
@@ -529,7 +536,7 @@ def reconstruct(
         "--keep-detail/--no-keep-detail",
         help="Add back what the model's drawing leaves out of each image (the result is then the "
              "input itself: the starting point of every edit). Off: the model's own drawing.")] = False,
-    seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
+    refine: RefineOpt = 0, seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
     invert: InvertOpt = "auto", frame: FrameOpt = "auto", face: FaceOpt = None, paste_back: PasteBackOpt = False,
     force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -550,7 +557,7 @@ def reconstruct(
         pairs = []
         for start in range(0, len(images), 256):  # batches: bounded memory however many files
             x, found = _load_batch(net, images[start:start + 256], load, crops)
-            result = engine.reconstruct(net, x, seed, keep_detail).cpu()
+            result = engine.reconstruct(net, x, seed, keep_detail, refine).cpu()
             if strip:
                 pairs.append((x, result))
                 continue

@@ -104,6 +104,46 @@ def render(model, s: torch.Tensor, c: torch.Tensor, seed: int = 0, style: torch.
     return _in_batches(model.generate, z, s, c)
 
 
+def refine(model, x: torch.Tensor, found: Codes, steps: int, lr: float = 0.1) -> Codes:
+    """Ours (docs/model.md; in-domain GAN inversion, Zhu et al. 2020): E's continuous and style
+    codes of images x, improved by ``steps`` Adam steps on G2's redrawing of x, starting from E's
+    answer. The category stays E's. Each step is one G2 forward and backward, so ``steps`` = 20
+    costs about 60 decodes an image.
+
+    The loss is the one G2 was trained with (the model's likelihood, summed over pixels) plus the
+    codes' prior, -log p(c) - log p(w) (a Gaussian; the uniform prior's moment-matched one), which
+    keeps the codes where G2 was trained: a MAP estimate. Images do not interact (Adam is
+    elementwise, the networks are in eval mode), so a batch refines as its images would one by one.
+    Models without G2 (no decoder to invert without noise) and ``steps`` 0 return ``found``.
+    """
+    if steps <= 0 or not callable(getattr(model, "generate2_logits", None)):
+        return found
+    cfg = model.config
+    bernoulli = getattr(cfg, "likelihood", "gaussian") == "bernoulli"
+    prior_var = codes.prior_std(cfg.c_prior) ** 2
+    with torch.inference_mode(False), torch.enable_grad():
+        # clones: tensors made under inference mode cannot enter autograd
+        x, s = x.to(model.device).float().clone(), found.onehot().to(model.device).clone()
+        c = found.mu.to(model.device).clone().requires_grad_(True)
+        w = None if found.style is None else found.style.to(model.device).clone().requires_grad_(True)
+        params = [c] if w is None else [c, w]
+        opt = torch.optim.Adam(params, lr)
+        for _ in range(steps):
+            logits = model.generate2_logits(s, c, w)
+            if bernoulli:
+                rec = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+            else:
+                rec = ((torch.sigmoid(logits) - x) ** 2).sum()
+            prior = (c ** 2).sum() / (2 * prior_var) + (0 if w is None else (w ** 2).sum() / 2)
+            # only the codes' gradients: the weights' would be computed and thrown away
+            grads = torch.autograd.grad(rec + prior, params)
+            for p, g in zip(params, grads):
+                p.grad = g
+            opt.step()
+    return Codes(found.probs, c.detach().to(found.mu.device), found.sigma,
+                 None if w is None else w.detach().to(found.style.device))
+
+
 @torch.inference_mode()
 def edit(model, x: torch.Tensor, found: Codes, s: torch.Tensor, c: torch.Tensor, seed: int = 0,
          keep_detail: bool = True) -> torch.Tensor:
@@ -128,13 +168,15 @@ def edit(model, x: torch.Tensor, found: Codes, s: torch.Tensor, c: torch.Tensor,
 
 @torch.inference_mode()
 def swap(model, a: torch.Tensor, b: torch.Tensor, discrete_from: str = "b",
-         continuous_from: str = "a", seed: int = 0, keep_detail: bool = True) -> torch.Tensor:
+         continuous_from: str = "a", seed: int = 0, keep_detail: bool = True, refine_steps: int = 0
+         ) -> torch.Tensor:
     """Generate from the discrete code of one image and the continuous code of the other (Fig. 3/6).
 
     ``a`` and ``b`` are batches [N, C, H, W] of pairs, or one image on either side paired with
     every image of the other (encoded once); ``*_from`` is "a" or "b". The result is an edit of
     the image whose continuous code is used: it keeps that image's style code and, with
-    ``keep_detail``, its detail while the category stays its own (``edit``).
+    ``keep_detail``, its detail while the category stays its own (``edit``). ``refine_steps``
+    refines that image's codes first (``refine``).
     """
     for name, side in (("discrete_from", discrete_from), ("continuous_from", continuous_from)):
         if side not in ("a", "b"):
@@ -145,17 +187,19 @@ def swap(model, a: torch.Tensor, b: torch.Tensor, discrete_from: str = "b",
     for side in images:
         if len(images[side]) == 1 < n:
             images[side], codes_ab[side] = images[side].expand(n, -1, -1, -1), _repeat(codes_ab[side], n)
-    base = codes_ab[continuous_from]
+    base = refine(model, images[continuous_from], codes_ab[continuous_from], refine_steps)
     return edit(model, images[continuous_from], base, codes_ab[discrete_from].onehot(), base.mu, seed,
                 keep_detail)
 
 
 @torch.inference_mode()
-def reconstruct(model, x: torch.Tensor, seed: int = 0, keep_detail: bool = False) -> torch.Tensor:
+def reconstruct(model, x: torch.Tensor, seed: int = 0, keep_detail: bool = False, refine_steps: int = 0
+                ) -> torch.Tensor:
     """Images [N, C, H, W] regenerated from their own codes (argmax s, mean c, mean style code):
     G2 when present (InfoVAEGAN2, Sec. 4.4 / Fig. 11e), else G with the fixed noise, else a VAE's
-    decoder. ``keep_detail`` adds back what the decoder leaves out (``edit``), which returns x itself."""
-    found = encode(model, x)
+    decoder. ``keep_detail`` adds back what the decoder leaves out (``edit``), which returns x itself;
+    ``refine_steps`` > 0 fits the codes to x first (``refine``)."""
+    found = refine(model, x, encode(model, x), refine_steps)
     return edit(model, x, found, found.onehot(), found.mu, seed, keep_detail)
 
 
@@ -169,7 +213,7 @@ def check_code(model, index: int) -> None:
 
 @torch.inference_mode()
 def traverse(model, x: torch.Tensor, code_indices: list[int], low: float = -1.0, high: float = 1.0,
-             steps: int = 10, seed: int = 0, keep_detail: bool = True) -> torch.Tensor:
+             steps: int = 10, seed: int = 0, keep_detail: bool = True, refine_steps: int = 0) -> torch.Tensor:
     """Images [len(code_indices) * steps, C, H, W]: row i sweeps continuous code i over [low, high].
 
     One image x [C, H, W]; every other code stays at what E infers for it (Fig. 9/13/17/19), and
@@ -179,7 +223,7 @@ def traverse(model, x: torch.Tensor, code_indices: list[int], low: float = -1.0,
         raise ValueError("traverse needs at least one continuous code index")
     for i in code_indices:
         check_code(model, i)
-    found = encode(model, x.unsqueeze(0))
+    found = refine(model, x.unsqueeze(0), encode(model, x.unsqueeze(0)), refine_steps)
     values = codes.traversal_values(low, high, steps).to(found.mu)
     c = found.mu.repeat(len(code_indices) * steps, 1)
     for row, i in enumerate(code_indices):
@@ -195,10 +239,11 @@ def _repeat(found: Codes, n: int) -> Codes:
 
 
 @torch.inference_mode()
-def traverse_discrete(model, x: torch.Tensor, seed: int = 0, keep_detail: bool = True) -> torch.Tensor:
+def traverse_discrete(model, x: torch.Tensor, seed: int = 0, keep_detail: bool = True, refine_steps: int = 0
+                      ) -> torch.Tensor:
     """Images [K, C, H, W]: image x [C, H, W] rendered with each of the K categories in turn
     (its own category with its detail kept, see ``edit``)."""
-    found = encode(model, x.unsqueeze(0))
+    found = refine(model, x.unsqueeze(0), encode(model, x.unsqueeze(0)), refine_steps)
     k = found.probs.shape[1]
     return edit(model, x.expand(k, -1, -1, -1), _repeat(found, k), torch.eye(k, device=found.mu.device),
                 found.mu.expand(k, -1), seed, keep_detail)

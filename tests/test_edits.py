@@ -101,6 +101,32 @@ def test_changing_one_code_changes_the_output_and_keeps_the_rest(style_model_dir
     assert torch.allclose(grid[:5], (drawn + x - own).clamp(0, 1), atol=1e-5)
 
 
+def test_refine_fits_the_codes_to_the_image_and_keeps_its_category(style_model_dir):
+    model = hub.from_pretrained(str(style_model_dir))
+    x = shapes_dataset(n=32, seed=6).images.float() / 255
+    found = engine.encode(model, x)
+    refined = engine.refine(model, x, found, steps=30)
+    assert torch.equal(refined.cluster, found.cluster) and torch.equal(refined.probs, found.probs)
+    plain = engine.reconstruct(model, x)
+    fitted = engine.reconstruct(model, x, refine_steps=30)
+    assert torch.equal(fitted, engine.render(model, found.onehot(), refined.mu, style=refined.style))
+    assert ((fitted - x) ** 2).mean() < 0.95 * ((plain - x) ** 2).mean()
+    # images do not interact: one refined alone is refined as in the batch
+    alone = engine.refine(model, x[3:4], engine.encode(model, x[3:4]), steps=30)
+    assert torch.allclose(alone.mu, refined.mu[3:4], atol=1e-4)
+    assert torch.allclose(alone.style, refined.style[3:4], atol=1e-4)
+    # an edit starts from the refined codes: its own codes with detail kept still return x
+    assert (engine.reconstruct(model, x, keep_detail=True, refine_steps=5) - x).abs().max() < 1e-5
+    assert engine.refine(model, x, found, steps=0) is found
+
+
+def test_refine_leaves_models_without_g2_as_they_are():
+    m = StubModel()
+    x = StubModel.image(1, [0.1, 0.2]).unsqueeze(0)
+    found = engine.encode(m, x)
+    assert engine.refine(m, x, found, steps=10) is found
+
+
 def test_a_new_category_is_drawn_without_the_old_detail():
     m = StubModel2()
     a = StubModel.image(1, [0.1, 0.2]).unsqueeze(0)
