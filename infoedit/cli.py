@@ -96,7 +96,8 @@ def train(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     limit: Optional[int] = typer.Option(None, min=1, help="Use only the first N training images."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Stop after N steps (still writes the model folder)."),
-    max_minutes: Optional[float] = typer.Option(None, min=0, help="Stop after this much training time (still writes)."),
+    max_minutes: Optional[float] = typer.Option(None, min=0, help="Stop after this much training time (still writes). "
+                                               "Without --epochs, train until the time is up."),
     eval_every: Optional[int] = typer.Option(None, min=1, help="Log held-out accuracy every N steps (labelled data)."),
     checkpoint_every: int = typer.Option(500, min=1, help="Also write the resumable checkpoint (OUT/checkpoint) "
                                          "every N steps; it is written at each epoch end and on Ctrl-C too."),
@@ -322,6 +323,25 @@ def _loader(net, invert: str, frame: str, pixels: bool = False, face: Optional[i
     return lambda path: load(path, cfg.image_size, cfg.channels, invert, cfg.background, frame, framing, face)
 
 
+def _note_colour_photo(net, model: str, paths: list[Path], quiet: bool) -> None:
+    """A note on stderr when a colour photo goes to a model of grey images (the default is the
+    MNIST digits model): the result is the model's digit, not an edit of the photo."""
+    if net.config.channels != 1:
+        return
+    from infoedit.images import is_colour_photo
+
+    for path in paths[:2]:  # the first images stand for the call: no second decode of every file
+        try:
+            colour = is_colour_photo(path)
+        except (ValueError, OSError):  # the loader names the file and its problem
+            return
+        if colour and not quiet:  # a warning, so also in a log (not only on a terminal)
+            print(f"note: {path} is a colour photo, but {model} is a model of grey {net.config.dataset or ''} "
+                  "images: the result is one of those, not an edit of the photo. For faces, train a face "
+                  "model (infoedit train celeba) and pass it with --model", file=sys.stderr)
+            return
+
+
 def _face_crops(net, frame: str, face: Optional[int], paste_back: bool):
     """Path -> infoedit.faces.FaceCrop when --paste-back is given (else None): the face found in
     the photo, which the edit is then blended back into."""
@@ -466,6 +486,7 @@ def swap(
         from infoedit.images import make_grid, save_png
 
         net = _load_model(model, revision, device)
+        _note_colour_photo(net, model, [a[0], b], quiet)
         load = _loader(net, invert, frame, face=face)
         crops = _face_crops(net, frame, face, paste_back)
         xb = load(b).unsqueeze(0)
@@ -510,6 +531,7 @@ def traverse(
         indices = code or list(range(net.config.c_dim))
         if not discrete and not indices:
             fail(f"{model}: this model has no continuous codes; use --discrete")
+        _note_colour_photo(net, model, [image], quiet)
         x = _loader(net, invert, frame, face=face)(image)
         per_row = net.config.n_classes if discrete else steps
         check_grid(out, per_row if discrete else len(indices) * steps, per_row, net.config.image_size)
@@ -552,6 +574,7 @@ def reconstruct(
         from infoedit.images import make_grid, save_png
 
         net = _load_model(model, revision, device)
+        _note_colour_photo(net, model, images, quiet)
         load = _loader(net, invert, frame, face=face)
         crops = _face_crops(net, frame, face, paste_back)
         pairs = []

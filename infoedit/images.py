@@ -613,6 +613,18 @@ def load_image(path: str | Path, size: int, channels: int) -> torch.Tensor:
 INVERT_MODES = ("auto", "yes", "no")
 
 
+def is_colour_photo(path: str | Path) -> bool:
+    """True when the file holds a picture in colour, not shades of grey (the mean spread between
+    its channels, on a 64 px thumbnail, is over 4% of the range): what a model of grey digits
+    or clothes was never shown."""
+    img = open_image(path, draft_size=64)
+    if img.mode in ("1", "L", "LA", "I", "I;16", "F"):
+        return False
+    img.thumbnail((64, 64))
+    rgb = np.asarray(img.convert("RGB"), dtype=np.float32)
+    return float((rgb.max(axis=2) - rgb.min(axis=2)).mean()) > 0.04 * 255
+
+
 def has_light_background(pixels: np.ndarray) -> bool:
     """Whether a 1-channel uint8 image's [1, H, W] background is light: the image reaches
     further below its 1-pixel border's levels than above them (its 0.01th percentile under the

@@ -91,3 +91,15 @@ def test_commands_frame_the_face_and_paste_it_back(photo, face_model_dir, tmp_pa
     res = runner.invoke(app, ["reconstruct", str(photo), "-o", str(tmp_path / "r.png"), "--paste-back",
                               "--model", "mnist"])
     assert res.exit_code == 2 and "--paste-back needs a face model" in res.output
+
+
+def test_a_colour_photo_given_to_a_model_of_grey_digits_gets_a_note(photo, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["traverse", str(photo), "-o", str(tmp_path / "t.png")])
+    assert result.exit_code == 0 and "is a colour photo" in result.output and "--model" in result.output
+    grey = tmp_path / "camera.png"
+    Image.fromarray(skimage_data.camera()).save(grey)
+    result = runner.invoke(app, ["traverse", str(grey), "-o", str(tmp_path / "g.png")])
+    assert result.exit_code == 0 and "colour photo" not in result.output
+    quiet = runner.invoke(app, ["traverse", str(photo), "-o", str(tmp_path / "q.png"), "--quiet"])
+    assert quiet.exit_code == 0 and "colour photo" not in quiet.output

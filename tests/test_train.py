@@ -218,6 +218,21 @@ def test_non_finite_loss_stops_and_names_it(tmp_path, monkeypatch):
     hub.from_pretrained(str(tmp_path))
 
 
+def test_a_time_budget_without_epochs_trains_until_the_time_is_up(tmp_path):
+    from trainer.train import UNTIL_TIME_EPOCHS
+
+    _write_pngs(tmp_path / "imgs", n=40)
+    common = ["--batch-size", "16", "--width", "0.125", "--quiet"]
+    for name, args in (("timed", ["--max-minutes", "0"]), ("both", ["--max-minutes", "0", "--epochs", "3"]),
+                       ("plain", ["--max-steps", "1"])):
+        result = runner.invoke(app, ["train", f"folder:{tmp_path / 'imgs'}", "--out", str(tmp_path / name),
+                                     *args, *common])
+        assert result.exit_code == 0, result.output
+    epochs = {name: json.loads((tmp_path / name / "train_config.json").read_text())["epochs"]
+              for name in ("timed", "both", "plain")}
+    assert epochs == {"timed": UNTIL_TIME_EPOCHS, "both": 3, "plain": 20}  # 20: a folder's default
+
+
 def test_eval_every_and_time_budget(tmp_path):
     from trainer import loop
 

@@ -454,6 +454,9 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
                 if run and (at.step % tc.log_every == 0 or at.step == total):
                     run.log(at.step, values)
                     rate = (at.step - first) * tc.batch_size * world / max(1e-9, elapsed())
+                    if tc.max_seconds is not None:  # the steps the time budget allows, for the bar's ETA
+                        left = max(0.0, tc.max_seconds - elapsed()) * (at.step - first) / max(1e-9, elapsed())
+                        bar.update(task, total=min(total, at.step + round(left)))
                     bar.update(task, completed=at.step, info=f"ep {at.epoch + 1}/{tc.epochs} {rate:.0f} img/s "
                                + "  ".join(f"{k} {v:.2f}" for k, v in list(values.items())[:3]))
                 if run and tc.eval_every and at.step % tc.eval_every == 0:
@@ -478,8 +481,9 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
                 record = run.checkpoint(record)
                 if tc.epoch_lines:
                     acc = record.get("test_acc")
+                    budget = "" if tc.max_seconds is None else f" of {tc.max_seconds:.0f}"
                     print(f"{model.config.model} on {ds.name}: epoch {record['epoch']}/{tc.epochs}, step "
-                          f"{at.step}/{total}, {record['seconds']:.0f} s, {record['img_per_s']:.0f} img/s"
+                          f"{at.step}/{total}, {record['seconds']:.0f} s{budget}, {record['img_per_s']:.0f} img/s"
                           + ("" if acc is None else f", held-out accuracy {100 * acc:.2f}%"),
                           file=sys.stderr, flush=True)
             reseed_check()  # after the epoch's model folder, before its checkpoint

@@ -63,6 +63,9 @@ PRESETS = {
 }
 
 
+UNTIL_TIME_EPOCHS = 1000  # the epochs of a run given --max-minutes and no --epochs
+
+
 def preset_model(preset: str, dataset: str) -> dict:
     """The model fields a preset sets for a dataset: its own, then its dataset-specific ones."""
     return {**PRESETS[preset]["model"], **PRESETS[preset].get("datasets", {}).get(dataset, {})}
@@ -95,8 +98,8 @@ def train(dataset: str, out: Path, model_name: str | None = None, data_root: str
     tc = tc or TrainConfig()
     settings = defaults_for(dataset)
     epochs = settings.pop("epochs")
-    if tc.epochs is None:
-        tc.epochs = epochs
+    if tc.epochs is None:  # a time budget without an epoch count: train until the time is up
+        tc.epochs = epochs if tc.max_seconds is None else max(epochs, UNTIL_TIME_EPOCHS)
     for key, value in PRESETS[preset]["train"].items():
         setattr(tc, key, value)
     model_name = model_name or PRESETS[preset]["family"]
