@@ -284,6 +284,7 @@ KeepDetailOpt = Annotated[bool, typer.Option(
     "--keep-detail/--no-keep-detail",
     help="Add back the image's detail that its codes do not explain (the input minus the model's own "
          "redrawing of it), so only the edited code changes; a new category is drawn without it.")]
+PHOTO_CELL = 256  # traverse --paste-back: the longer side of each cell, the whole photo
 RefineOpt = Annotated[int, typer.Option(
     "--refine", min=0, metavar="STEPS",
     help="Fit the image's codes to it by STEPS gradient steps through the decoder before editing "
@@ -369,17 +370,23 @@ def _load_batch(net, paths: list[Path], load, crops):
     return torch.stack([to_unit(c.pixels(net.config.image_size)) for c in found]), found
 
 
-def _save_edit(image, path: Path, crop) -> None:
-    """One edited image as a PNG: as it is, or (``crop``, a FaceCrop) blended back into its photo."""
+def _in_photo(image, crop):
+    """An edited face [C, H, W] blended back into its photo (``crop``, a FaceCrop), as a PIL image."""
     import numpy as np
     from PIL import Image
 
-    from infoedit.images import save_image, save_png, to_pil
+    from infoedit.images import to_pil
+
+    return Image.fromarray(crop.paste(np.asarray(to_pil(image)).transpose(2, 0, 1)))
+
+
+def _save_edit(image, path: Path, crop) -> None:
+    """One edited image as a PNG: as it is, or (``crop``, a FaceCrop) blended back into its photo."""
+    from infoedit.images import save_image, save_png
 
     if crop is None:
         return save_png(image, path)
-    edited = np.asarray(to_pil(image)).transpose(2, 0, 1)
-    save_image(Image.fromarray(crop.paste(edited)), path)
+    save_image(_in_photo(image, crop), path)
 
 
 def _check_new(path: Path, force: bool, png: bool = True) -> None:
@@ -516,7 +523,10 @@ def traverse(
     out: Path = typer.Option(Path("traverse.png"), "--out", "-o", help="Output grid PNG."),
     keep_detail: KeepDetailOpt = True, refine: RefineOpt = 0, seed: SeedOpt = 0, model: ModelOpt = "mnist",
     revision: RevisionOpt = None, device: DeviceOpt = "auto", invert: InvertOpt = "auto", frame: FrameOpt = "auto",
-    face: FaceOpt = None, force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+    face: FaceOpt = None, paste_back: Annotated[bool, typer.Option(
+        "--paste-back", help="Face models: each cell is the whole photo with the edited face blended back in, "
+                             f"at most {PHOTO_CELL} px on its longer side.")] = False,
+    force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
         if code and discrete:
@@ -532,15 +542,28 @@ def traverse(
         if not discrete and not indices:
             fail(f"{model}: this model has no continuous codes; use --discrete")
         _note_colour_photo(net, model, [image], quiet)
-        x = _loader(net, invert, frame, face=face)(image)
+        x, (crop,) = _load_batch(net, [image], _loader(net, invert, frame, face=face),
+                                 _face_crops(net, frame, face, paste_back))
+        x = x[0]
         per_row = net.config.n_classes if discrete else steps
-        check_grid(out, per_row if discrete else len(indices) * steps, per_row, net.config.image_size)
+        check_grid(out, per_row if discrete else len(indices) * steps, per_row,
+                   net.config.image_size if crop is None else PHOTO_CELL)
         if discrete:
-            grid = engine.traverse_discrete(net, x, seed, keep_detail, refine)
+            grid = engine.traverse_discrete(net, x, seed, keep_detail, refine).cpu()
         else:
             grid = engine.traverse(net, x, indices, *value_range, steps=steps, seed=seed, keep_detail=keep_detail,
-                                   refine_steps=refine)
-        save_png(make_grid(grid.cpu(), nrow=per_row), out)
+                                   refine_steps=refine).cpu()
+        if crop is not None:
+            import numpy as np
+            import torch
+
+            from infoedit.images import to_unit
+
+            photos = [_in_photo(cell, crop) for cell in grid]
+            for photo in photos:
+                photo.thumbnail((PHOTO_CELL, PHOTO_CELL))
+            grid = torch.stack([to_unit(np.asarray(p).transpose(2, 0, 1)) for p in photos])
+        save_png(make_grid(grid, nrow=per_row), out)
         _say(f"wrote {out}", quiet)
 
 

@@ -103,3 +103,21 @@ def test_a_colour_photo_given_to_a_model_of_grey_digits_gets_a_note(photo, tmp_p
     assert result.exit_code == 0 and "colour photo" not in result.output
     quiet = runner.invoke(app, ["traverse", str(photo), "-o", str(tmp_path / "q.png"), "--quiet"])
     assert quiet.exit_code == 0 and "colour photo" not in quiet.output
+
+
+def test_traverse_paste_back_shows_each_edit_in_the_whole_photo(photo, face_model_dir, tmp_path):
+    from infoedit.cli import PHOTO_CELL
+
+    runner = CliRunner()
+    out = tmp_path / "grid.png"
+    res = runner.invoke(app, ["traverse", str(photo), "--code", "0", "--code", "1", "--steps", "3", "-o", str(out),
+                              "--paste-back", "--model", str(face_model_dir), "--quiet"])
+    assert res.exit_code == 0, res.output
+    grid = np.asarray(Image.open(out).convert("RGB"), np.int16)
+    assert grid.shape == (2 * PHOTO_CELL + 3 * 2, 3 * PHOTO_CELL + 4 * 2, 3)  # 512 px photo -> 256 px cells
+    first, last = grid[2:2 + PHOTO_CELL, 2:2 + PHOTO_CELL], grid[2:2 + PHOTO_CELL, -2 - PHOTO_CELL:-2]
+    photo_small = Image.open(photo).convert("RGB")
+    photo_small.thumbnail((PHOTO_CELL, PHOTO_CELL))
+    corner = np.s_[:20, -20:]  # top right: background, far from the face
+    assert np.abs(first[corner] - np.asarray(photo_small, np.int16)[corner]).max() <= 2
+    assert np.abs(first - last).max() > 0  # the code's sweep changes the face
