@@ -68,11 +68,15 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--speed-n", type=int, default=1_000, help="PNGs for the console-command speed rows (0: none)")
     ap.add_argument("--refine", type=int, default=20, metavar="STEPS",
                     help="also score each --models entry that has G2 with --refine STEPS (0: not)")
+    ap.add_argument("--validation", action="store_true",
+                    help="edit the judge's validation images (the last 5,000 training images) instead of the test "
+                         "images: the split to choose settings on (the bundled models trained on it)")
     ap.add_argument("--judge-epochs", type=int, default=3)
     ap.add_argument("--width", type=float, default=0.3, help="baselines' network width")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", type=Path, default=None, help="keep the baselines' model folders here")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default bench/results)")
+    ap.add_argument("--name", default="edits", help="results file stem (bench/results/NAME.md)")
     return ap.parse_args()
 
 
@@ -228,7 +232,10 @@ def main() -> None:
     for dataset in datasets:
         ds = data.load(dataset, common.data_root(), progress=False)
         judge = Judge(ds, args.judge_epochs, args.seed)
-        x, truth = ds.test_images[:args.n].float() / 255, ds.test_labels[:args.n].numpy()
+        if args.validation:  # the judge's validation split: to choose settings on, never the test split
+            x, truth = ds.images[-VALIDATION:][:args.n].float() / 255, ds.labels[-VALIDATION:][:args.n].numpy()
+        else:
+            x, truth = ds.test_images[:args.n].float() / 255, ds.test_labels[:args.n].numpy()
         real_features = judge.features(x)
         train_x = ds.images[:len(x)].float() / 255
         blurred = box_blur(x)
@@ -242,7 +249,8 @@ def main() -> None:
         for ref, model in models:
             if model.config.dataset != dataset:
                 continue
-            grid = (args.out or common.RESULTS) / f"edits-{dataset}.png" if ref == dataset else None
+            bundled = ref == dataset and not args.validation  # grids of the bundled models' test images
+            grid = (args.out or common.RESULTS) / f"{args.name}-{dataset}.png" if bundled else None
             refines = [0] + ([args.refine] if args.refine and ref in args.models and hasattr(model, "G2") else [])
             for refine in refines:
                 row = {"dataset": dataset, **score_model(model, labels.get(ref, ref), judge, x, truth, real_features,
@@ -252,17 +260,18 @@ def main() -> None:
                 rows.append(row)
                 print(row, flush=True)
     payload = {**common.provenance(args, started), "references": references, "rows": rows}
-    md, _ = common.write("edits", payload, markdown(payload), args.out)
+    md, _ = common.write(args.name, payload, markdown(payload), args.out)
     print(md.read_text())
 
 
 def markdown(payload: dict) -> str:
     a = payload["args"]
+    split = "validation" if a.get("validation") else "test"
     lines = ["# Edits that keep the image", "",
              f"Commit {payload['commit']}, {payload['wall_seconds']:.0f} s. Reconstructions: the first {a['n']} "
-             f"test images; edits: the first {a['n_edits']}. Judge: the bench's own CNN (true labels, trained on the "
+             f"{split} images; edits: the first {a['n_edits']}. Judge: the bench's own CNN (true labels, trained on the "
              "training split less its last 5,000, its validation split). Frechet: the judge's 128 features "
-             "against the real test images.", "",
+             f"against the real {split} images.", "",
              "| dataset | judge validation / test acc | real train images: Frechet "
              "| 3x3 blur: SSIM / Frechet / judge |",
              "|---|---|---|---|"]

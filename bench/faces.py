@@ -9,7 +9,7 @@ its upper half, on the 64 px image scaled up 4x. On the model's held-out faces (
 - samples: the share of --n samples judged faces, their sharpness (variance of the Laplacian of
   the grey image) against the real faces';
 - reconstructions (the model's own drawing, `reconstruct`): share judged faces, sharpness ratio,
-  grey SSIM to the held-out face;
+  grey SSIM to the held-out face; the same with `--refine` (codes fitted to the face first);
 - each continuous code: traversed over [-1, 1] in 7 steps on 100 held-out faces (detail kept, as
   `traverse` does), the mean pixel change end to end, the share of cells still judged faces, and
   what it changes most: brightness, colour (red minus blue), the face's position or size in the
@@ -40,6 +40,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--data", default=None, help="CelebA root (default: $INFOEDIT_DATA/celeba-subset or ../shared)")
     ap.add_argument("--n", type=int, default=1000, help="samples, and held-out faces for reconstructions")
     ap.add_argument("--n-traverse", type=int, default=100, help="held-out faces per traversed code")
+    ap.add_argument("--validation", action="store_true",
+                    help="score on training-split faces from id 009001 on (which a run with --limit 9000 never saw) "
+                         "instead of the held-out ones: the split to choose settings on")
+    ap.add_argument("--refine", type=int, default=20, metavar="STEPS",
+                    help="also score reconstructions with --refine STEPS (0: not)")
     ap.add_argument("--inception-weights", type=Path, default=None, help="pt_inception weights: also report FID")
     ap.add_argument("--name", default="faces", help="results file stem (bench/results/NAME.md)")
     ap.add_argument("--out", type=Path, default=None)
@@ -134,19 +139,31 @@ def main() -> None:
     model = hub.from_pretrained(args.model).eval()
     root = args.data or str(Path(common.data_root()) / "celeba-subset")
     ds = data.load("celeba", root, progress=False)  # the same hold-out as training (a fixed seed)
-    held = ds.test_images[:args.n].float() / 255
+    if args.validation:  # training-split faces after the 9,000th: outside a --limit 9000 run
+        after = [i for i, name in enumerate(ds.names) if int(Path(name).stem) > 9000]
+        held = ds.images[after[:args.n]].float() / 255
+    else:
+        held = ds.test_images[:args.n].float() / 255
     judge = HaarJudge()
     real_boxes = judge.boxes(held)
     real_sharp = sharpness(held)
     noise = torch.rand(min(200, args.n), 3, 64, 64, generator=torch.Generator().manual_seed(0))
     refs = {"real": share(real_boxes), "blurred_1.5px": share(judge.boxes(blur(held))),
-            "noise": share(judge.boxes(noise)), "real_sharpness": real_sharp, "held_out_faces": len(held)}
+            "noise": share(judge.boxes(noise)), "real_sharpness": real_sharp, "held_out_faces": len(held),
+            "split": "validation: training-split faces from 009001 on" if args.validation else "held out"}
     samples = engine.sample(model, args.n, 0).cpu()
     rec = torch.cat([engine.reconstruct(model, held[i:i + 250]).cpu() for i in range(0, len(held), 250)])
     row = {"samples_judged": share(judge.boxes(samples)), "samples_sharpness_ratio": sharpness(samples) / real_sharp,
            "reconstructions_judged": share(judge.boxes(rec)),
            "reconstructions_sharpness_ratio": sharpness(rec) / real_sharp,
            "reconstruction_ssim": grey_ssim(rec, held)}
+    if args.refine:
+        start = time.time()
+        fitted = torch.cat([engine.reconstruct(model, held[i:i + 250], refine_steps=args.refine).cpu()
+                            for i in range(0, len(held), 250)])
+        row["refined"] = {"steps": args.refine, "judged": share(judge.boxes(fitted)),
+                          "sharpness_ratio": sharpness(fitted) / real_sharp, "ssim": grey_ssim(fitted, held),
+                          "img_per_s": len(held) / (time.time() - start)}
     row["codes"] = [traversal(model, judge, held[:args.n_traverse], code) for code in range(model.config.c_dim)]
     row["codes_that_keep_a_face"] = sum(c["judged_faces"] >= 0.6 and c["mean_abs_change"] > 0.01 for c in row["codes"])
     if args.inception_weights:
@@ -170,7 +187,7 @@ def markdown(p: dict) -> str:
     lines = [f"# Faces: {p['args']['model']}", "", *trained, "",
              f"Commit {p['commit']}, {p['wall_seconds']:.0f} s. Judge: OpenCV's "
              "Haar cascades, a frontal face with an eye in its upper half, at 4x. Held-out faces: "
-             f"{r['held_out_faces']}.", "",
+             f"{r['held_out_faces']} ({r.get('split', 'held out')}).", "",
              "| what | judged faces | sharpness vs real | grey SSIM to the held-out face |", "|---|---|---|---|",
              f"| real held-out faces | {r['real']:.2f} | 1 | - |",
              f"| the same, blurred 1.5 px | {r['blurred_1.5px']:.2f} | - | - |",
@@ -178,6 +195,10 @@ def markdown(p: dict) -> str:
              f"| samples | {m['samples_judged']:.2f} | {m['samples_sharpness_ratio']:.2f} | - |",
              f"| reconstructions | {m['reconstructions_judged']:.2f} | {m['reconstructions_sharpness_ratio']:.2f} | "
              f"{m['reconstruction_ssim']:.3f} |"]
+    if "refined" in m:
+        f = m["refined"]
+        lines.append(f"| reconstructions, --refine {f['steps']} ({f['img_per_s']:.0f} img/s) | {f['judged']:.2f} | "
+                     f"{f['sharpness_ratio']:.2f} | {f['ssim']:.3f} |")
     if "fid_samples" in m:
         lines += ["", f"FID against the held-out faces: samples {m['fid_samples']:.1f}, reconstructions "
                       f"{m['fid_reconstructions']:.1f}."]

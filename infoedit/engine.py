@@ -110,9 +110,10 @@ def refine(model, x: torch.Tensor, found: Codes, steps: int, lr: float = 0.1) ->
     answer. The category stays E's. Each step is one G2 forward and backward, so ``steps`` = 20
     costs about 60 decodes an image.
 
-    The loss is the one G2 was trained with (the model's likelihood, summed over pixels) plus the
-    codes' prior, -log p(c) - log p(w) (a Gaussian; the uniform prior's moment-matched one), which
-    keeps the codes where G2 was trained: a MAP estimate. Images do not interact (Adam is
+    The loss is the one G2 was trained with: the model's likelihood, summed over pixels, plus the
+    codes' priors -log p(c) and -log p(w) (Gaussians; the uniform prior's moment-matched one) at
+    the weights its KL terms had (kl_c_weight, style_kl_weight). A MAP estimate: the priors keep
+    the codes where G2 was trained. Images do not interact (Adam is
     elementwise, the networks are in eval mode), so a batch refines as its images would one by one.
     Models without G2 (no decoder to invert without noise) and ``steps`` 0 return ``found``.
     """
@@ -134,7 +135,9 @@ def refine(model, x: torch.Tensor, found: Codes, steps: int, lr: float = 0.1) ->
                 rec = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
             else:
                 rec = ((torch.sigmoid(logits) - x) ** 2).sum()
-            prior = (c ** 2).sum() / (2 * prior_var) + (0 if w is None else (w ** 2).sum() / 2)
+            prior = cfg.kl_c_weight * (c ** 2).sum() / (2 * prior_var)
+            if w is not None:
+                prior = prior + cfg.style_kl_weight * (w ** 2).sum() / 2
             # only the codes' gradients: the weights' would be computed and thrown away
             grads = torch.autograd.grad(rec + prior, params)
             for p, g in zip(params, grads):
