@@ -312,6 +312,19 @@ def test_cli_resume_keeps_the_runs_step_limit(tmp_path, monkeypatch):
     assert records(out)[-1]["step"] == 5
 
 
+def test_a_resumed_warm_started_run_still_says_where_it_started(tmp_path):
+    data = str(fake_mnist(tmp_path / "data"))
+    first, out = tmp_path / "first", tmp_path / "run"
+    assert runner.invoke(app, ["train", "mnist", "--data", data, "--max-steps", "1", "-o", str(first),
+                               *TINY_FLAGS]).exit_code == 0
+    res = runner.invoke(app, ["train", "mnist", "--data", data, "--epochs", "2", "--max-steps", "2", "-o", str(out),
+                              "--init-from", str(first), *TINY_FLAGS])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["train", "mnist", "--data", data, "--resume", str(out), "--max-steps", "3", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert f"started from the weights of `{first}`" in (out / "README.md").read_text()
+
+
 def test_cli_train_never_overwrites_a_model_without_force(tmp_path):
     data = str(fake_mnist(tmp_path / "data"))
     out = tmp_path / "run"

@@ -229,7 +229,7 @@ def resume_training(dataset: str, out: Path, model_name: str | None = None, data
             raise ValueError(f"{src}: the run has {key}={getattr(config, key, None)!r}, not {value!r} "
                              "(a resumed run keeps its model settings)")
     run_tc = state.get("train_config") or {}
-    for key in (*checkpoint.RUN_SETTINGS, "limit"):
+    for key in (*checkpoint.RUN_SETTINGS, "limit", "init_from"):  # init_from: the card says how the run began
         if key not in given and key in run_tc:
             setattr(tc, key, run_tc[key])
     if tc.epochs is None:
