@@ -34,6 +34,13 @@ def sample_continuous(n: int, dim: int, prior: str, generator: torch.Generator |
     raise ValueError(f"unknown prior {prior!r}; expected one of {PRIORS}")
 
 
+def prior_support(prior: str) -> tuple[float, float] | None:
+    """The interval the prior draws c from: [-1, 1] for the uniform, None (all of R) for the normal."""
+    if prior not in PRIORS:
+        raise ValueError(f"unknown prior {prior!r}; expected one of {PRIORS}")
+    return (-1.0, 1.0) if prior == "uniform" else None
+
+
 def prior_std(prior: str) -> float:
     """Std of the Gaussian the continuous-code KL is taken against.
 

@@ -140,6 +140,21 @@ def test_a_new_category_is_drawn_without_the_old_detail():
     assert engine.swap(m, a_marked, a, keep_detail=False)[0, 0, 3, 3] == 0
 
 
+def test_a_new_category_is_drawn_with_the_continuous_code_inside_its_prior():
+    m = StubModel2()
+    x = StubModel.image(1, [0.0, 0.0]).unsqueeze(0).expand(2, -1, -1, -1)
+    found = engine.encode(m, x)
+    found = engine.Codes(found.probs, torch.tensor([[1.8, -0.4]] * 2), found.sigma, None)  # E's code past U(-1, 1)
+    s = torch.eye(3)[[1, 2]]  # row 0: the image's own category; row 1: a new one
+
+    def drawn():
+        return engine.edit(m, x, found, s, found.mu, keep_detail=False)[:, 0, 1, :2] * 2 - 1
+
+    assert torch.allclose(drawn(), torch.tensor([[1.8, -0.4], [1.0, -0.4]]))
+    m.config.c_prior = "normal"  # no bounded support: the code as found
+    assert torch.allclose(drawn(), torch.tensor([[1.8, -0.4], [1.8, -0.4]]))
+
+
 def test_cli_keep_detail_writes_the_image_back_and_the_default_draws_it(style_model_dir, tmp_path):
     img = (shapes_dataset(n=1, seed=4).images[0, 0]).numpy()
     src = tmp_path / "shape.png"
