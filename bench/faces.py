@@ -183,7 +183,7 @@ def main() -> None:
 def markdown(p: dict) -> str:
     r, m = p["references"], p["model"]
     trained = [line for line in (p.get("model_card") or "").splitlines()
-               if line.startswith(("- command:", "- trained:", "- held out:"))]
+               if line.startswith(("- command:", "- resumed with:", "- trained:", "- held out:"))]
     lines = [f"# Faces: {p['args']['model']}", "", *trained, "",
              f"Commit {p['commit']}, {p['wall_seconds']:.0f} s. Judge: OpenCV's "
              "Haar cascades, a frontal face with an eye in its upper half, at 4x. Held-out faces: "
