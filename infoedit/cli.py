@@ -326,7 +326,8 @@ def _loader(net, invert: str, frame: str, pixels: bool = False, face: Optional[i
 
 def _note_colour_photo(net, model: str, paths: list[Path], quiet: bool) -> None:
     """A note on stderr when a colour photo goes to a model of grey images (the default is the
-    MNIST digits model): the result is the model's digit, not an edit of the photo."""
+    MNIST digits model): the result is the model's digit, not an edit of the photo. Called once
+    the result is written, so a call that fails still says one line, its error."""
     if net.config.channels != 1:
         return
     from infoedit.images import is_colour_photo
@@ -493,7 +494,6 @@ def swap(
         from infoedit.images import make_grid, save_png
 
         net = _load_model(model, revision, device)
-        _note_colour_photo(net, model, [a[0], b], quiet)
         load = _loader(net, invert, frame, face=face)
         crops = _face_crops(net, frame, face, paste_back)
         xb = load(b).unsqueeze(0)
@@ -505,6 +505,7 @@ def swap(
                 continue
             for path, img, crop in zip(files[start:start + 256], result, found):
                 _save_edit(img, path, crop)
+        _note_colour_photo(net, model, [a[0], b], quiet)
         _say(f"wrote {files[0]}" if one_png else f"wrote {len(files)} images to {files[0].parent}", quiet)
 
 
@@ -541,7 +542,6 @@ def traverse(
         indices = code or list(range(net.config.c_dim))
         if not discrete and not indices:
             fail(f"{model}: this model has no continuous codes; use --discrete")
-        _note_colour_photo(net, model, [image], quiet)
         x, (crop,) = _load_batch(net, [image], _loader(net, invert, frame, face=face),
                                  _face_crops(net, frame, face, paste_back))
         x = x[0]
@@ -564,6 +564,7 @@ def traverse(
                 photo.thumbnail((PHOTO_CELL, PHOTO_CELL))
             grid = torch.stack([to_unit(np.asarray(p).transpose(2, 0, 1)) for p in photos])
         save_png(make_grid(grid, nrow=per_row), out)
+        _note_colour_photo(net, model, [image], quiet)
         _say(f"wrote {out}", quiet)
 
 
@@ -597,7 +598,6 @@ def reconstruct(
         from infoedit.images import make_grid, save_png
 
         net = _load_model(model, revision, device)
-        _note_colour_photo(net, model, images, quiet)
         load = _loader(net, invert, frame, face=face)
         crops = _face_crops(net, frame, face, paste_back)
         pairs = []
@@ -613,6 +613,7 @@ def reconstruct(
             x, result = (torch.cat(t) for t in zip(*pairs))
             rows = [t[i:i + 10] for i in range(0, len(x), 10) for t in (x, result)]
             save_png(make_grid(torch.cat(rows), nrow=min(10, len(x))), files[0])
+        _note_colour_photo(net, model, images, quiet)
         _say(f"wrote {files[0]}" if one_png else f"wrote {len(files)} images to {files[0].parent}", quiet)
 
 
