@@ -289,7 +289,7 @@ RefineOpt = Annotated[int, typer.Option(
     "--refine", min=0, metavar="STEPS",
     help="Fit the image's codes to it by STEPS gradient steps through the decoder before editing "
          "(models with G2 only; 0: the encoder's codes as they are). Sharper, closer redrawings; "
-         "each step costs about three decodes (20 steps: bench/results/edits.md).")]
+         "each step costs about three decodes (20 steps: bench/results/edits-shipped.md).")]
 NOISE_NOTE = ("Noise z: one vector drawn from the prior with --seed (default 0), the same for every "
               "output image; a model with an InfoVAEGAN2 generator G2(s, c) uses it instead, with no noise.")
 

@@ -166,10 +166,10 @@ def edit(model, x: torch.Tensor, found: Codes, s: torch.Tensor, c: torch.Tensor,
     class with the code as E found it, 99.2% with it held to [-1, 1] (the last 1,000 training
     images). The image's own category keeps the code as found: that is the drawing of the image.
     """
-    own_category = s.argmax(dim=1).cpu() == found.cluster.cpu()
+    own_category = s.to(c.device).argmax(dim=1) == found.cluster.to(c.device)
     support = codes.prior_support(getattr(model.config, "c_prior", "normal"))
     if support is not None and not own_category.all():
-        c = torch.where(own_category.to(c.device).unsqueeze(1), c, c.clamp(*support))
+        c = torch.where(own_category.unsqueeze(1), c, c.clamp(*support))
     out = render(model, s, c, seed, found.style)
     rows = own_category.nonzero().squeeze(1).to(out.device)
     if not keep_detail or len(rows) == 0:
