@@ -28,7 +28,7 @@ from PIL import Image, ImageFilter
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import common  # noqa: E402
 from trainer import data  # noqa: E402
-from infoedit.images import DATASET_FRAMING  # noqa: E402
+from infoedit.datasets import framing  # noqa: E402
 from trainer.evaluate.clustering import cluster_accuracy  # noqa: E402
 
 
@@ -169,7 +169,7 @@ def main() -> None:
         images, labels = ds.test_images[:args.n, 0].numpy(), ds.test_labels[:args.n].numpy()
         rng = np.random.default_rng(args.seed)
         with tempfile.TemporaryDirectory() as tmp:
-            strokes = DATASET_FRAMING.get(name) == "digit"  # a thin pen: handwriting, not products
+            strokes = framing(name) == "digit"  # a thin pen: handwriting, not products
             # folder -> how its images are drawn (None: the dataset's image as it is)
             kinds = {"plain": None, "photos": {}, "ruled": {"paper": "ruled"}, "squared": {"paper": "squared"},
                      "desk": {"desk": True}}

@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from infoedit import results
+from infoedit import datasets, results
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Learn disentangled image codes with InfoVAEGAN and edit images with them.")
@@ -74,8 +74,7 @@ def user_errors(debug: bool):
 @app.command()
 def train(
     ctx: typer.Context,
-    dataset: str = typer.Argument(..., help="mnist, fashion-mnist, rotated-mnist, rotated-fashion, dsprites, "
-                                             "celeba, chairs or folder:PATH"),
+    dataset: str = typer.Argument(..., help=datasets.NAMES_HELP),
     out: Path = typer.Option(None, "--out", "-o", help="Model folder to write (default: runs/DATASET)."),
     data: Optional[str] = typer.Option(None, help="Data root (default: $INFOEDIT_DATA, else ~/.cache/infoedit/data)."),
     model: Optional[str] = typer.Option(None, help="Model family (default: the preset's): infovaegan, infovaegan2 "
@@ -314,12 +313,12 @@ def _load_model(model: str, revision: Optional[str], device: str):
 def _loader(net, invert: str, frame: str, pixels: bool = False, face: Optional[int] = None):
     """Path -> model-ready tensor (or, with ``pixels``, its uint8 pixels): the shared
     preprocessing, with the shared polarity and framing steps."""
-    from infoedit.images import DATASET_FRAMING, FRAME_MODES, INVERT_MODES, load_for_model, load_pixels
+    from infoedit.images import FRAME_MODES, INVERT_MODES, load_for_model, load_pixels
 
     _choice("--invert", invert, INVERT_MODES)
     _choice("--frame", frame, FRAME_MODES)
     cfg = net.config
-    framing = DATASET_FRAMING.get(cfg.dataset, "none")
+    framing = datasets.framing(cfg.dataset)
     load = load_pixels if pixels else load_for_model
     return lambda path: load(path, cfg.image_size, cfg.channels, invert, cfg.background, frame, framing, face)
 
@@ -349,9 +348,7 @@ def _face_crops(net, frame: str, face: Optional[int], paste_back: bool):
     the photo, which the edit is then blended back into."""
     if not paste_back:
         return None
-    from infoedit.images import DATASET_FRAMING
-
-    if DATASET_FRAMING.get(net.config.dataset) != "face" or frame == "no":
+    if datasets.framing(net.config.dataset) != "face" or frame == "no":
         fail("--paste-back needs a face model (trained on celeba) and --frame auto or yes")
     from infoedit.faces import locate
 

@@ -105,11 +105,7 @@ def to_unit(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255)
 
 
-# How a labelled dataset made its images from scans, so a photo can be made to look the same:
-# MNIST's digits fill a 20x20 box and sit by their centre of mass in 28x28 (LeCun et al.),
-# Fashion-MNIST's products are trimmed and their longer side fills the frame (Xiao et al. 2017).
-DATASET_FRAMING = {"mnist": "digit", "rotated-mnist": "digit", "fashion-mnist": "fill", "rotated-fashion": "fill",
-                   "celeba": "face"}  # a face found in the photo, framed as CelebA's (infoedit.faces)
+# Which framing a dataset's images have (digit, fill, face): infoedit.datasets.
 FRAME_MODES = ("auto", "yes", "no")
 INK_THRESHOLD = 0.25  # of the object's peak over the background: below it is paper, lighting or noise
 PRODUCT_THRESHOLD = 0.08  # the same for "fill": a light garment's body may be far fainter than its trim
@@ -569,7 +565,7 @@ def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no", 
                 frame: str = "no", framing: str = "none", face: int | None = None) -> np.ndarray:
     """Open + preprocess (+ match_polarity) as uint8 [C, H, W]; raises ImageError with one line
     on any bad file. ``frame`` (FRAME_MODES) and ``framing`` (the model's dataset's, see
-    DATASET_FRAMING): whether a 1-channel image's object is cut out and framed as the dataset
+    infoedit.datasets): whether a 1-channel image's object is cut out and framed as the dataset
     frames its images, instead of the plain centre crop; for a face model, whether the face is
     found and framed (the photo's face number ``face`` when it shows several, infoedit.faces)."""
     if frame not in FRAME_MODES:

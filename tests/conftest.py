@@ -45,7 +45,7 @@ def shapes_dataset(n: int = 256, size: int = 28, seed: int = 0):
         else:
             mask = ((yy - cy).abs() <= 1) & ((xx - cx).abs() <= 7)
         imgs[i, 0][mask] = 255
-    return Dataset("shapes", size, 1, 3, n, images=imgs, test_images=imgs[:64], test_labels=labels[:64])
+    return Dataset("shapes", size, 1, n, images=imgs, test_images=imgs[:64], test_labels=labels[:64])
 
 
 @pytest.fixture(scope="session")

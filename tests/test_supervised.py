@@ -54,7 +54,7 @@ def test_rotated_dataset_shapes_labels_and_split():
     ds = data.rotated_dataset("rotated-mnist", src)
     assert data.ROTATION_ANGLES[0] == 0 and data.ROTATION_ANGLES[-1] == 80 and len(data.ROTATION_ANGLES) == 10
     assert ds.images.shape == (180, 1, 28, 28) and ds.images.dtype == torch.uint8
-    assert ds.test_images.shape == (20, 1, 28, 28) and len(ds) == 180 and ds.n_classes == 10
+    assert ds.test_images.shape == (20, 1, 28, 28) and len(ds) == 180 and int(ds.labels.max()) + 1 == 10
     labels = torch.cat([ds.labels, ds.test_labels])
     assert torch.equal(labels.bincount(), torch.full((10,), 20))  # every source image at every angle
     # angle 0 is the original image; angle 80 turns the horizontal bar nearly vertical

@@ -1,8 +1,8 @@
 """Training datasets, held in memory as uint8 tensors so a batch is one indexing op.
 
-Names: ``mnist``, ``fashion-mnist``, ``rotated-mnist``, ``rotated-fashion`` (Sec. 5.1),
-``dsprites`` (procedural, rendered on demand), ``celeba``, ``chairs`` and ``folder:PATH``. Roots come from ``--data DIR``, else the
-``INFOEDIT_DATA`` environment variable, else a per-user cache folder.
+Which datasets there are, and their sizes and defaults, is ``infoedit.datasets``; here is how
+each kind of them is read. Roots come from ``--data DIR``, else the ``INFOEDIT_DATA``
+environment variable, else a per-user cache folder.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from infoedit.datasets import DATASETS, DatasetSpec, rotated_names, spec_for
 from infoedit.images import ImageError, has_light_background, list_images, open_image, preprocess
 
 
@@ -30,7 +31,6 @@ class Dataset:
     name: str
     image_size: int
     channels: int
-    n_classes: int              # default K for the model's discrete code
     length: int
     images: torch.Tensor | None = None           # uint8 [N, C, H, W], or None when rendered
     render: Callable[[torch.Tensor], torch.Tensor] | None = None  # indices -> uint8 batch
@@ -62,7 +62,6 @@ def default_root() -> Path:
 
 
 # -- MNIST / Fashion-MNIST: read the official IDX files, download with torchvision if absent --
-_TORCHVISION = {"mnist": ("MNIST", "mnist"), "fashion-mnist": ("FashionMNIST", "fashion-mnist")}
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -92,8 +91,7 @@ def _idx_file(raw: Path, stem: str) -> Path:
 
 
 def load_mnist_like(name: str, root: Path) -> Dataset:
-    folder, sub = _TORCHVISION[name]
-    raw = _find_raw(root, folder, sub)
+    raw = _find_raw(root, DATASETS[name].idx_folder, name)
     if raw is None:
         raw = _download(name, root)
     arrays = {}
@@ -105,14 +103,14 @@ def load_mnist_like(name: str, root: Path) -> Dataset:
             raise DataError(f"{raw}: unreadable {name} files ({exc})") from None
         arrays[split] = (torch.from_numpy(imgs.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
     train, test = arrays["train"], arrays["test"]
-    return Dataset(name, 28, 1, 10, len(train[0]), images=train[0], labels=train[1],
+    return Dataset(name, 28, 1, len(train[0]), images=train[0], labels=train[1],
                    test_images=test[0], test_labels=test[1])
 
 
 def _download(name: str, root: Path) -> Path:
     """torchvision's normal download into root (never a read-only shared folder)."""
-    folder, sub = _TORCHVISION[name]
-    target = root / sub
+    folder = DATASETS[name].idx_folder
+    target = root / name
     try:
         from torchvision import datasets
 
@@ -127,12 +125,6 @@ def _download(name: str, root: Path) -> Path:
 
 
 # -- rotated MNIST / Fashion-MNIST (Sec. 5.1): one class, the rotation angle is the label -----
-# name -> (source dataset, default class: the paper's digit 3; a T-shirt for Fashion)
-# The label names of the labelled datasets (bundled models name their categories with them).
-CLASS_NAMES = {"mnist": [str(d) for d in range(10)],
-               "fashion-mnist": ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
-                                 "bag", "ankle-boot"]}
-ROTATED = {"rotated-mnist": ("mnist", 3), "rotated-fashion": ("fashion-mnist", 0)}
 # "rotate these images nine times, with angle values at equal intervals between 0 and 80
 # degrees ... resulting in 10 classes": we read it as the original (0 deg) plus nine rotated
 # copies, 10 angles evenly spaced over [0, 80] with both ends included (0, 8.9, ..., 80 deg).
@@ -160,22 +152,22 @@ def rotated_dataset(name: str, source: torch.Tensor, angles: tuple[float, ...] =
     n_test = int(round(test_fraction * len(images)))
     train, test = order[n_test:], order[:n_test]
     size = source.shape[-1]
-    return Dataset(name, size, source.shape[1], len(angles), len(train), images=images[train],
+    return Dataset(name, size, source.shape[1], len(train), images=images[train],
                    labels=labels[train], test_images=images[test], test_labels=labels[test])
 
 
-def load_rotated(name: str, root: Path, source_class: int | None = None) -> Dataset:
+def load_rotated(spec: DatasetSpec, root: Path, source_class: int | None = None) -> Dataset:
     """The first 5,000 training images of one class of MNIST / Fashion-MNIST, rotated."""
-    base, default = ROTATED[name]
-    source_class = default if source_class is None else source_class
+    name = spec.name
+    source_class = spec.source_class if source_class is None else source_class
     if not 0 <= source_class <= 9:
         raise DataError(f"{name}: class {source_class} is out of range 0..9")
-    full = load_mnist_like(base, root)
+    full = load_mnist_like(spec.source, root)
     picked = full.images[full.labels == source_class][:ROTATED_PER_CLASS]
     return rotated_dataset(name, picked)
 
 
-# -- folders of images, and the CelebA / 3D Chairs presets ----------------------------------
+# -- folders of images: CelebA, 3D Chairs and folder:PATH ------------------------------------
 def crop_white_margin(img, threshold: int = 250):
     """3D Chairs renders sit on a wide white margin: crop to the non-white bounding box."""
     gray = img.convert("L").point(lambda v: 255 if v < threshold else 0)
@@ -210,7 +202,7 @@ def load_folder(root: Path, name: str, size: int = 64, channels: int = 3,
     if skipped:  # said, not silent: the user may want to mend or remove them
         print(f"{root}: skipped {len(skipped)} of {len(paths)} image files that could not be decoded "
               f"(the first: {skipped[0]})", file=sys.stderr)
-    return Dataset(name, size, channels, 10, kept, images=out[:kept].clone(), names=names)
+    return Dataset(name, size, channels, kept, images=out[:kept].clone(), names=names)
 
 
 HOLD_OUT_EVERY = 10  # one image in ten: the paper holds out 10% of CelebA (Sec. 5)
@@ -251,7 +243,7 @@ def load_dsprites() -> Dataset:
     from trainer.dsprites import N_IMAGES, ProceduralDSprites
 
     sprites = ProceduralDSprites()
-    return Dataset("dsprites", 64, 1, 3, N_IMAGES, render=sprites.images, scale=1.0)
+    return Dataset("dsprites", 64, 1, N_IMAGES, render=sprites.images, scale=1.0)
 
 
 def background(ds: Dataset, n: int = 1000) -> str:
@@ -263,6 +255,23 @@ def background(ds: Dataset, n: int = 1000) -> str:
     return "light" if 2 * light > len(pixels) else "dark"
 
 
+def _load_image_folder(spec: DatasetSpec, name: str, root: Path, limit: int | None, progress: bool,
+                       image_size: int | None, channels: int | None) -> Dataset:
+    """A folder dataset: ``folder:PATH`` itself, or the folder that ``spec.folders`` finds under
+    root; with a tenth held out where the spec says so (``hold_out``)."""
+    decode = {"size": image_size or spec.image_size, "channels": channels or spec.channels,
+              "prepare": crop_white_margin if spec.crop_white else None, "limit": limit, "progress": progress}
+    if name.startswith("folder:"):
+        if not name[len("folder:"):].strip():
+            raise DataError(f"{name}: name the folder after the colon, e.g. folder:photos")
+        return load_folder(Path(name[len("folder:"):]).expanduser(), name, **decode)
+    found = _find_dir(root, spec.folders)
+    if found is None:
+        raise DataError(f"{root}: no {spec.folders[0]} folder; download {name} and pass --data DIR")
+    ds = load_folder(found, name, **decode)
+    return hold_out(ds) if spec.hold_out else ds
+
+
 def load(name: str, data: str | Path | None = None, limit: int | None = None, progress: bool = True,
          source_class: int | None = None, image_size: int | None = None, channels: int | None = None
          ) -> Dataset:
@@ -272,39 +281,25 @@ def load(name: str, data: str | Path | None = None, limit: int | None = None, pr
     folder:PATH) are decoded to them (default 64 px, 3 channels); a dataset with a fixed
     format (MNIST's 28 px, dSprites' 64 px, 1 channel) raises DataError if they differ.
 
-    ``source_class``: the digit / item of ``rotated-*``; None or -1 (a supervised config's "none")
-    mean the default, ``ROTATED[name][1]``.
+    ``source_class``: the digit / item of a rotated dataset; None or -1 (a supervised config's
+    "none") mean its default (``DatasetSpec.source_class``).
     """
+    try:
+        spec = spec_for(name)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     root = Path(data).expanduser() if data else default_root()
     source_class = None if source_class is not None and source_class < 0 else source_class
-    decode = {"size": image_size or 64, "channels": channels or 3}
-    if source_class is not None and name not in ROTATED:
-        raise DataError(f"{name}: a source class (--digit/--item) applies only to {', '.join(ROTATED)}")
-    if name in _TORCHVISION:
+    if source_class is not None and spec.loader != "rotated":
+        raise DataError(f"{name}: a source class (--digit/--item) applies only to {', '.join(rotated_names())}")
+    if spec.loader == "idx":
         ds = load_mnist_like(name, root)
-    elif name in ROTATED:
-        ds = load_rotated(name, root, source_class)
-    elif name == "dsprites":
+    elif spec.loader == "rotated":
+        ds = load_rotated(spec, root, source_class)
+    elif spec.loader == "dsprites":
         ds = load_dsprites()
-    elif name == "celeba":
-        found = _find_dir(root, ("img_align_celeba*",))
-        if found is None:
-            raise DataError(f"{root}: no img_align_celeba* folder; download aligned CelebA and pass --data DIR")
-        ds = hold_out(load_folder(found, "celeba", limit=limit, progress=progress, **decode))
-    elif name == "chairs":
-        found = _find_dir(root, ("rendered_chairs", "*/rendered_chairs"))
-        if found is None:
-            raise DataError(f"{root}: no rendered_chairs folder; download 3D Chairs and pass --data DIR")
-        ds = load_folder(found, "chairs", prepare=crop_white_margin, limit=limit, progress=progress,
-                         **decode)
-    elif name.startswith("folder:"):
-        if not name[len("folder:"):].strip():
-            raise DataError(f"{name}: name the folder after the colon, e.g. folder:photos")
-        ds = load_folder(Path(name[len("folder:"):]).expanduser(), name, limit=limit, progress=progress,
-                         **decode)
     else:
-        raise DataError(f"{name}: unknown dataset; use mnist, fashion-mnist, rotated-mnist, rotated-fashion, "
-                        "dsprites, celeba, chairs or folder:PATH")
+        ds = _load_image_folder(spec, name, root, limit, progress, image_size, channels)
     for asked, has, what in ((image_size, ds.image_size, "px images"), (channels, ds.channels, "channel(s)")):
         if asked is not None and asked != has:
             raise DataError(f"{name}: has {has} {what}, not the {asked} the model is set to take")

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from infoedit import engine, hub
-from infoedit.images import DATASET_FRAMING, make_grid, save_png
+from infoedit.datasets import framing
+from infoedit.images import make_grid, save_png
 from trainer import checkpoint, dist
 from trainer.data import Dataset
 from trainer.evaluate.clustering import cluster_accuracy
@@ -29,7 +30,7 @@ from trainer.progress import make_progress
 
 @dataclass
 class TrainConfig:
-    epochs: int | None = None  # None: the dataset default (trainer.train.DEFAULTS)
+    epochs: int | None = None  # None: the dataset default (infoedit.datasets)
     batch_size: int = 64
     lr_d: float = 2e-4   # authors: 2e-4 for D ...
     lr_g: float = 1e-3   # ... and 5x that for G, and for E (MI and VAE losses)
@@ -196,7 +197,7 @@ def model_card(model, tc: TrainConfig, summary: dict, held_out: tuple | None = N
         count, total = held_out
         lines.append(f"- held out: {count} of {total} images, not trained on (those whose file name's CRC-32 is "
                      "0 mod 10, `trainer.data.held_out_name`: the same faces under any --limit)")
-    if cfg.channels == 1 and cfg.dataset in DATASET_FRAMING:
+    if cfg.channels == 1 and framing(cfg.dataset) != "none":
         lines.append("- photos and scans (ink on paper, plain, ruled or squared): the editing commands' `--frame auto`, "
                      f"the default, cuts the object out and frames it as {cfg.dataset}'s images are framed")
     lines.append("\nLoad with `infoedit.hub.from_pretrained(path_or_repo_id)` or any `infoedit` command's `--model`.\n")

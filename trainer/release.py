@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from infoedit import hub
-from trainer.data import CLASS_NAMES
+from infoedit.datasets import DATASETS
 from trainer.loop import read_metrics
 
 MAX_BYTES = 5_000_000  # per bundled model: the package stays small enough to install anywhere
@@ -23,7 +23,8 @@ MAX_BYTES = 5_000_000  # per bundled model: the package stays small enough to in
 def class_names(run: Path) -> list[str] | None:
     """Category k's name: the label the last held-out evaluation matched it to."""
     config = json.loads((run / hub.CONFIG_NAME).read_text())
-    labels = CLASS_NAMES.get(config.get("dataset"))
+    spec = DATASETS.get(config.get("dataset"))
+    labels = spec.class_names if spec else ()
     matched = [r["cluster_to_label"] for r in read_metrics(run) if "cluster_to_label" in r]
     if not labels or not matched or len(matched[-1]) != config["n_classes"]:
         return None

@@ -10,25 +10,11 @@ from typing import Collection
 import torch
 
 from infoedit import hub
+from infoedit.datasets import rotated_names, spec_for
 from infoedit.models import FAMILIES
 from infoedit.models.infovaegan import G2_FIELDS
 from trainer import checkpoint, data
 from trainer.loop import StopSignals, TrainConfig, TrainingStopped, fit
-
-# Per-dataset defaults: image size, channels, noise, K, continuous dims, epochs.
-DEFAULTS = {
-    "mnist": dict(image_size=28, channels=1, z_dim=62, n_classes=10, c_dim=2, epochs=20),
-    "fashion-mnist": dict(image_size=28, channels=1, z_dim=62, n_classes=10, c_dim=2, epochs=20),
-    # Sec. 5.1: one class rotated to 10 angles (K = 10), 10-d continuous code, 100 epochs.
-    # No z_dim: supervised models have no noise, an InfoVAEGAN takes its config default (62).
-    "rotated-mnist": dict(image_size=28, channels=1, n_classes=10, c_dim=10, epochs=100),
-    "rotated-fashion": dict(image_size=28, channels=1, n_classes=10, c_dim=10, epochs=100),
-    "dsprites": dict(image_size=64, channels=1, z_dim=100, n_classes=3, c_dim=10, epochs=1),
-    "celeba": dict(image_size=64, channels=3, z_dim=100, n_classes=10, c_dim=10, epochs=20),
-    "chairs": dict(image_size=64, channels=3, z_dim=100, n_classes=10, c_dim=10, epochs=20),
-    "folder": dict(image_size=64, channels=3, z_dim=100, n_classes=10, c_dim=10, epochs=20),
-}
-
 
 # Named settings over the dataset defaults: "paper" is the paper-faithful configuration;
 # "cpu-fast" is our tuned one (bench/results/levers*.md), at 0.3 width so a laptop CPU trains
@@ -83,11 +69,11 @@ def preset_model(preset: str, dataset: str) -> dict:
 
 
 def defaults_for(dataset: str) -> dict:
-    key = "folder" if dataset.startswith("folder:") else dataset
-    if key not in DEFAULTS:
-        raise data.DataError(f"{dataset}: unknown dataset; use mnist, fashion-mnist, rotated-mnist, "
-                             "rotated-fashion, dsprites, celeba, chairs or folder:PATH")
-    return dict(DEFAULTS[key])
+    """The dataset's own defaults (infoedit.datasets); DataError for an unknown name."""
+    try:
+        return spec_for(dataset).defaults()
+    except ValueError as exc:
+        raise data.DataError(str(exc)) from None
 
 
 def train(dataset: str, out: Path, model_name: str | None = None, data_root: str | None = None,
@@ -102,7 +88,7 @@ def train(dataset: str, out: Path, model_name: str | None = None, data_root: str
     ``probe_epochs`` each in out/restarts/, then continue the one whose codes carry the most
     real-data information (lowest mean mi_real over its last epoch), with no label involved.
 
-    ``source_class``: the digit / item of a ``rotated-*`` dataset (default: data.ROTATED's).
+    ``source_class``: the digit / item of a rotated dataset (default: its spec's).
     """
     if preset not in PRESETS:
         raise ValueError(f"--preset {preset}: unknown; known: {', '.join(sorted(PRESETS))}")
@@ -117,8 +103,8 @@ def train(dataset: str, out: Path, model_name: str | None = None, data_root: str
     if model_name not in FAMILIES:
         raise ValueError(f"--model {model_name}: unknown; known: {', '.join(sorted(FAMILIES))}")
     config_cls, model_cls = FAMILIES[model_name]
-    if model_name.startswith("supervised") and dataset not in data.ROTATED:  # before any field's own check
-        raise ValueError(f"--model {model_name} learns the rotation angles of {' or '.join(data.ROTATED)}, "
+    if model_name.startswith("supervised") and dataset not in rotated_names():  # before any field's own check
+        raise ValueError(f"--model {model_name} learns the rotation angles of {' or '.join(rotated_names())}, "
                          f"not {dataset}")
     known = {f.name for f in fields(config_cls)}
     # Dataset defaults a family has no field for do not apply to it (a VAE has no noise z_dim,
@@ -132,8 +118,8 @@ def train(dataset: str, out: Path, model_name: str | None = None, data_root: str
     for key in given.keys() - known:  # ... but an option the user typed must not vanish silently
         raise ValueError(f"--{key.replace('_', '-')} does not apply to --model {model_name}")
     settings.update(given)
-    if "source_class" in known and dataset in data.ROTATED:  # recorded, so evaluate rebuilds the same data
-        settings["source_class"] = data.ROTATED[dataset][1] if source_class is None else source_class
+    if "source_class" in known and dataset in rotated_names():  # recorded, so evaluate rebuilds the same data
+        settings["source_class"] = spec_for(dataset).source_class if source_class is None else source_class
     config = config_cls(dataset=dataset, model=model_name, **settings)
     config.validate()
     ds = data.load(dataset, data_root, limit=tc.limit, progress=progress, source_class=source_class,

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from infoedit.datasets import labelled_names, rotated_names
 from trainer.evaluate.factorvae import FactorVAEProtocol
 from trainer.evaluate.pseudo_label import PseudoLabelConfig
 from trainer.evaluate.supervised import SUPERVISED, reconstruction_mse, supervised_metrics
@@ -23,7 +24,6 @@ from trainer.evaluate.supervised import SUPERVISED, reconstruction_mse, supervis
 CLUSTERING_PROTOCOL = ("argmax q(s|x) in eval mode; clusters matched to labels one-to-one by the Hungarian "
                        "method (scipy.optimize.linear_sum_assignment) on the contingency matrix; "
                        "NMI normalised by the arithmetic mean of the entropies; ARI of Hubert & Arabie")
-LABELLED = ("mnist", "fashion-mnist", "rotated-mnist", "rotated-fashion")
 DSPRITES_GRID = Path("dsprites") / "dsprites_downsampled.npz"
 
 
@@ -97,8 +97,8 @@ def evaluate(model: str, dataset: str | None = None, data: str | None = None, sp
     net = hub.from_pretrained(model, device=str(dev))
     cfg = net.config
     name = dataset or cfg.dataset
-    if cfg.model in SUPERVISED and name not in data_mod.ROTATED:  # its labels are angles, not these
-        raise ValueError(f"{cfg.model} predicts rotation angles: evaluate it on {' or '.join(data_mod.ROTATED)}, "
+    if cfg.model in SUPERVISED and name not in rotated_names():  # its labels are angles, not these
+        raise ValueError(f"{cfg.model} predicts rotation angles: evaluate it on {' or '.join(rotated_names())}, "
                          f"not {name}")
     factorvae = factorvae or real_subset
     _check(model, cfg, name, split, representation, pseudo_label_cnn, factorvae,
@@ -109,13 +109,13 @@ def evaluate(model: str, dataset: str | None = None, data: str | None = None, sp
     result: dict = {"model": str(model), "dataset": name, "split": split, "device": str(dev), "seed": seed,
                     "model_config": cfg.to_dict(), "protocol": {"clustering": CLUSTERING_PROTOCOL}}
 
-    # Only the LABELLED datasets carry labels; other datasets are not loaded just to be unused.
+    # Only the labelled datasets carry labels; other datasets are not loaded just to be unused.
     # A rotated dataset is rebuilt from the class the model was trained on (its config records it).
-    rotated = name == cfg.dataset and name in data_mod.ROTATED and hasattr(cfg, "source_class")
+    rotated = name == cfg.dataset and name in rotated_names() and hasattr(cfg, "source_class")
     extra = {"source_class": cfg.source_class} if rotated else {}
     # (load refuses a dataset whose size or channels are not the model's)
     ds = (data_mod.load(name, data, progress=False, image_size=cfg.image_size, channels=cfg.channels, **extra)
-          if name in LABELLED else None)
+          if name in labelled_names() else None)
     if ds is not None and cfg.channels == 1 and data_mod.background(ds) != cfg.background:
         # the model learned the other polarity (a folder of ink on paper): turn the images to it,
         # as --invert auto does for image files
@@ -179,8 +179,8 @@ def _check(model: str, cfg, name: str, split: str, representation: str, pseudo_l
                          f"{cfg.image_size}px {cfg.channels}-channel")
     if pseudo_label_cnn and cfg.n_classes < 2:
         raise ValueError(f"--pseudo-label-cnn needs a discrete code; {cfg.model} has none")
-    if pseudo_label_cnn and name not in LABELLED:
-        raise ValueError(f"--pseudo-label-cnn needs training images and test labels ({', '.join(LABELLED)}), "
+    if pseudo_label_cnn and name not in labelled_names():
+        raise ValueError(f"--pseudo-label-cnn needs training images and test labels ({', '.join(labelled_names())}), "
                          f"not {name}")
 
 
