@@ -74,16 +74,19 @@ def gumbel_softmax(logits: torch.Tensor, tau: float, generator: torch.Generator 
 
     As tau -> 0 the sample tends to the one-hot of argmax(log p + g).
     """
-    u = _draw(torch.rand, logits, generator)
-    g = -torch.log(-torch.log(u.clamp_min(1e-10)) + 1e-10)
-    return F.softmax((F.log_softmax(logits, dim=1) + g) / tau, dim=1)
+    return F.softmax((F.log_softmax(logits, dim=1) + gumbel_noise(logits, generator)) / tau, dim=1)
 
 
 def sample_onehot(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """An exact one-hot sample of Cat(softmax(logits)) (Gumbel-max: argmax of log p + g)."""
-    u = _draw(torch.rand, logits, generator)
-    g = -torch.log(-torch.log(u.clamp_min(1e-10)) + 1e-10)
+    g = gumbel_noise(logits, generator)
     return F.one_hot((F.log_softmax(logits, dim=1) + g).argmax(dim=1), logits.shape[1]).to(logits.dtype)
+
+
+def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Gumbel(0, 1) noise shaped like ``like``: one draw, clamped alike, for the relaxed and the exact sample."""
+    u = _draw(torch.rand, like, generator)
+    return -torch.log(-torch.log(u.clamp_min(1e-10)) + 1e-10)
 
 
 def reparameterize(mu: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

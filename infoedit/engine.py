@@ -23,10 +23,27 @@ def fixed_noise(model, n: int, seed: int = 0) -> torch.Tensor:
     return model.sample_prior(n, torch.Generator().manual_seed(seed))[0]  # z is drawn first
 
 
-def _in_batches(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor, size: int = 256) -> torch.Tensor:
+def _in_batches(fn: Callable[..., torch.Tensor | tuple], *tensors: torch.Tensor, size: int = 256
+                ) -> torch.Tensor | tuple:
     """fn over the tensors' first dimension, ``size`` rows at a time: a large grid costs the
-    memory of its images, not of the networks' activations for all of them at once."""
-    return torch.cat([fn(*(t[i:i + size] for t in tensors)) for i in range(0, len(tensors[0]), size)])
+    memory of its images, not of the networks' activations for all of them at once. A fn that
+    returns a tuple of tensors gives the tuple of their concatenations."""
+    parts = [fn(*(t[i:i + size] for t in tensors)) for i in range(0, len(tensors[0]), size)]
+    if parts and isinstance(parts[0], tuple):
+        return tuple(torch.cat(column) for column in zip(*parts))
+    return torch.cat(parts)
+
+
+@torch.inference_mode()
+def encode_in_batches(model, images: torch.Tensor, read: Callable[..., torch.Tensor | tuple],
+                      scale: float = 255.0, batch_size: int = 500) -> torch.Tensor | tuple:
+    """read(mu, sigma, logits) of stored images / scale, batch by batch in eval mode (the model's mode kept)."""
+    was_training = model.training
+    model.eval()
+    out = _in_batches(lambda x: read(*model.encode(x.to(model.device).float().div_(scale))), images,
+                      size=batch_size)
+    model.train(was_training)
+    return out
 
 
 @torch.inference_mode()

@@ -198,6 +198,23 @@ def test_classify_batch_of_only_failures_has_no_codes():
     assert batches[0].codes is None and len(batches[0].failed) == 1
 
 
+def test_encode_in_batches_matches_one_pass_and_keeps_the_models_mode():
+    m, modes = StubModel(), []
+    stored = (torch.stack([StubModel.image(k % 3, [0.5, -0.5]) for k in range(7)]) * 255).round().to(torch.uint8)
+    m.train()
+
+    def read(mu, _sigma, logits):
+        modes.append(m.training)
+        return logits.argmax(1), mu
+
+    cls, mu = engine.encode_in_batches(m, stored, read, batch_size=3)
+    assert modes == [False] * 3 and m.training, "batches of 3, 3, 1 in eval mode; the caller's mode restored"
+    one_mu, _, one_logits = m.encode(stored.float() / 255)
+    assert torch.equal(cls, one_logits.argmax(1)) and torch.equal(mu, one_mu)
+    assert engine.encode_in_batches(m.eval(), stored, lambda mu, _s, _l: mu, batch_size=2).shape == (7, 2)
+    assert not m.training
+
+
 def test_tiny_model_edit_shapes(tiny_model_dir):
     m = hub.from_pretrained(str(tiny_model_dir))
     cfg = m.config

@@ -213,6 +213,28 @@ def test_infovaegan2_trains_g2_and_e_on_real_images():
     assert model.generate2(s, torch.zeros(2, 2)).shape == (2, 1, 28, 28)
 
 
+def test_gumbel_samplers_share_one_noise_draw():
+    # the relaxed and the exact sample add the same Gumbel noise: same seed, same winner
+    logits = torch.randn(200, 4, generator=torch.Generator().manual_seed(1))
+    soft = codes.gumbel_softmax(logits, 0.5, torch.Generator().manual_seed(2))
+    hard = codes.sample_onehot(logits, torch.Generator().manual_seed(2))
+    assert torch.equal(hard, F.one_hot(soft.argmax(1), 4).float())
+    g = codes.gumbel_noise(torch.zeros(20000, 1), torch.Generator().manual_seed(3))
+    assert g.mean().item() == pytest.approx(0.5772, abs=0.03)  # Gumbel(0, 1): mean is Euler's gamma
+
+
+def test_shared_likelihoods_match_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    c, mu = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g)
+    sigma = torch.rand(6, 3, generator=g) + 0.2
+    log_p = torch.distributions.Normal(mu, sigma).log_prob(c).sum(1).mean()
+    assert losses.gaussian_nll(c, mu, sigma).item() == pytest.approx(-log_p.item() - 1.5 * math.log(2 * math.pi),
+                                                                     rel=1e-5)
+    x_logits, x = torch.randn(6, 1, 3, 3, generator=g), torch.rand(6, 1, 3, 3, generator=g).round()
+    log_p = torch.distributions.Bernoulli(logits=x_logits).log_prob(x).flatten(1).sum(1).mean()
+    assert losses.bernoulli_nll(x_logits, x).item() == pytest.approx(-log_p.item(), rel=1e-5)
+
+
 def test_onehot_sample_is_exact_and_follows_q():
     g = torch.Generator().manual_seed(0)
     logits = torch.tensor([[math.log(0.6), math.log(0.3), math.log(0.1)]]).repeat(20000, 1)

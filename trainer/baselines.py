@@ -43,7 +43,7 @@ def info_loss(model, h_fake: torch.Tensor, s: torch.Tensor, c: torch.Tensor) -> 
     if model.config.mi_continuous == "fixed":
         loss_c = 0.5 * ((c - mu) ** 2).sum(dim=1).mean()
     else:
-        loss_c = (torch.log(sigma) + 0.5 * ((c - mu) / sigma) ** 2).sum(dim=1).mean()
+        loss_c = losses.gaussian_nll(c, mu, sigma)
     return loss_s, loss_c
 
 
@@ -150,10 +150,10 @@ def vae_terms(model, x: torch.Tensor, gen: torch.Generator) -> dict[str, torch.T
     # JointVAE: s is a Gumbel-softmax sample (as Dupont). beta-VAE: s is the constant code,
     # unused by the decoder.
     s = codes.gumbel_softmax(logits, cfg.tau, gen) if model.discrete else torch.ones_like(logits)
-    rec = F.binary_cross_entropy_with_logits(model.decode_logits(s, c), x, reduction="none").flatten(1).sum(1)
+    rec = losses.bernoulli_nll(model.decode_logits(s, c), x)
     kl_c = codes.kl_gaussian(mu, sigma, cfg.c_prior)
     kl_s = codes.kl_categorical_uniform(F.softmax(logits, dim=1)) if model.discrete else torch.zeros_like(kl_c)
-    return {"rec": rec.mean(), "kl_c": kl_c.mean(), "kl_s": kl_s.mean()}
+    return {"rec": rec, "kl_c": kl_c.mean(), "kl_s": kl_s.mean()}
 
 
 def vae_loss(model, t: dict[str, torch.Tensor]) -> tuple[torch.Tensor, float, float]:

@@ -28,6 +28,16 @@ def generator_adv_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
+def gaussian_nll(c: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """-log N(c; mu, sigma^2) summed over dims, log(2 pi)/2 dropped: Eq. 30's "nll" c term, shared with InfoGAN's L_I."""
+    return (torch.log(sigma) + 0.5 * ((c - mu) / sigma) ** 2).sum(dim=1).mean()
+
+
+def bernoulli_nll(x_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-log Bernoulli(target; sigmoid(x_logits)) summed over pixels, from logits to stay finite: every VAE's rec."""
+    return F.binary_cross_entropy_with_logits(x_logits, target, reduction="none").flatten(1).sum(dim=1).mean()
+
+
 def mutual_information_loss(logits_s: torch.Tensor, s: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
                             c: torch.Tensor, continuous: str = "mse", weight_s: float = 1.0,
                             weight_c: float = 1.0, generator: torch.Generator | None = None
@@ -48,7 +58,7 @@ def mutual_information_loss(logits_s: torch.Tensor, s: torch.Tensor, mu: torch.T
         c_hat = codes.reparameterize(mu, sigma, generator)
         loss_c = ((c - c_hat) ** 2).sum(dim=1).mean()
     elif continuous == "nll":
-        loss_c = (torch.log(sigma) + 0.5 * ((c - mu) / sigma) ** 2).sum(dim=1).mean()
+        loss_c = gaussian_nll(c, mu, sigma)
     else:
         raise ValueError(f"unknown continuous MI loss {continuous!r}")
     return loss_s, loss_c
@@ -67,7 +77,7 @@ def vae_loss(target: torch.Tensor, x_logits: torch.Tensor, mu: torch.Tensor, sig
     """
     target = target.detach()
     if likelihood == "bernoulli":
-        rec = F.binary_cross_entropy_with_logits(x_logits, target, reduction="none").flatten(1).sum(dim=1).mean()
+        rec = bernoulli_nll(x_logits, target)
     else:
         rec = ((target - torch.sigmoid(x_logits)) ** 2).flatten(1).sum(dim=1).mean()
     kl_c = codes.kl_gaussian(mu, sigma, c_prior).mean() if mu.shape[1] else rec.new_zeros(())

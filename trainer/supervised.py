@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from infoedit import codes
-from trainer import dist
+from trainer import dist, losses
 from trainer.loop import TrainConfig, adam, requires_grad
 
 
@@ -31,10 +31,10 @@ def elbo_terms(model, x: torch.Tensor, gen: torch.Generator) -> dict[str, torch.
     c = codes.reparameterize(mu, sigma, gen)          # Eq. 7
     # -log p(x|s,c): Bernoulli likelihood (binary cross-entropy summed over pixels), the usual
     # choice for [0, 1] digit images; the paper does not say which likelihood it uses.
-    rec = F.binary_cross_entropy_with_logits(model.decode_logits(s, c), x, reduction="none").flatten(1).sum(1)
+    rec = losses.bernoulli_nll(model.decode_logits(s, c), x)
     kl_c = codes.kl_gaussian(mu, sigma, cfg.c_prior)                    # KL(q(c|x) || N(0, I))
     kl_s = codes.kl_categorical_uniform(F.softmax(logits, dim=1))        # KL(q(s|x) || Cat(1/K))
-    return {"rec": rec.mean(), "kl_c": kl_c.mean(), "kl_s": kl_s.mean(), "logits": logits, "c": c}
+    return {"rec": rec, "kl_c": kl_c.mean(), "kl_s": kl_s.mean(), "logits": logits, "c": c}
 
 
 def label_loss(logits_s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from torch import nn
 
 from infoedit import codes
 from infoedit.models.config import CodeModel, ConfigMixin
-from infoedit.models.nets import Encoder, Generator, JointDiscriminator, _norm, _w, conv_trunk
+from infoedit.models.nets import Encoder, Generator, JointDiscriminator, _norm, _w, conv_trunk, positive_sigma
 
 FORMAT_VERSION = 1
 
@@ -163,8 +163,7 @@ class QHead(nn.Module):
         """(mu_c, sigma_c, logits_s); sigma is 1 unless learned."""
         g = self.fc(h)
         mu = self.mu(g)
-        # softplus + floor as nets.Encoder: positive, and the NLL stays finite.
-        sigma = (nn.functional.softplus(self.sigma(g)) + 1e-4) if self.sigma is not None else torch.ones_like(mu)
+        sigma = positive_sigma(self.sigma(g)) if self.sigma is not None else torch.ones_like(mu)
         return mu, sigma, self.logits(g)
 
 

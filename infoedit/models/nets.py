@@ -34,6 +34,11 @@ def _norm(n: int, batchnorm: bool, dims: int = 2) -> nn.Module:
     return nn.BatchNorm2d(n) if dims == 2 else nn.BatchNorm1d(n)
 
 
+def positive_sigma(pre: torch.Tensor) -> torch.Tensor:
+    """softplus keeps sigma positive (as the authors' code); the 1e-4 floor keeps the NLL and KL finite."""
+    return nn.functional.softplus(pre) + 1e-4
+
+
 def _check_size(image_size: int) -> None:
     if image_size not in SIZES:
         raise ValueError(f"image_size must be one of {SIZES}, got {image_size}")
@@ -121,13 +126,11 @@ class Encoder(nn.Module):
         """(mu_c, sigma_c, logits_s, aux_logits, style); aux_logits is None without the aux head,
         style (mu_w, sigma_w) None without a style code."""
         h = self.fc(self.trunk(x))
-        # softplus keeps sigma positive (the authors' code does the same); the floor keeps
-        # the Gaussian NLL and KL finite when sigma collapses.
-        sigma = nn.functional.softplus(self.sigma(h)) + 1e-4
+        sigma = positive_sigma(self.sigma(h))
         style = None
         if self.style is not None:
             mu_w, pre_w = self.style(h).chunk(2, dim=1)
-            style = (mu_w, nn.functional.softplus(pre_w) + 1e-4)
+            style = (mu_w, positive_sigma(pre_w))
         return self.mu(h), sigma, self.logits(h), None if self.aux is None else self.aux(h), style
 
 

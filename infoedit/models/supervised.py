@@ -19,7 +19,7 @@ from torch import nn
 
 from infoedit import codes
 from infoedit.models.config import ConfigMixin
-from infoedit.models.nets import _w
+from infoedit.models.nets import _w, positive_sigma
 
 FORMAT_VERSION = 1
 STRUCTURES = ("supervised-single", "supervised-dual")
@@ -75,9 +75,7 @@ def mlp(in_dim: int, out_dim: int, width: float) -> nn.Sequential:
 
 
 def _gaussian(raw: torch.Tensor, c_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    mu, pre_sigma = raw[:, :c_dim], raw[:, c_dim:]
-    # softplus and a floor, as nets.Encoder: sigma stays positive and the KL finite.
-    return mu, nn.functional.softplus(pre_sigma) + 1e-4
+    return raw[:, :c_dim], positive_sigma(raw[:, c_dim:])
 
 
 class SingleEncoder(nn.Module):

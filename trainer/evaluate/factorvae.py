@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from infoedit import engine
 from trainer.progress import make_progress
 
 Observe = Callable[[np.ndarray], Any]         # factor classes [n, F] -> a batch of images
@@ -104,16 +105,12 @@ def model_representation(model, kind: str = "mu", scale: float = 1.0, batch_size
     """Images (uint8 tensor) -> mu_c, or [mu_c, softmax(logits_s)], in eval mode."""
     if kind not in ("mu", "mu+softmax"):
         raise ValueError(f"--representation {kind}: use 'mu' or 'mu+softmax'")
-    model.eval()
 
-    @torch.inference_mode()
+    def read(mu: torch.Tensor, _sigma: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return torch.cat([mu, torch.softmax(logits, 1)], 1) if kind == "mu+softmax" else mu
+
     def represent(images: torch.Tensor) -> np.ndarray:
-        out = []
-        for i in range(0, len(images), batch_size):
-            x = images[i:i + batch_size].to(model.device).float().div_(scale)
-            mu, _sigma, logits = model.encode(x)
-            out.append(torch.cat([mu, torch.softmax(logits, 1)], 1) if kind == "mu+softmax" else mu)
-        return torch.cat(out).cpu().numpy()
+        return engine.encode_in_batches(model, images, read, scale, batch_size).cpu().numpy()
 
     return represent
 

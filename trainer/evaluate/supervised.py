@@ -30,19 +30,13 @@ class ProbeConfig:
     seed: int = 0
 
 
-@torch.inference_mode()
 def infer(model, images: torch.Tensor, scale: float = 255.0, batch_size: int = 500
           ) -> tuple[torch.Tensor, torch.Tensor]:
     """(argmax q(s|x), mu_c) of uint8 images, in eval mode, on the CPU."""
-    was_training = model.training
-    model.eval()
-    preds, mus = [], []
-    for i in range(0, len(images), batch_size):
-        mu, _, logits = model.encode(images[i:i + batch_size].to(model.device).float().div_(scale))
-        preds.append(logits.argmax(1).cpu())
-        mus.append(mu.float().cpu())
-    model.train(was_training)
-    return torch.cat(preds), torch.cat(mus)
+    def read(mu: torch.Tensor, _sigma: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return logits.argmax(1).cpu(), mu.float().cpu()
+
+    return engine.encode_in_batches(model, images, read, scale, batch_size)
 
 
 def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
