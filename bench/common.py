@@ -65,7 +65,8 @@ def seconds_per_step(dataset: str, width: float, device: str, batch_size: int = 
     """Time ``train_step`` itself on random images of the dataset's shape, after a warm-up."""
     from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
     from trainer.infovaegan import make_optimizers, train_step
-    from trainer.loop import TrainConfig, resolve_device
+    from trainer.config import TrainConfig
+    from trainer.loop import resolve_device
     from trainer.train import defaults_for
 
     settings = defaults_for(dataset)

@@ -28,7 +28,7 @@ import common
 
 from trainer.evaluate.command import evaluate
 from trainer.evaluate.factorvae import FactorVAEProtocol
-from trainer.loop import TrainConfig
+from trainer.config import TrainConfig
 from trainer.train import defaults_for, train
 
 DATASETS = ("mnist", "fashion-mnist", "dsprites")

@@ -49,7 +49,7 @@ from trainer import data
 from trainer.evaluate.clustering import cluster_accuracy
 from trainer.evaluate.fid import frechet_distance, statistics
 from trainer.evaluate.pseudo_label import PseudoLabelConfig, train_cnn
-from trainer.loop import TrainConfig
+from trainer.config import TrainConfig
 from trainer.train import train
 
 VALIDATION = 5_000

@@ -66,7 +66,7 @@ def row_from_run(folder: Path, steps: int) -> dict:
 
 
 def train_lever(name: str, seed: int, steps: int, root: Path | None) -> Path:
-    from trainer.loop import TrainConfig
+    from trainer.config import TrainConfig
     from trainer.train import train
 
     family, overrides = LEVERS[name]

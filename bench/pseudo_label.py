@@ -45,7 +45,7 @@ def main() -> None:
     from trainer import data
     from trainer.evaluate.clustering import cluster_accuracy
     from trainer.evaluate.pseudo_label import PseudoLabelConfig, pseudo_label_accuracy
-    from trainer.loop import predict_clusters
+    from trainer.evaluate.clustering import predict_clusters
 
     args = parse_args()
     started = time.time()

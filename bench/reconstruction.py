@@ -17,7 +17,7 @@ from pathlib import Path
 import common
 
 from trainer.evaluate.command import evaluate
-from trainer.loop import TrainConfig
+from trainer.config import TrainConfig
 from trainer.train import train
 
 DATASETS = ("mnist", "fashion-mnist")

@@ -28,7 +28,7 @@ def epochs_of(folder: Path) -> list[dict]:
 
 
 def train_with_restarts(seed: int, restarts: int, epochs: int, root: Path | None) -> Path:
-    from trainer.loop import TrainConfig
+    from trainer.config import TrainConfig
     from trainer.train import train
 
     out = run_dir(root, f"restarts-seed{seed}")

@@ -26,7 +26,7 @@ import common
 
 from trainer.evaluate.command import evaluate
 from trainer.evaluate.pseudo_label import PseudoLabelConfig
-from trainer.loop import TrainConfig
+from trainer.config import TrainConfig
 from trainer.train import PRESETS, defaults_for, train
 
 DATASETS = ("mnist", "fashion-mnist")

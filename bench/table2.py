@@ -26,7 +26,8 @@ from infoedit import hub
 from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
 from trainer.evaluate.command import DSPRITES_GRID
 from trainer.evaluate.factorvae import FactorVAEProtocol, dsprites_source, factorvae_score, model_representation
-from trainer.loop import TrainConfig, resolve_device
+from trainer.config import TrainConfig
+from trainer.loop import resolve_device
 from trainer.train import defaults_for, train
 
 REPRESENTATIONS = ("mu", "mu+softmax")

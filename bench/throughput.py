@@ -24,7 +24,8 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig  # noqa: E402
 from trainer.infovaegan import make_optimizers, train_step  # noqa: E402
-from trainer.loop import ADAM_IMPLS, TrainConfig, compile_networks, memory_format  # noqa: E402
+from trainer.config import ADAM_IMPLS, TrainConfig  # noqa: E402
+from trainer.loop import compile_networks, memory_format  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = {"28px-mnist": dict(image_size=28, channels=1, z_dim=62, n_classes=10, c_dim=2),

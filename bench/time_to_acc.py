@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import commit, data_root, machine  # noqa: E402
-from trainer.loop import TrainConfig, read_metrics  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
+from trainer.loop import read_metrics  # noqa: E402
 from trainer.train import PRESETS, train  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

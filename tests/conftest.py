@@ -52,7 +52,8 @@ def shapes_dataset(n: int = 256, size: int = 28, seed: int = 0):
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A small InfoVAEGAN trained for a few dozen steps on toy shapes (28px, K=3, c=2)."""
     from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
-    from trainer.loop import TrainConfig, fit
+    from trainer.config import TrainConfig
+    from trainer.loop import fit
 
     out = tmp_path_factory.mktemp("tiny_model")
     torch.manual_seed(0)

@@ -19,8 +19,9 @@ from infoedit import hub
 from infoedit.cli import app
 from infoedit.images import save_png
 from infoedit.models import FAMILIES, build
-from trainer import baselines, loop
-from trainer.loop import TrainConfig
+from trainer import baselines
+from trainer.config import TrainConfig
+from trainer.families import trainer_for
 
 NAMES = ("infogan", "ali", "beta-vae", "jointvae")
 runner = CliRunner()
@@ -40,9 +41,9 @@ def batch(n: int = 32) -> torch.Tensor:
 
 
 def steps(model, n: int, x: torch.Tensor, tc: TrainConfig | None = None, seed: int = 0) -> list[dict]:
-    make_opt, step = baselines.TRAINERS[model.config.model]
-    opt, gen = make_opt(model, tc or TrainConfig()), torch.Generator().manual_seed(seed)
-    return [step(model, opt, x, gen) for _ in range(n)]
+    family = trainer_for(model.config.model)
+    opt, gen = family.make_optimizers(model, tc or TrainConfig()), torch.Generator().manual_seed(seed)
+    return [family.step(model, opt, x, gen) for _ in range(n)]
 
 
 # -- configs -----------------------------------------------------------------------------------
@@ -211,28 +212,8 @@ def test_model_folder_round_trip_and_editing_commands(name, tmp_path, shape_file
         assert res.exit_code == 0, res.output
 
 
-@pytest.fixture
-def wired(monkeypatch):
-    """fit() with the baselines' trainers, whether or not trainer/loop.py dispatches to them yet."""
-    real = loop.family_trainer
-
-    def family_trainer(name):
-        try:
-            return real(name)
-        except ValueError:
-            if name not in baselines.TRAINERS:
-                raise
-        # Stand-in until loop.py dispatches here. Its progress line also still names InfoVAEGAN's
-        # losses (d, g_adv, mi_s); once the lead wires the families, the real trainer is used and
-        # a progress line that still needs them fails this test, as it should.
-        make_opt, step = baselines.TRAINERS[name]
-        return make_opt, lambda *a: {"d": 0.0, "g_adv": 0.0, "mi_s": 0.0, **step(*a)}
-
-    monkeypatch.setattr(loop, "family_trainer", family_trainer)
-
-
 @pytest.mark.parametrize("name", NAMES)
-def test_train_builds_each_family_from_the_dataset_defaults(name, tmp_path, monkeypatch, wired):
+def test_train_builds_each_family_from_the_dataset_defaults(name, tmp_path, monkeypatch):
     from trainer import data, train
 
     monkeypatch.setattr(data, "load", lambda *a, **kw: shapes_dataset(64))

@@ -24,7 +24,8 @@ from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
 from trainer import checkpoint, infovaegan, loop
 from trainer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainer.infovaegan import make_optimizers, train_step
-from trainer.loop import TrainConfig, fit
+from trainer.config import TrainConfig
+from trainer.loop import fit
 
 runner = CliRunner()
 
@@ -200,7 +201,7 @@ def test_reseed_checks_each_inner_epoch_boundary_once_also_across_a_resume(tmp_p
     assert checked == []
     fit(tiny(reseed=True), ds, tc(epochs=3, resume=tmp_path / "probe"), tmp_path / "probe", progress=False)
     assert [epoch for epoch, _ in checked] == [1, 2] and checked[0][1] == whole[0][1]  # same weights when checked
-    assert checkpoint.read_state(tmp_path / "probe")["reseed_checked"] == 8
+    assert checkpoint.read_state(tmp_path / "probe")["hook_step"] == 8
     checked.clear()  # stopped (Ctrl-C) right after a check: resumed, it does not check there again
 
     def check_then_interrupt(model, ds, seed, epoch):
@@ -361,7 +362,8 @@ sys.path.insert(0, {tests!r})
 torch.set_num_threads(1)
 from conftest import shapes_dataset
 from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
-from trainer.loop import TrainConfig, fit
+from trainer.config import TrainConfig
+from trainer.loop import fit
 ds = shapes_dataset(64)
 ds.test_images = None  # no held-out evaluation: epoch ends stay quick
 torch.manual_seed(0)

@@ -27,7 +27,8 @@ def style_config(**kw) -> InfoVAEGANConfig:
 @pytest.fixture(scope="module")
 def style_model_dir(tmp_path_factory) -> Path:
     """A tiny InfoVAEGAN2 with a 4-d style code, trained on toy shapes at random places."""
-    from trainer.loop import TrainConfig, fit
+    from trainer.config import TrainConfig
+    from trainer.loop import fit
 
     out = tmp_path_factory.mktemp("style_model")
     torch.manual_seed(0)
@@ -49,7 +50,7 @@ def test_style_code_needs_g2_and_old_folders_load_without_it():
 
 def test_edit_terms_train_g2_alone_and_d_sees_the_edits():
     from trainer.infovaegan import draw_edits, edit_information_loss, make_optimizers, train_step
-    from trainer.loop import TrainConfig
+    from trainer.config import TrainConfig
 
     torch.manual_seed(0)
     model = InfoVAEGAN2(style_config())
@@ -64,6 +65,31 @@ def test_edit_terms_train_g2_alone_and_d_sees_the_edits():
     off = InfoVAEGAN2(style_config(edit_weight=0.0))
     assert "edit" not in train_step(off, make_optimizers(off, TrainConfig()), torch.rand(8, 1, 28, 28),
                                     torch.Generator().manual_seed(0))
+
+
+def test_reconstruction_adversary_shows_d_the_reconstructions_and_changes_only_when_on():
+    """recon_adv_weight: D's fakes gain G2's reconstructions, and G2 a term that pushes them to
+    fool D; off (0), neither."""
+    from trainer.config import TrainConfig
+    from trainer.infovaegan import make_optimizers, train_step
+
+    def step(weight: float):
+        torch.manual_seed(0)
+        model = InfoVAEGAN2(style_config(recon_adv_weight=weight))
+        calls = []
+        real = model.discriminate
+        model.discriminate = lambda x, s, c: calls.append(len(x)) or real(x, s, c)
+        values = train_step(model, make_optimizers(model, TrainConfig()), torch.rand(8, 1, 28, 28),
+                            torch.Generator().manual_seed(0))
+        return values, calls, [p.grad.clone() for p in model.G2.parameters()]
+
+    off, off_calls, off_grads = step(0.0)
+    on, on_calls, on_grads = step(5.0)
+    assert "recon_adv" not in off and on["recon_adv"] > 0
+    assert len(on_calls) == len(off_calls) + 2  # D's step and G2's term
+    assert on["d"] != off["d"] and any(not torch.equal(a, b) for a, b in zip(on_grads, off_grads))
+    with pytest.raises(ValueError, match="recon_adv_weight"):
+        style_config(recon_adv_weight=-1.0).validate()
 
 
 def test_inferred_style_redraws_the_image_better_than_the_prior_mean(style_model_dir):

@@ -183,7 +183,7 @@ def shapes_as_mnist(monkeypatch):
 
 
 def test_evaluate_command_clustering_and_pseudo_label(tiny_model_dir, shapes_as_mnist, tmp_path):
-    from trainer.loop import predict_clusters
+    from trainer.evaluate.clustering import predict_clusters
 
     out = tmp_path / "eval"
     result = evaluate(str(tiny_model_dir), dataset="mnist", out=out, device="cpu", pseudo_label_cnn=True,
@@ -204,7 +204,7 @@ def test_evaluate_command_clustering_and_pseudo_label(tiny_model_dir, shapes_as_
 
 
 def test_evaluate_turns_the_images_to_the_background_the_model_learned(tiny_model_dir, shapes_as_mnist, tmp_path):
-    from trainer.loop import predict_clusters
+    from trainer.evaluate.clustering import predict_clusters
 
     folder = tmp_path / "light"
     shutil.copytree(tiny_model_dir, folder)

@@ -10,7 +10,7 @@ from infoedit import codes
 from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig, augment_parts
 from trainer import losses
 from trainer.infovaegan import make_optimizers, train_step
-from trainer.loop import TrainConfig
+from trainer.config import TrainConfig
 
 
 def tiny(**kw) -> InfoVAEGAN:

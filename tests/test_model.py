@@ -62,7 +62,8 @@ def test_model_card_written_by_training(tiny_model_dir):
     card = (tiny_model_dir / "README.md").read_text()
     assert "infovaegan" in card and "seed: 0" in card
     assert "--frame" not in card  # toy shapes: no dataset framing to point photos at
-    from trainer.loop import TrainConfig, model_card
+    from trainer.config import TrainConfig
+    from trainer.loop import model_card
 
     digits = InfoVAEGAN(InfoVAEGANConfig(width=0.125, dataset="mnist"))
     assert "`--frame auto`" in model_card(digits, TrainConfig(), {})
@@ -229,7 +230,8 @@ def test_release_names_the_categories_after_the_matched_labels(tiny_model_dir, t
 @pytest.mark.parametrize("model_name", ["infovaegan2", "beta-vae", "infogan"])
 def test_batchnorm_false_leaves_out_every_batchnorm_and_nothing_else(tmp_path, model_name):
     from infoedit.models import FAMILIES, build
-    from trainer.loop import TrainConfig, family_trainer
+    from trainer.config import TrainConfig
+    from trainer.families import trainer_for
 
     config_class = FAMILIES[model_name][0]
     with_bn, without = (build(config_class(image_size=28, channels=1, width=0.125, model=model_name,
@@ -240,9 +242,9 @@ def test_batchnorm_false_leaves_out_every_batchnorm_and_nothing_else(tmp_path, m
     keys = {k for k in with_bn.state_dict() if k in without.state_dict()}
     assert keys == set(without.state_dict())  # the other layers keep the paper's names and shapes
     assert all(with_bn.state_dict()[k].shape == v.shape for k, v in without.state_dict().items())
-    make_optimizers, step = family_trainer(model_name)
+    family = trainer_for(model_name)
     x = torch.rand(16, 1, 28, 28)
-    values = step(without, make_optimizers(without, TrainConfig()), x, torch.Generator().manual_seed(0))
+    values = family.step(without, family.make_optimizers(without, TrainConfig()), x, torch.Generator().manual_seed(0))
     assert all(torch.isfinite(torch.tensor(v)) for v in values.values())
     hub.save_pretrained(without, tmp_path / "m")
     loaded = hub.from_pretrained(str(tmp_path / "m"))

@@ -84,7 +84,7 @@ def test_card_accuracy_is_what_the_model_scores(name):
     from conftest import data_root
     from trainer.data import load
     from trainer.evaluate.clustering import cluster_accuracy
-    from trainer.loop import predict_clusters
+    from trainer.evaluate.clustering import predict_clusters
 
     card = (hub.PRETRAINED / name / hub.CARD_NAME).read_text()
     claimed = float(re.search(r"held-out accuracy .*: (\d+\.\d+)%", card).group(1)) / 100

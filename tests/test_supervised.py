@@ -22,7 +22,7 @@ from infoedit.models.supervised import SupervisedConfig, SupervisedVAE
 from trainer import data
 from trainer import supervised as sup
 from trainer.evaluate.supervised import ProbeConfig, probe_accuracy, reconstruction_mse
-from trainer.loop import TrainConfig
+from trainer.config import TrainConfig
 
 runner = CliRunner()
 TINY = dict(width=0.05, dataset="rotated-mnist", source_class=3)  # 25 hidden units

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from infoedit import codes
 from trainer import dist, losses
-from trainer.loop import TrainConfig, adam, requires_grad
+from trainer.config import TrainConfig, adam, requires_grad
 
 
 def _step(opt: torch.optim.Optimizer, *modules: torch.nn.Module) -> None:
@@ -188,7 +188,3 @@ def vae_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch.T
     if model.discrete:
         out.update(kl_s=t["kl_s"].item(), cap_s=cap_s)
     return out
-
-
-TRAINERS = {"infogan": (infogan_optimizers, infogan_step), "ali": (ali_optimizers, ali_step),
-            "beta-vae": (vae_optimizers, vae_step), "jointvae": (vae_optimizers, vae_step)}

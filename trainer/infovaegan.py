@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from infoedit import codes
-from infoedit.models.infovaegan import augment_parts
+from infoedit.models.infovaegan import InfoVAEGAN2, augment_parts
 from trainer import augment, dist, losses
-from trainer.loop import TrainConfig, adam, predict_clusters, requires_grad
+from trainer.config import TrainConfig, adam, requires_grad
+from trainer.evaluate.clustering import predict_clusters
 
 
 def make_optimizers(model, tc: TrainConfig) -> dict[str, torch.optim.Optimizer]:
@@ -20,7 +21,7 @@ def make_optimizers(model, tc: TrainConfig) -> dict[str, torch.optim.Optimizer]:
     # summing the losses per network and using one Adam each is the usual PyTorch reading.
     opt = {"D": adam(model.D.parameters(), tc.lr_d, tc), "G": adam(model.G.parameters(), tc.lr_g, tc),
            "E": adam(model.E.parameters(), tc.lr_e, tc)}
-    if hasattr(model, "G2"):
+    if isinstance(model, InfoVAEGAN2):
         opt["G2"] = adam(model.G2.parameters(), tc.lr_g, tc)
     return opt
 
@@ -33,7 +34,7 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     Leaves each network's .grad from this step in place (tests read them).
     """
     cfg = model.config
-    infovaegan2 = hasattr(model, "G2")
+    infovaegan2 = isinstance(model, InfoVAEGAN2)
     real_mi = cfg.real_mi_weight > 0
     z, s, c = model.sample_prior(x.shape[0], gen)
     x_g = model.generate(z, s, c)  # one G forward feeds D, the G loss, MI and the VAE target
@@ -49,6 +50,8 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
                else codes.gumbel_softmax(logits_r, cfg.tau, gen))
         c_r = codes.reparameterize(mu_r, sigma_r, gen)
     s_r, c_r = s_r.detach(), c_r.detach()
+    # G2's reconstruction (Eq. 32) is drawn here when D also takes it as a fake (recon_adv_weight)
+    recon = draw_reconstruction(model, logits_r, mu_r, sigma_r, style_r, gen) if cfg.recon_adv_weight else None
     requires_grad(model.D, True)
     fake = model.discriminate(x_g.detach(), s, c)
     edited = None
@@ -56,6 +59,9 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
         w_e = None if style_r is None else codes.reparameterize(*style_r, gen).detach()
         edited = draw_edits(model, x.shape[0], w_e, gen)
         fake = torch.cat([fake, model.discriminate(edited[0].detach(), *edited[1:])])
+    if recon is not None:  # ours: the reconstructions of real images are fakes too
+        x_rec, s_2, c_2 = recon
+        fake = torch.cat([fake, model.discriminate(torch.sigmoid(x_rec).detach(), s_2.detach(), c_2.detach())])
     d_loss = losses.discriminator_loss(model.discriminate(x, s_r, c_r), fake)
     opt["D"].zero_grad(set_to_none=True)
     d_loss.backward()
@@ -88,10 +94,7 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
         o.zero_grad(set_to_none=True)
     if infovaegan2:
         # Eq. 32 (replaces Eq. 31): reconstruct the real x from E's codes through G2; trains E and G2.
-        s_2 = codes.gumbel_softmax(logits_r, cfg.tau, gen)
-        c_2 = codes.reparameterize(mu_r, sigma_r, gen)
-        w_2 = None if style_r is None else codes.reparameterize(*style_r, gen)
-        x_rec = model.generate2_logits(s_2, c_2, w_2)
+        x_rec, s_2, c_2 = recon or draw_reconstruction(model, logits_r, mu_r, sigma_r, style_r, gen)
         vae, rec, kl_c = losses.vae_loss(x, x_rec, mu_r, sigma_r, logits_r, cfg.c_prior, cfg.kl_s_weight,
                                          cfg.kl_c_weight, cfg.likelihood)
         vae = vae + tc_penalty(cfg, c_2, mu_r, sigma_r, extra)
@@ -102,6 +105,11 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
             extra["edit"] = edit_information_loss(model, *edited)
             extra["edit_adv"] = losses.generator_adv_loss(model.discriminate(*edited))
             vae = vae + cfg.edit_weight * (extra["edit"] + extra["edit_adv"])
+        if recon is not None:
+            # the codes detached: E learns from Eq. 32, not from fooling D
+            fooled = model.discriminate(torch.sigmoid(x_rec), s_2.detach(), c_2.detach())
+            extra["recon_adv"] = losses.generator_adv_loss(fooled)
+            vae = vae + cfg.recon_adv_weight * extra["recon_adv"]
         (g_adv + mi + vae).backward()
     else:
         s_p = codes.gumbel_softmax(logits, cfg.tau, gen)
@@ -127,6 +135,17 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     requires_grad(model.D, True)
     return {"d": d_loss.item(), "g_adv": g_adv.item(), "mi_s": mi_s.item(), "mi_c": mi_c.item(),
             "vae": vae.item(), "rec": rec.item(), "kl_c": kl_c.item(), **{k: v.item() for k, v in extra.items()}}
+
+
+def draw_reconstruction(model, logits: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, style, gen
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eq. 32's drawing of real images from E's codes: (G2's logits, s, c), the codes sampled as
+    Eq. 32 samples them (Gumbel-softmax s, reparameterised c and style w)."""
+    cfg = model.config
+    s = codes.gumbel_softmax(logits, cfg.tau, gen)
+    c = codes.reparameterize(mu, sigma, gen)
+    w = None if style is None else codes.reparameterize(*style, gen)
+    return model.generate2_logits(s, c, w), s, c
 
 
 def draw_edits(model, n: int, w: torch.Tensor | None, gen: torch.Generator
@@ -158,6 +177,14 @@ def tc_penalty(cfg, c: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, extr
     return cfg.tc_weight * extra["tc"]
 
 
+def after_epoch(model, ds, seed: int, epoch: int) -> dict | None:
+    """The loop's hook after each epoch: the reseed lever, when the config asks for it."""
+    if not getattr(model.config, "reseed", False):
+        return None
+    reseeded = reseed_categories(model, ds, seed, epoch)
+    return {"reseeded": list(reseeded)} if reseeded else None
+
+
 @torch.no_grad()
 def reseed_categories(model, ds, seed: int, epoch: int, n: int = 10_000, batch_size: int = 500
                       ) -> tuple[int, int] | None:
@@ -186,7 +213,7 @@ def reseed_categories(model, ds, seed: int, epoch: int, n: int = 10_000, batch_s
     rows.weight[small] = rows.weight[large] + noise
     rows.bias[small] = rows.bias[large]
     inputs = [(model.G.fc[0], cfg.z_dim), (model.D.head[0], model.D.trunk_features)]
-    if hasattr(model, "G2"):
+    if isinstance(model, InfoVAEGAN2):
         inputs.append((model.G2.fc[0], 0))
     for layer, offset in inputs:  # the one-hot s enters these layers at columns offset .. offset + K - 1
         layer.weight[:, offset + small] = layer.weight[:, offset + large]

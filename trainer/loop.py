@@ -1,7 +1,6 @@
 """The training loop every model family shares: data order, steps, evaluation, checkpoints.
 
-A family's step lives beside it: trainer/infovaegan.py (Alg. 1), trainer/baselines.py,
-trainer/supervised.py.
+A family's step and hooks: trainer/families.py.
 """
 
 from __future__ import annotations
@@ -23,47 +22,11 @@ from infoedit.datasets import framing
 from infoedit.images import make_grid, save_png
 from trainer import checkpoint, dist
 from trainer.data import Dataset
-from trainer.evaluate.clustering import cluster_accuracy
+from trainer.config import TrainConfig
+from trainer.evaluate.clustering import cluster_accuracy, predict_clusters
+from trainer.families import trainer_for
 from trainer.plots import plot_curves
 from trainer.progress import make_progress
-
-
-@dataclass
-class TrainConfig:
-    epochs: int | None = None  # None: the dataset default (infoedit.datasets)
-    batch_size: int = 64
-    lr_d: float = 2e-4   # authors: 2e-4 for D ...
-    lr_g: float = 1e-3   # ... and 5x that for G, and for E (MI and VAE losses)
-    lr_e: float = 1e-3
-    beta1: float = 0.5
-    # Adam's implementation: "fused" (one kernel for all tensors; on this CPU 6-13x faster than
-    # the per-tensor "loop", bench/throughput.py), "foreach" or "loop". Same arithmetic.
-    adam: str = "fused"
-    # "auto": channels_last for 64px models (faster convolutions there, bench/throughput.py),
-    # the default layout for 28px ones; or "channels_last" / "contiguous".
-    memory_format: str = "auto"
-    # torch.compile each network's forward (TorchInductor; about 45 s of compiling first). On this
-    # 2-core CPU it pays at the larger models (28px width 1.0: 1.07x, 64px width 0.5: 1.33x) and
-    # costs at the cpu-fast width (28px, 0.3: 0.89x): bench/results/throughput-compile*.md. Off by
-    # default: it needs a C++ compiler, and the compile time only pays back on long runs.
-    compile: bool = False
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "fp32"      # "bf16": autocast on GPU (on CPUs without bf16 units it is far slower)
-    limit: int | None = None
-    max_steps: int | None = None
-    max_seconds: float | None = None  # stop (and save) after this much training time
-    eval_every: int | None = None     # also log held-out accuracy every N steps (time not counted)
-    command: str = ""            # the command line, recorded in the model card
-    log_every: int = 10
-    epoch_lines: bool = False  # a line on stderr per epoch: for a log file, where no bar is drawn
-    checkpoint_every: int | None = 500  # also write the resumable checkpoint every N steps (None: epoch ends)
-    resume: Path | None = None          # a run folder: continue the run its checkpoint/ holds
-    init_from: str | None = None        # a model (folder, bundled name, Hub id) whose weights start the run
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(asdict(self), default=str))  # Path -> str
 
 
 @dataclass
@@ -76,12 +39,13 @@ class Cursor:
     seconds: float = 0.0     # training time of earlier sessions
     sums: dict = field(default_factory=dict)  # this epoch's loss sums, for its means
     epoch_steps: int = 0
-    reseed_checked: int = -1  # the step of the last InfoVAEGANConfig.reseed check
+    hook_step: int = -1      # the step the family's after_epoch hook last ran at
 
     @classmethod
     def from_state(cls, state: dict) -> "Cursor":
         return cls(**{f: state[f] for f in ("epoch", "index", "step", "seconds", "sums", "epoch_steps")},
-                   reseed_checked=state.get("reseed_checked", -1))  # (absent from older checkpoints)
+                   # (older checkpoints call it reseed_checked, or lack it)
+                   hook_step=state.get("hook_step", state.get("reseed_checked", -1)))
 
     def advance(self, values: dict[str, float]) -> None:
         self.step, self.index, self.epoch_steps = self.step + 1, self.index + 1, self.epoch_steps + 1
@@ -90,11 +54,6 @@ class Cursor:
 
     def next_epoch(self) -> None:
         self.epoch, self.index, self.sums, self.epoch_steps = self.epoch + 1, 0, {}, 0
-
-
-def requires_grad(module: torch.nn.Module, flag: bool) -> None:
-    for p in module.parameters():
-        p.requires_grad_(flag)
 
 
 def compile_networks(model: torch.nn.Module) -> None:
@@ -124,16 +83,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-ADAM_IMPLS = {"fused": dict(fused=True), "foreach": dict(foreach=True), "loop": dict(foreach=False)}
-
-
-def adam(params, lr: float, tc: TrainConfig) -> torch.optim.Adam:
-    """The Adam every trainer uses: betas (tc.beta1, 0.999), implementation tc.adam."""
-    if tc.adam not in ADAM_IMPLS:
-        raise ValueError(f"adam must be one of {', '.join(ADAM_IMPLS)}, got {tc.adam!r}")
-    return torch.optim.Adam(params, lr, betas=(tc.beta1, 0.999), **ADAM_IMPLS[tc.adam])
-
-
 def memory_format(tc: TrainConfig, image_size: int) -> torch.memory_format:
     choices = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
     if tc.memory_format == "auto":
@@ -141,21 +90,6 @@ def memory_format(tc: TrainConfig, image_size: int) -> torch.memory_format:
     if tc.memory_format not in choices:
         raise ValueError(f"memory_format must be auto, channels_last or contiguous, got {tc.memory_format!r}")
     return choices[tc.memory_format]
-
-
-@torch.inference_mode()
-def predict_clusters(model, images: torch.Tensor, batch_size: int = 500, scale: float = 255.0):
-    """argmax q(s|x) for uint8 images, in eval mode; returns (clusters, confidence)."""
-    was_training = model.training
-    model.eval()
-    preds, confs = [], []
-    for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].to(model.device).float().div_(scale)
-        conf, pred = engine.encode(model, x).probs.max(dim=1)
-        preds.append(pred.cpu())
-        confs.append(conf.cpu())
-    model.train(was_training)
-    return torch.cat(preds), torch.cat(confs)
 
 
 def restarts_note(tc: TrainConfig) -> str:
@@ -189,7 +123,7 @@ def model_card(model, tc: TrainConfig, summary: dict, held_out: tuple | None = N
     if tc.extra.get("resumed_with"):
         lines.append("- resumed with: " + "; ".join(f"`{c}`" for c in tc.extra["resumed_with"]))
     if summary.get("test_acc") is not None:
-        how = "argmax q(s|x) against the labels" if cfg.model.startswith("supervised") else \
+        how = "argmax q(s|x) against the labels" if cfg.LEARNS_LABELS else \
             "unsupervised, Hungarian-matched argmax q(s|x)"
         lines.append(f"- held-out accuracy ({how}): "
                      f"{100 * summary['test_acc']:.2f}% on {summary.get('test_n')} test images")
@@ -267,7 +201,7 @@ class Run:
         if labelled and self.model.config.n_classes > 1:
             pred, _ = predict_clusters(self.model, self.ds.test_images, scale=self.ds.scale)
             labels = self.ds.test_labels
-            if self.model.config.model.startswith("supervised"):
+            if self.model.config.LEARNS_LABELS:
                 record["test_acc"] = float((pred == labels).float().mean())
             else:
                 record["test_acc"], record["cluster_to_label"] = cluster_accuracy(pred.numpy(), labels.numpy())
@@ -299,27 +233,6 @@ class Run:
         self.write_metrics()
         (self.out / "train_config.json").write_text(json.dumps(self.tc.to_dict(), indent=2) + "\n")
         return record
-
-
-def family_trainer(name: str):
-    """(make_optimizers, train_step) for a model family.
-
-    A step is ``step(model, opt, x, gen, y)`` (y: the batch's labels, or None) and returns a
-    dict of floats; it leaves this step's .grad in place.
-    """
-    if name in ("infovaegan", "infovaegan2"):
-        from trainer import infovaegan  # it imports this module: import it late
-
-        return infovaegan.make_optimizers, lambda *args: infovaegan.train_step(*args)  # late-bound: tests patch it
-    if name in ("supervised-single", "supervised-dual"):
-        from trainer import supervised  # imports this module: import it late
-
-        return supervised.make_optimizers, supervised.train_step
-    if name in ("infogan", "ali", "beta-vae", "jointvae"):
-        from trainer import baselines  # it imports this module: import it late
-
-        return baselines.TRAINERS[name]
-    raise ValueError(f"no trainer for model family {name!r}")
 
 
 def epoch_order(n: int, epoch: int, seed: int) -> torch.Tensor:
@@ -393,8 +306,8 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
         compile_networks(model)
     # Each rank draws its own z, s, c; the weights start equal because every rank seeds alike.
     gen = torch.Generator().manual_seed(tc.seed + 7919 * dist.get_rank())
-    make_opt, step_fn = family_trainer(model.config.model)
-    opt = make_opt(model, tc)
+    family = trainer_for(model.config.model)
+    opt = family.make_optimizers(model, tc)
     world = dist.get_world_size()
     steps_per_epoch = len(ds) // (tc.batch_size * world)
     if steps_per_epoch == 0:
@@ -419,21 +332,18 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
         if run:
             run.save_state(opt, gens, at, at.seconds + elapsed())
 
-    def reseed_check() -> None:
-        """InfoVAEGANConfig.reseed: once at each epoch boundary that more training follows. A run
-        resumed at a boundary its first session ended on (a --restarts probe) checks there too."""
-        if not (getattr(model.config, "reseed", False) and at.index == 0 and 0 < at.step < total
-                and at.reseed_checked != at.step):
+    def after_epoch() -> None:
+        """The family's hook, once at each epoch boundary that more training follows. A run
+        resumed at a boundary its first session ended on (a --restarts probe) runs it there too."""
+        if not (family.after_epoch and at.index == 0 and 0 < at.step < total and at.hook_step != at.step):
             return
-        from trainer.infovaegan import reseed_categories  # it imports this module
-
-        at.reseed_checked = at.step
-        reseeded = reseed_categories(model, ds, tc.seed, at.epoch)
-        if run and reseeded:
-            run.records.append({"step": at.step, "reseeded": list(reseeded)})
+        at.hook_step = at.step
+        record = family.after_epoch(model, ds, tc.seed, at.epoch)
+        if run and record:
+            run.records.append({"step": at.step, **record})
             run.write_metrics()
 
-    reseed_check()
+    after_epoch()
 
     with make_progress(progress and dist.is_main()) as bar, StopSignals() as stop:
         task = bar.add_task(f"{model.config.model} on {ds.name}", total=total, completed=at.step, info="")
@@ -449,7 +359,7 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
                 y = ds.labels[idx].to(device) if ds.labels is not None else None
                 data_time += time.time() - t0
                 with autocast:
-                    values = step_fn(model, opt, x, gen, y)
+                    values = family.step(model, opt, x, gen, y)
                 check_finite(values, at.step + 1, out)  # before any save: the checkpoint stays good
                 at.advance(values)
                 if run and (at.step % tc.log_every == 0 or at.step == total):
@@ -487,7 +397,7 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
                           f"{at.step}/{total}, {record['seconds']:.0f} s{budget}, {record['img_per_s']:.0f} img/s"
                           + ("" if acc is None else f", held-out accuracy {100 * acc:.2f}%"),
                           file=sys.stderr, flush=True)
-            reseed_check()  # after the epoch's model folder, before its checkpoint
+            after_epoch()  # after the epoch's model folder, before its checkpoint
             save()
             received = stop.received  # one reading: a signal after it is the next step's to act on
             halt = dist.any_rank(received is not None or out_of_time()) or halt

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from infoedit import codes
 from trainer import dist, losses
-from trainer.loop import TrainConfig, adam, requires_grad
+from trainer.config import TrainConfig, adam, requires_grad
 
 
 def make_optimizers(model, tc: TrainConfig) -> dict[str, torch.optim.Optimizer]:

@@ -14,7 +14,10 @@ from infoedit.datasets import rotated_names, spec_for
 from infoedit.models import FAMILIES
 from infoedit.models.infovaegan import G2_FIELDS
 from trainer import checkpoint, data
-from trainer.loop import StopSignals, TrainConfig, TrainingStopped, fit
+from trainer.config import TrainConfig
+
+# Named settings over the dataset defaults: "paper" is the paper-faithful configuration;
+from trainer.loop import StopSignals, TrainingStopped, fit
 
 # Named settings over the dataset defaults: "paper" is the paper-faithful configuration;
 # "cpu-fast" is our tuned one (bench/results/levers*.md), at 0.3 width so a laptop CPU trains
@@ -103,7 +106,7 @@ def train(dataset: str, out: Path, model_name: str | None = None, data_root: str
     if model_name not in FAMILIES:
         raise ValueError(f"--model {model_name}: unknown; known: {', '.join(sorted(FAMILIES))}")
     config_cls, model_cls = FAMILIES[model_name]
-    if model_name.startswith("supervised") and dataset not in rotated_names():  # before any field's own check
+    if config_cls.LEARNS_LABELS and dataset not in rotated_names():  # before any field's own check
         raise ValueError(f"--model {model_name} learns the rotation angles of {' or '.join(rotated_names())}, "
                          f"not {dataset}")
     known = {f.name for f in fields(config_cls)}

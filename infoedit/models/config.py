@@ -22,6 +22,9 @@ class ConfigMixin:
     # Fields added after a format version was written, with the value that reproduces how
     # folders without them were trained: a config.json that lacks them still loads.
     ADDED_FIELDS: ClassVar[dict] = {}
+    # True where the discrete code s is trained on the labels (the supervised models of Sec. 3):
+    # their accuracy is plain, not the unsupervised Hungarian-matched one, and they need labels.
+    LEARNS_LABELS: ClassVar[bool] = False
 
     @property
     def code_dim(self) -> int:

@@ -12,7 +12,7 @@ from infoedit.models.config import CodeModel, ConfigMixin
 from infoedit.models.nets import Encoder, Generator, JointDiscriminator
 
 FORMAT_VERSION = 1
-G2_FIELDS = ("style_dim", "style_kl_weight", "edit_weight")  # settings of G2: InfoVAEGAN2 only
+G2_FIELDS = ("style_dim", "style_kl_weight", "edit_weight", "recon_adv_weight")  # settings of G2: InfoVAEGAN2 only
 AUGMENT_PARTS = ("affine", "flip", "shear", "stroke", "contrast", "centre", "spin")
 LIKELIHOODS = ("gaussian", "bernoulli")
 
@@ -90,6 +90,11 @@ class InfoVAEGANConfig(ConfigMixin):
     # G2; trains G2 only) and D takes the drawings as fakes (G2 gets Eq. 29's loss on them).
     # Without it w may carry the category too, and a category edit would keep the old digit. 0 = off.
     edit_weight: float = 0.0
+    # Not in the paper (ours, InfoVAEGAN2 only): D also takes G2's reconstructions of real images
+    # (with their codes) as fakes, and G2 gets Eq. 29's loss on them, as VAE-GAN (Larsen et al.
+    # 2016) sharpens a VAE's drawings: a pixel likelihood alone draws the mean of what the codes
+    # leave open, a blur. Weighed against Eq. 32's reconstruction, a sum over pixels. 0 = off.
+    recon_adv_weight: float = 0.0
     model: str = "infovaegan"
     dataset: str = ""
     format_version: int = FORMAT_VERSION
@@ -99,7 +104,7 @@ class InfoVAEGANConfig(ConfigMixin):
                                     "overcluster": 0, "reseed": False, "kl_c_weight": 1.0,
                                     "tc_weight": 0.0, "background": "dark", "batchnorm": True,
                                     "likelihood": "gaussian", "style_dim": 0, "style_kl_weight": 1.0,
-                                    "edit_weight": 0.0}
+                                    "edit_weight": 0.0, "recon_adv_weight": 0.0}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
@@ -131,7 +136,7 @@ class InfoVAEGANConfig(ConfigMixin):
                              f"got {self.overcluster}")
         if self.style_dim < 0:
             raise ValueError(f"style_dim must be >= 0, got {self.style_dim}")
-        for name in ("kl_c_weight", "tc_weight", "style_kl_weight", "edit_weight"):
+        for name in ("kl_c_weight", "tc_weight", "style_kl_weight", "edit_weight", "recon_adv_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.tau > 0 or not self.width > 0:
@@ -156,8 +161,8 @@ class InfoVAEGAN(CodeModel):
         self.G = Generator(cfg.z_dim + cfg.code_dim, cfg.image_size, cfg.channels, cfg.width, cfg.batchnorm)
         self.D = JointDiscriminator(cfg.image_size, cfg.channels, cfg.code_dim, cfg.width, cfg.batchnorm)
         shared = (self.D.trunk, self.D.trunk_features) if cfg.shared_trunk else None
-        if (cfg.style_dim or cfg.edit_weight) and type(self) is InfoVAEGAN:
-            raise ValueError("style_dim and edit_weight need G2: use --model infovaegan2")
+        if (cfg.style_dim or cfg.edit_weight or cfg.recon_adv_weight) and type(self) is InfoVAEGAN:
+            raise ValueError("style_dim, edit_weight and recon_adv_weight need G2: use --model infovaegan2")
         self.E = Encoder(cfg.image_size, cfg.channels, cfg.n_classes, cfg.c_dim, cfg.width, shared,
                          cfg.overcluster, cfg.batchnorm, cfg.style_dim)
 

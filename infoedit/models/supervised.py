@@ -27,6 +27,7 @@ STRUCTURES = ("supervised-single", "supervised-dual")
 
 @dataclass
 class SupervisedConfig(ConfigMixin):
+    LEARNS_LABELS: ClassVar[bool] = True
     image_size: int = 28
     channels: int = 1
     background: str = "dark"  # 1 channel: what the training images show (config.BACKGROUNDS)

@@ -1,4 +1,5 @@
-"""Unsupervised classification accuracy: clusters matched to labels by the Hungarian method.
+"""Unsupervised classification accuracy: clusters matched to labels by the Hungarian method,
+and the clusters themselves (predict_clusters: argmax q(s|x) of stored images).
 
 Also NMI and ARI (computed from the contingency matrix, so no scikit-learn) and the matched
 confusion matrix drawn as a PNG with Pillow.
@@ -10,6 +11,9 @@ import io
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from infoedit import engine
 
 
 def contingency(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -136,3 +140,18 @@ def save_confusion_png(matrix: np.ndarray, path: str | Path, col_names: list[str
     img.save(buf, format="PNG")
     atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)
+
+
+@torch.inference_mode()
+def predict_clusters(model, images: torch.Tensor, batch_size: int = 500, scale: float = 255.0):
+    """argmax q(s|x) for uint8 images, in eval mode; returns (clusters, confidence)."""
+    was_training = model.training
+    model.eval()
+    preds, confs = [], []
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size].to(model.device).float().div_(scale)
+        conf, pred = engine.encode(model, x).probs.max(dim=1)
+        preds.append(pred.cpu())
+        confs.append(conf.cpu())
+    model.train(was_training)
+    return torch.cat(preds), torch.cat(confs)

@@ -61,7 +61,7 @@ def labelled_split(ds, name: str, data: str | None, split: str, real_grid: Path 
 def clustering(model, images: torch.Tensor, labels: torch.Tensor, scale: float, out: Path | None,
                title: str) -> dict:
     from trainer.evaluate.clustering import clustering_report, matched_confusion, save_confusion_png
-    from trainer.loop import predict_clusters
+    from trainer.evaluate.clustering import predict_clusters
 
     pred, confidence = predict_clusters(model, images, scale=scale)
     pred, labels = pred.numpy(), labels.numpy()

@@ -120,7 +120,7 @@ def pseudo_label_accuracy(model, train_images: torch.Tensor, test_images: torch.
 
     When no image is confident enough, ``accuracy`` is None and ``skipped`` says why.
     """
-    from trainer.loop import predict_clusters
+    from trainer.evaluate.clustering import predict_clusters
 
     cfg = cfg or PseudoLabelConfig()
     clusters, confidence = predict_clusters(model, train_images, scale=scale)

@@ -1,4 +1,4 @@
-"""The dataset registry (infoedit.datasets): one entry is all a new dataset needs."""
+"""The registries: datasets (infoedit.datasets) and model families (infoedit.models, trainer.families)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from PIL import Image
 from infoedit import datasets
 from infoedit.datasets import DatasetSpec
 from trainer import data
-from trainer.loop import TrainConfig
+from trainer.config import TrainConfig
 from trainer.train import defaults_for, train
 
 
@@ -55,3 +55,10 @@ def test_a_new_folder_dataset_is_one_registry_entry(tmp_path, monkeypatch):
           progress=False)
     config = json.loads((out / "config.json").read_text())
     assert (config["dataset"], config["image_size"], config["n_classes"], config["c_dim"]) == ("pets", 28, 4, 3)
+
+
+def test_every_model_family_has_a_trainer_and_every_trainer_a_family():
+    from infoedit.models import FAMILIES
+    from trainer.families import TRAINERS
+
+    assert set(FAMILIES) == set(TRAINERS)
