@@ -54,7 +54,7 @@ def test_edit_terms_train_g2_alone_and_d_sees_the_edits():
 
     torch.manual_seed(0)
     model = InfoVAEGAN2(style_config())
-    edited = draw_edits(model, 8, torch.randn(8, 4), torch.Generator().manual_seed(0))
+    edited = draw_edits(model, 8, (torch.randn(8, 4), torch.ones(8, 4)), torch.Generator().manual_seed(0))
     edit_information_loss(model, *edited).backward()
     assert all(p.grad is None for p in model.E.parameters())  # E is only the reader here
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.G2.parameters())

@@ -6,6 +6,8 @@ Same contract as trainer/baselines.py: ``make_optimizers(model, tc)`` and
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -26,92 +28,57 @@ def make_optimizers(model, tc: TrainConfig) -> dict[str, torch.optim.Optimizer]:
     return opt
 
 
+class RealCodes(NamedTuple):
+    """E(x) of the real batch: its outputs, and the codes D's real pair carries (sampled, detached)."""
+    mu: torch.Tensor
+    sigma: torch.Tensor
+    logits: torch.Tensor
+    aux: torch.Tensor | None    # the over-clustering head's logits (overcluster lever)
+    style: tuple | None         # (mu, sigma) of the style code w (style_dim)
+    s: torch.Tensor
+    c: torch.Tensor
+
+
 def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch.Tensor | None = None
                ) -> dict[str, float]:
     """One iteration of Alg. 1 on a real batch x (unsupervised: labels y are ignored); returns
-    the loss values.
+    the loss values and leaves each network's .grad from this step in place (tests read them).
 
-    Leaves each network's .grad from this step in place (tests read them).
+    The paper's terms come in its order, each with its equation. Every lever (not in the paper;
+    docs/model.md) is a named term added beside them and is nothing while its config field is 0.
     """
     cfg = model.config
     infovaegan2 = isinstance(model, InfoVAEGAN2)
-    real_mi = cfg.real_mi_weight > 0
     z, s, c = model.sample_prior(x.shape[0], gen)
     x_g = model.generate(z, s, c)  # one G forward feeds D, the G loss, MI and the VAE target
+    real = encode_real(model, x, gen)
+    # ours: G2's drawings that D also judges (recon_adv_weight, edit_weight), drawn before its step
+    recon = draw_reconstruction(model, real, gen) if cfg.recon_adv_weight else None
+    edited = draw_edits(model, x.shape[0], real.style, gen) if cfg.edit_weight else None
 
-    # D step (Eq. 28): real pair (x, sample of E(x)) vs fake pair (G(z,s,c), s, c).
-    # The real codes are sampled as the authors do (Gumbel-softmax s, reparameterised c) and
-    # detached: the encoder takes no adversarial gradient. InfoVAEGAN2 keeps this E(x) graph
-    # for its real-image VAE loss (Eq. 32), and the real-data MI lever for its first view, so
-    # E(x) is computed once for all.
-    with torch.set_grad_enabled(infovaegan2 or real_mi):
-        mu_r, sigma_r, logits_r, aux_r, style_r = model.E.forward_with_aux(x)
-        s_r = (codes.sample_onehot(logits_r, gen) if cfg.d_real_s == "onehot"
-               else codes.gumbel_softmax(logits_r, cfg.tau, gen))
-        c_r = codes.reparameterize(mu_r, sigma_r, gen)
-    s_r, c_r = s_r.detach(), c_r.detach()
-    # G2's reconstruction (Eq. 32) is drawn here when D also takes it as a fake (recon_adv_weight)
-    recon = draw_reconstruction(model, logits_r, mu_r, sigma_r, style_r, gen) if cfg.recon_adv_weight else None
-    requires_grad(model.D, True)
-    fake = model.discriminate(x_g.detach(), s, c)
-    edited = None
-    if cfg.edit_weight:  # ours: G2's drawings of random codes in the batch's own styles are fakes too
-        w_e = None if style_r is None else codes.reparameterize(*style_r, gen).detach()
-        edited = draw_edits(model, x.shape[0], w_e, gen)
-        fake = torch.cat([fake, model.discriminate(edited[0].detach(), *edited[1:])])
-    if recon is not None:  # ours: the reconstructions of real images are fakes too
-        x_rec, s_2, c_2 = recon
-        fake = torch.cat([fake, model.discriminate(torch.sigmoid(x_rec).detach(), s_2.detach(), c_2.detach())])
-    d_loss = losses.discriminator_loss(model.discriminate(x, s_r, c_r), fake)
-    opt["D"].zero_grad(set_to_none=True)
-    d_loss.backward()
-    dist.average_gradients(model.D)
-    opt["D"].step()
+    # D step (Eq. 28): the real pair (x, E(x)'s codes) against the fake pair (G(z, s, c), s, c)
+    # and, where the levers are on, G2's drawings of random codes and of the real images
+    fakes = [(x_g, s, c)] + ([edited] if edited else []) + ([(torch.sigmoid(recon[0]), *recon[1:])] if recon else [])
+    d_loss = discriminator_step(model, opt["D"], (x, real.s, real.c), fakes)
 
-    # G/E step: adversarial (Eq. 29, G only), MI (Eq. 30, G and E), VAE (Eq. 31, E only).
+    # G/E step: adversarial (Eq. 29, G only), MI (Eq. 30, G and E), VAE (Eq. 31, E only)
     requires_grad(model.D, False)
-    g_adv = losses.generator_adv_loss(model.discriminate(x_g, s, c))
+    g_adv = losses.generator_adv_loss(model.discriminate(x_g, s, c))  # Eq. 29
     mu, sigma, logits = model.encode(x_g)
     mi_s, mi_c = losses.mutual_information_loss(logits, s, mu, sigma, c, cfg.mi_continuous, generator=gen)
-    mi = cfg.mi_weight_s * mi_s + cfg.mi_weight_c * mi_c
+    mi = cfg.mi_weight_s * mi_s + cfg.mi_weight_c * mi_c  # Eq. 30
     extra = {}
-    if real_mi:  # the lever: E alone, views x and a random warp of x (cfg.augment)
-        def view() -> torch.Tensor:
-            return augment.views(x, cfg.augment, gen, cfg.background)
-
-        _, _, logits_warped, aux_warped, _ = model.E.forward_with_aux(view())
-        logits_a, aux_a = logits_r, aux_r
-        if "centre" in augment_parts(cfg.augment):
-            # A centred, resized view looks unlike any raw image (E could tell the two apart and
-            # map them to unrelated categories), so the pair is two such views.
-            _, _, logits_a, aux_a, _ = model.E.forward_with_aux(view())
-        extra["mi_real"] = losses.paired_information_loss(logits_a, logits_warped, cfg.real_mi_balance)
-        mi = mi + cfg.real_mi_weight * extra["mi_real"]
-        if aux_a is not None:  # the over-clustering head: same loss, same weight, as IIC trains its heads
-            extra["mi_real_aux"] = losses.paired_information_loss(aux_a, aux_warped, cfg.real_mi_balance)
-            mi = mi + cfg.real_mi_weight * extra["mi_real_aux"]
+    mi = mi + real_data_information(model, x, real, gen, extra)  # lever: real_mi_weight
     for o in opt.values():
         o.zero_grad(set_to_none=True)
-    if infovaegan2:
-        # Eq. 32 (replaces Eq. 31): reconstruct the real x from E's codes through G2; trains E and G2.
-        x_rec, s_2, c_2 = recon or draw_reconstruction(model, logits_r, mu_r, sigma_r, style_r, gen)
-        vae, rec, kl_c = losses.vae_loss(x, x_rec, mu_r, sigma_r, logits_r, cfg.c_prior, cfg.kl_s_weight,
+    if infovaegan2:  # Eq. 32 (replaces Eq. 31): G2 redraws the real x from E(x)'s codes; trains E and G2
+        x_rec, s_2, c_2 = recon or draw_reconstruction(model, real, gen)
+        vae, rec, kl_c = losses.vae_loss(x, x_rec, real.mu, real.sigma, real.logits, cfg.c_prior, cfg.kl_s_weight,
                                          cfg.kl_c_weight, cfg.likelihood)
-        vae = vae + tc_penalty(cfg, c_2, mu_r, sigma_r, extra)
-        if style_r is not None:  # ours: the style code's KL to its N(0, 1) prior
-            extra["kl_w"] = codes.kl_gaussian(*style_r, "normal").mean()
-            vae = vae + cfg.style_kl_weight * extra["kl_w"]
-        if edited is not None:
-            extra["edit"] = edit_information_loss(model, *edited)
-            extra["edit_adv"] = losses.generator_adv_loss(model.discriminate(*edited))
-            vae = vae + cfg.edit_weight * (extra["edit"] + extra["edit_adv"])
-        if recon is not None:
-            # the codes detached: E learns from Eq. 32, not from fooling D
-            fooled = model.discriminate(torch.sigmoid(x_rec), s_2.detach(), c_2.detach())
-            extra["recon_adv"] = losses.generator_adv_loss(fooled)
-            vae = vae + cfg.recon_adv_weight * extra["recon_adv"]
+        vae = vae + tc_penalty(cfg, c_2, real.mu, real.sigma, extra)  # lever: tc_weight
+        vae = add_g2_levers(model, vae, real, edited, recon, extra)  # ours: style_kl, edit, recon_adv weights
         (g_adv + mi + vae).backward()
-    else:
+    else:  # Eq. 31: E reads G's image, G redraws it from E's codes; trains E only
         s_p = codes.gumbel_softmax(logits, cfg.tau, gen)
         c_p = codes.reparameterize(mu, sigma, gen)
         requires_grad(model.G, False)  # regeneration G(z, s', c'): gradient flows to E through s', c' only
@@ -119,15 +86,8 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
         requires_grad(model.G, True)
         vae, rec, kl_c = losses.vae_loss(x_g, x_re, mu, sigma, logits, cfg.c_prior, cfg.kl_s_weight,
                                          cfg.kl_c_weight, cfg.likelihood)
-        vae = vae + tc_penalty(cfg, c_p, mu, sigma, extra)
-        e_params = list(model.E.parameters())
-        # The VAE loss also depends on G through E's input x_g; taking its gradient w.r.t. E's
-        # parameters alone keeps it an encoder-only loss (the authors' var_list=encoder).
-        vae_grads = torch.autograd.grad(vae, e_params, retain_graph=True, allow_unused=True)
-        (g_adv + mi).backward()
-        for p, g in zip(e_params, vae_grads):
-            if g is not None:
-                p.grad = g if p.grad is None else p.grad + g
+        vae = vae + tc_penalty(cfg, c_p, mu, sigma, extra)  # lever: tc_weight
+        backward_with_encoder_only_vae(model, g_adv + mi, vae)
     for name, o in opt.items():
         if name != "D":
             dist.average_gradients(getattr(model, name))
@@ -137,21 +97,105 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
             "vae": vae.item(), "rec": rec.item(), "kl_c": kl_c.item(), **{k: v.item() for k, v in extra.items()}}
 
 
-def draw_reconstruction(model, logits: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, style, gen
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Eq. 32's drawing of real images from E's codes: (G2's logits, s, c), the codes sampled as
-    Eq. 32 samples them (Gumbel-softmax s, reparameterised c and style w)."""
+def encode_real(model, x: torch.Tensor, gen: torch.Generator) -> RealCodes:
+    """E(x), and the codes of D's real pair sampled as the authors do (Gumbel-softmax s, or an
+    exact one-hot with d_real_s "onehot"; reparameterised c) and detached: the encoder takes no
+    adversarial gradient. InfoVAEGAN2 keeps the E(x) graph for Eq. 32 and the real-data MI lever
+    for its first view, so E(x) is computed once for all."""
     cfg = model.config
-    s = codes.gumbel_softmax(logits, cfg.tau, gen)
-    c = codes.reparameterize(mu, sigma, gen)
-    w = None if style is None else codes.reparameterize(*style, gen)
+    with torch.set_grad_enabled(isinstance(model, InfoVAEGAN2) or cfg.real_mi_weight > 0):
+        mu, sigma, logits, aux, style = model.E.forward_with_aux(x)
+        s = (codes.sample_onehot(logits, gen) if cfg.d_real_s == "onehot"
+             else codes.gumbel_softmax(logits, cfg.tau, gen))
+        c = codes.reparameterize(mu, sigma, gen)
+    return RealCodes(mu, sigma, logits, aux, style, s.detach(), c.detach())
+
+
+def discriminator_step(model, opt: torch.optim.Optimizer, real: tuple, fakes: list[tuple]) -> torch.Tensor:
+    """Eq. 28 on one real (image, s, c) triple and fake ones (each scored in its own D call, as
+    BatchNorm sees them), all detached: trains D alone."""
+    requires_grad(model.D, True)
+    fake = torch.cat([model.discriminate(*(t.detach() for t in triple)) for triple in fakes])
+    d_loss = losses.discriminator_loss(model.discriminate(*real), fake)
+    opt.zero_grad(set_to_none=True)
+    d_loss.backward()
+    dist.average_gradients(model.D)
+    opt.step()
+    return d_loss
+
+
+def backward_with_encoder_only_vae(model, loss: torch.Tensor, vae: torch.Tensor) -> None:
+    """loss.backward(), plus Eq. 31's gradient on E's parameters alone: the VAE loss also
+    depends on G through E's input x_g, and the authors train it with var_list=encoder."""
+    e_params = list(model.E.parameters())
+    vae_grads = torch.autograd.grad(vae, e_params, retain_graph=True, allow_unused=True)
+    loss.backward()
+    for p, g in zip(e_params, vae_grads):
+        if g is not None:
+            p.grad = g if p.grad is None else p.grad + g
+
+
+def real_data_information(model, x: torch.Tensor, real: RealCodes, gen: torch.Generator, extra: dict):
+    """Not in the paper (real_mi_weight): E's categories of x and of a random warp of x
+    (cfg.augment) must carry information about each other (IIC); E alone. 0 when off."""
+    cfg = model.config
+    if not cfg.real_mi_weight > 0:
+        return 0.0
+
+    def view() -> torch.Tensor:
+        return augment.views(x, cfg.augment, gen, cfg.background)
+
+    _, _, logits_warped, aux_warped, _ = model.E.forward_with_aux(view())
+    logits_a, aux_a = real.logits, real.aux
+    if "centre" in augment_parts(cfg.augment):
+        # A centred, resized view looks unlike any raw image (E could tell the two apart and
+        # map them to unrelated categories), so the pair is two such views.
+        _, _, logits_a, aux_a, _ = model.E.forward_with_aux(view())
+    extra["mi_real"] = losses.paired_information_loss(logits_a, logits_warped, cfg.real_mi_balance)
+    loss = cfg.real_mi_weight * extra["mi_real"]
+    if aux_a is not None:  # the over-clustering head: same loss, same weight, as IIC trains its heads
+        extra["mi_real_aux"] = losses.paired_information_loss(aux_a, aux_warped, cfg.real_mi_balance)
+        loss = loss + cfg.real_mi_weight * extra["mi_real_aux"]
+    return loss
+
+
+def add_g2_levers(model, loss: torch.Tensor, real: RealCodes, edited: tuple | None, recon: tuple | None,
+                  extra: dict) -> torch.Tensor:
+    """Eq. 32's ``loss`` with our terms added (docs/model.md): the style code's KL to its N(0, 1)
+    prior (style_kl_weight), the edit terms (edit_weight) and the reconstructions' adversarial
+    term (recon_adv_weight); each nothing while off."""
+    cfg = model.config
+    if real.style is not None:
+        extra["kl_w"] = codes.kl_gaussian(*real.style, "normal").mean()
+        loss = loss + cfg.style_kl_weight * extra["kl_w"]
+    if edited is not None:
+        extra["edit"] = edit_information_loss(model, *edited)
+        extra["edit_adv"] = losses.generator_adv_loss(model.discriminate(*edited))
+        loss = loss + cfg.edit_weight * (extra["edit"] + extra["edit_adv"])
+    if recon is not None:
+        x_rec, s, c = recon  # the codes detached: E learns from Eq. 32, not from fooling D
+        extra["recon_adv"] = losses.generator_adv_loss(model.discriminate(torch.sigmoid(x_rec), s.detach(), c.detach()))
+        loss = loss + cfg.recon_adv_weight * extra["recon_adv"]
+    return loss
+
+
+def draw_reconstruction(model, real: RealCodes, gen: torch.Generator
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eq. 32's drawing of the real images from E's codes: (G2's logits, s, c), the codes sampled
+    as Eq. 32 samples them (Gumbel-softmax s, reparameterised c and style w)."""
+    cfg = model.config
+    s = codes.gumbel_softmax(real.logits, cfg.tau, gen)
+    c = codes.reparameterize(real.mu, real.sigma, gen)
+    w = None if real.style is None else codes.reparameterize(*real.style, gen)
     return model.generate2_logits(s, c, w), s, c
 
 
-def draw_edits(model, n: int, w: torch.Tensor | None, gen: torch.Generator
+def draw_edits(model, n: int, style: tuple | None, gen: torch.Generator
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Ours (InfoVAEGANConfig.edit_weight): (G2(s, c, w), s, c) for random codes (s, c) drawn
-    with the style codes w (detached) of real images: what an edit asks of G2."""
+    with the style codes w of the real images (sampled from ``style``, (mu, sigma), and
+    detached): what an edit asks of G2."""
+    w = None if style is None else codes.reparameterize(*style, gen).detach()
     _, s, c = model.sample_prior(n, gen)
     return model.generate2(s, c, w), s, c
 
