@@ -1,8 +1,11 @@
 """The `infoedit` command line. Imports no torch at module import, so `--help` is instant.
 
-Exit codes: 0 success, 2 bad input (one line on stderr naming the file and the problem),
-130/143 interrupted, 141 stdout closed early (`| head`). `--debug` shows the traceback instead.
-Results go to stdout; progress and messages to stderr, only when it is a terminal and no --quiet.
+A thin layer: it parses the options (choices as Enums, which --help lists and typer checks),
+calls infoedit.engine and the trainer, and prints. What an option means at length is in
+docs/cli.md. Exit codes: 0 success, 2 bad input (one line on stderr naming the file or option
+and the problem), 130/143 interrupted, 141 stdout closed early (`| head`). `--debug` shows
+the traceback instead. Results go to stdout (or -o FILE); progress and messages to stderr,
+only when it is a terminal and no --quiet.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import shlex
 import signal
 import sys
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 
@@ -24,9 +28,45 @@ from infoedit import datasets, results
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Learn disentangled image codes with InfoVAEGAN and edit images with them.")
 
+BATCH = 256  # images per model call in every command (and classify's --batch-size default)
 DEBUG_HELP = "Show the full traceback on errors."
-DEVICE_HELP = "auto (GPU when present), cpu or cuda."
-DEVICES = ("auto", "cpu", "cuda")
+DEVICE_HELP = "Where the networks run; auto: the GPU when there is one."
+DATA_HELP = "Data root (default: $INFOEDIT_DATA, else ~/.cache/infoedit/data)."
+
+
+# -- choices: typer lists them in --help and refuses any other value (exit 2, one line) -------
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(StrEnum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Mode(StrEnum):
+    """--invert and --frame (infoedit.images.INVERT_MODES, FRAME_MODES)."""
+    auto = "auto"
+    yes = "yes"
+    no = "no"
+
+
+class Source(StrEnum):
+    """swap: the image a code comes from."""
+    a = "a"
+    b = "b"
+
+
+class Split(StrEnum):
+    train = "train"
+    test = "test"
+
+
+class Representation(StrEnum):
+    mu = "mu"
+    mu_softmax = "mu+softmax"
 
 
 @app.callback()
@@ -42,11 +82,6 @@ def fail(message: str, code: int = 2) -> None:
     """Print one line to stderr and exit."""
     print(f"infoedit: error: {message}", file=sys.stderr)
     raise typer.Exit(code)
-
-
-def _choice(flag: str, value: str, options: tuple[str, ...]) -> None:
-    if value not in options:
-        fail(f"{flag} {value}: expected one of {', '.join(options)}")
 
 
 @contextmanager
@@ -71,116 +106,100 @@ def user_errors(debug: bool):
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
+# -- train ------------------------------------------------------------------------------------
 @app.command()
 def train(
     ctx: typer.Context,
-    dataset: str = typer.Argument(..., help=datasets.NAMES_HELP),
-    out: Path = typer.Option(None, "--out", "-o", help="Model folder to write (default: runs/DATASET)."),
-    data: Optional[str] = typer.Option(None, help="Data root (default: $INFOEDIT_DATA, else ~/.cache/infoedit/data)."),
-    model: Optional[str] = typer.Option(None, help="Model family (default: the preset's): infovaegan, infovaegan2 "
-                                        "(Sec. 4.4), supervised-single / supervised-dual (Sec. 3, Fig. 1; labelled "
-                                        "data, e.g. rotated-mnist), or a baseline: infogan, ali, beta-vae, jointvae."),
-    preset: str = typer.Option("paper", help="paper (the paper's settings, InfoVAEGAN) or cpu-fast (our tuned "
-                               "InfoVAEGAN2 at 0.3 width, with settings of its own for fashion-mnist; use it with "
-                               "--restarts 5 on MNIST, 3 on Fashion-MNIST)."),
-    epochs: Optional[int] = typer.Option(None, min=1, help="Epochs (default: per dataset)."),
-    batch_size: int = typer.Option(64, min=2, help="Images per step (2 or more: BatchNorm needs two)."),
-    lr_d: float = typer.Option(2e-4, help="Discriminator learning rate."),
-    lr_g: float = typer.Option(1e-3, help="Generator learning rate."),
-    lr_e: float = typer.Option(1e-3, help="Encoder learning rate."),
-    seed: int = typer.Option(0),
-    restarts: int = typer.Option(1, min=1, help="Probe this many seeds (--seed, --seed+1, ...) for 2 epochs each "
-                                 "and continue the one whose categories carry the most real-data information "
-                                 "(needs real_mi_weight > 0, e.g. --preset cpu-fast; no labels used)."),
-    device: str = typer.Option("auto", help=DEVICE_HELP),
-    limit: Optional[int] = typer.Option(None, min=1, help="Use only the first N training images."),
-    max_steps: Optional[int] = typer.Option(None, min=1, help="Stop after N steps (still writes the model folder)."),
-    max_minutes: Optional[float] = typer.Option(None, min=0, help="Stop after this much training time (still writes). "
-                                               "Without --epochs, train until the time is up."),
-    eval_every: Optional[int] = typer.Option(None, min=1, help="Log held-out accuracy every N steps (labelled data)."),
-    checkpoint_every: int = typer.Option(500, min=1, help="Also write the resumable checkpoint (OUT/checkpoint) "
-                                         "every N steps; it is written at each epoch end and on Ctrl-C too."),
-    resume: Optional[Path] = typer.Option(None, help="Continue the run saved in this folder, with its model and "
-                                          "run settings (writes there unless --out)."),
-    force: bool = typer.Option(False, "--force", "-f", help="Train into --out even if it already holds a model."),
-    init_from: Optional[str] = typer.Option(None, help="Start from this model's weights (a folder, bundled name or "
-                                            "Hub id of the same image size and codes) wherever they fit."),
-    classes: Optional[int] = typer.Option(None, "--classes", "-k", min=1, help="K, categories of the discrete code."),
-    c_dim: Optional[int] = typer.Option(None, min=0, help="Continuous code dimensions."),
-    z_dim: Optional[int] = typer.Option(None, min=1, help="Noise dimensions."),
-    c_prior: Optional[str] = typer.Option(None, help="Continuous prior: uniform or normal."),
-    tau: Optional[float] = typer.Option(None, help="Gumbel-softmax temperature of the VAE loss."),
-    width: Optional[float] = typer.Option(None, help="Network width multiplier (1.0 = the paper's)."),
-    mi_weight_s: Optional[float] = typer.Option(None, help="Weight of the discrete MI term (Eq. 30)."),
-    mi_weight_c: Optional[float] = typer.Option(None, help="Weight of the continuous MI term (Eq. 30)."),
-    mi_continuous: Optional[str] = typer.Option(None, help="Continuous MI term: mse (authors' code) or nll."),
-    digit: Optional[int] = typer.Option(None, min=0, max=9, help="rotated-mnist: the digit to rotate (default 3)."),
-    item: Optional[int] = typer.Option(None, min=0, max=9, help="rotated-fashion: the clothing item (default 0)."),
-    rho1: Optional[float] = typer.Option(None, min=0, help="Supervised: weight of the label cross-entropy (Eq. 13)."),
-    rho2: Optional[float] = typer.Option(None, min=0, help="Supervised: weight of the adversarial entropy term "
-                                         "(Eq. 13); 0 switches the adversary off."),
-    precision: str = typer.Option("fp32", help="fp32, or bf16 autocast (for GPUs; far slower on most CPUs)."),
-    compile_nets: bool = typer.Option(False, "--compile", help="torch.compile the networks (needs a C++ compiler; "
-                                      "~45 s to compile; on this project's CPU 1.07-1.33x faster at full width and "
-                                      "64px, 0.89x at --preset cpu-fast's)."),
-    nproc: int = typer.Option(1, min=1, help="Processes for distributed data-parallel training (torchrun)."),
-    set_fields: Optional[list[str]] = typer.Option(None, "--set", help="FIELD=VALUE for any model config field, "
-                                                   "e.g. --set beta=8 --set capacity=true (repeatable)."),
-    push_to_hub: Optional[str] = typer.Option(None, help="Upload the model folder to this Hub repo id."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    debug: bool = typer.Option(False, help=DEBUG_HELP),
+    dataset: Annotated[str, typer.Argument(help=datasets.NAMES_HELP)],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Model folder to write (default: runs/DATASET).")] = None,
+    data: Annotated[Optional[str], typer.Option(help=DATA_HELP)] = None,
+    family: Annotated[Optional[str], typer.Option(
+        help="Model family (default: the preset's): infovaegan, infovaegan2, supervised-single/-dual, "
+             "infogan, ali, beta-vae, jointvae.")] = None,
+    preset: Annotated[str, typer.Option(
+        help="paper (the paper's InfoVAEGAN) or cpu-fast (our tuned InfoVAEGAN2; docs/cli.md).")] = "paper",
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs (default: per dataset).")] = None,
+    batch_size: Annotated[int, typer.Option(
+        min=2, help="Images per step (2 or more: BatchNorm needs two).")] = 64,
+    lr_d: Annotated[float, typer.Option(help="Discriminator learning rate.")] = 2e-4,
+    lr_g: Annotated[float, typer.Option(help="Generator learning rate.")] = 1e-3,
+    lr_e: Annotated[float, typer.Option(help="Encoder learning rate.")] = 1e-3,
+    seed: Annotated[int, typer.Option(
+        help="Seed of the weights, the data order and the noise (--restarts: the first seed).")] = 0,
+    restarts: Annotated[int, typer.Option(
+        min=1, help="Probe this many seeds for 2 epochs each and continue the most informative "
+                    "(needs real_mi_weight > 0, e.g. --preset cpu-fast).")] = 1,
+    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N training images.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(
+        min=1, help="Stop after N steps (still writes the model folder).")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(
+        min=0, help="Stop after this much training time (still writes); without --epochs, train "
+                    "until the time is up.")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(
+        min=1, help="Log held-out accuracy every N steps (labelled data).")] = None,
+    checkpoint_every: Annotated[int, typer.Option(
+        min=1, help="Also write the resumable checkpoint (OUT/checkpoint) every N steps.")] = 500,
+    resume: Annotated[Optional[Path], typer.Option(
+        help="Continue the run saved in this folder, with its own settings (writes there unless --out).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", "-f", help="Train into --out even if it already holds a model.")] = False,
+    init_from: Annotated[Optional[str], typer.Option(
+        help="Start from this model's weights (folder, bundled name or Hub id) wherever they fit.")] = None,
+    classes: Annotated[Optional[int], typer.Option(
+        "--classes", "-k", min=1, help="K, categories of the discrete code.")] = None,
+    c_dim: Annotated[Optional[int], typer.Option(min=0, help="Continuous code dimensions.")] = None,
+    z_dim: Annotated[Optional[int], typer.Option(min=1, help="Noise dimensions.")] = None,
+    c_prior: Annotated[Optional[str], typer.Option(help="Continuous prior: uniform or normal.")] = None,
+    tau: Annotated[Optional[float], typer.Option(help="Gumbel-softmax temperature of the VAE loss.")] = None,
+    width: Annotated[Optional[float], typer.Option(help="Network width multiplier (1.0 = the paper's).")] = None,
+    mi_weight_s: Annotated[Optional[float], typer.Option(help="Weight of the discrete MI term (Eq. 30).")] = None,
+    mi_weight_c: Annotated[Optional[float], typer.Option(help="Weight of the continuous MI term (Eq. 30).")] = None,
+    mi_continuous: Annotated[Optional[str], typer.Option(
+        help="Continuous MI term: mse (authors' code) or nll.")] = None,
+    digit: Annotated[Optional[int], typer.Option(
+        min=0, max=9, help="rotated-mnist: the digit to rotate (default 3).")] = None,
+    item: Annotated[Optional[int], typer.Option(
+        min=0, max=9, help="rotated-fashion: the clothing item (default 0).")] = None,
+    rho1: Annotated[Optional[float], typer.Option(
+        min=0, help="Supervised: weight of the label cross-entropy (Eq. 13).")] = None,
+    rho2: Annotated[Optional[float], typer.Option(
+        min=0, help="Supervised: weight of the adversarial entropy term (Eq. 13); 0 switches it off.")] = None,
+    precision: Annotated[Precision, typer.Option(
+        help="bf16: autocast, for GPUs (far slower on most CPUs).")] = Precision.fp32,
+    compile_nets: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the networks (needs a C++ compiler; ~45 s; docs/cli.md).")] = False,
+    nproc: Annotated[int, typer.Option(
+        min=1, help="Processes for distributed data-parallel training (torchrun).")] = 1,
+    set_fields: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="FIELD=VALUE for any model config field, e.g. --set beta=8 (repeatable).")] = None,
+    push_to_hub: Annotated[Optional[str], typer.Option(help="Upload the model folder to this Hub repo id.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    debug: Annotated[bool, typer.Option(help=DEBUG_HELP)] = False,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", hidden=True, help="The old name of --family (model cards and scripts record it).")] = None,
 ) -> None:
     """Train a model on a dataset and write its model folder (config.json + model.safetensors)."""
     with user_errors(debug):
-        _choice("--device", device, DEVICES)
-        _choice("--precision", precision, ("fp32", "bf16"))
-        if digit is not None and dataset != "rotated-mnist":
-            fail(f"--digit applies to rotated-mnist, not {dataset}")
-        if item is not None and dataset != "rotated-fashion":
-            fail(f"--item applies to rotated-fashion, not {dataset}")
-        if resume is not None and restarts > 1:
-            fail("--restarts starts new runs; it cannot be combined with --resume")
-        if init_from is not None and (resume is not None or restarts > 1):
-            fail("--init-from starts one new run from a model's weights: not with --resume or --restarts")
+        family = _family(family, model)
+        _check_train_flags(dataset, digit, item, resume, restarts, init_from)
         if nproc > 1:
             _relaunch_distributed(nproc)
         from trainer.loop import TrainConfig
-        from trainer.train import train as run_train
 
-        default_out = Path("runs") / results.safe_name(dataset.replace("folder:", "").strip("/").replace("/", "_"))
-        out = out or resume or default_out
-        if out.exists() and not out.is_dir():
-            fail(f"{out}: exists and is not a folder")
-        if not force and (resume is None or out.resolve() != resume.resolve()) and \
-                any((out / name).exists() for name in ("config.json", "checkpoint")):
-            fail(f"{out}: already holds a model (--force replaces it, --resume {out} continues it)")
+        out = _train_out(dataset, out, resume, force)
         tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr_d=lr_d, lr_g=lr_g, lr_e=lr_e, seed=seed,
-                         device=device, precision=precision, compile=compile_nets, limit=limit, max_steps=max_steps,
-                         max_seconds=None if max_minutes is None else 60 * max_minutes, eval_every=eval_every,
-                         checkpoint_every=checkpoint_every, resume=resume, init_from=init_from,
-                         epoch_lines=not quiet and not sys.stderr.isatty(),
+                         device=device.value, precision=precision.value, compile=compile_nets, limit=limit,
+                         max_steps=max_steps, max_seconds=None if max_minutes is None else 60 * max_minutes,
+                         eval_every=eval_every, checkpoint_every=checkpoint_every, resume=resume,
+                         init_from=init_from, epoch_lines=not quiet and not sys.stderr.isatty(),
                          command=_typed_command())
-        overrides = dict(n_classes=classes, c_dim=c_dim, z_dim=z_dim, c_prior=c_prior, tau=tau, width=width,
-                         mi_weight_s=mi_weight_s, mi_weight_c=mi_weight_c, mi_continuous=mi_continuous,
-                         rho1=rho1, rho2=rho2)
-        for key, value in parse_sets(set_fields).items():
-            if key in ("model", "dataset", "format_version"):  # what the run is, not a setting of it
-                fail(f"--set {key}: not a setting (the family is --model, the data the DATASET argument, "
-                     "the format_version this infoedit's)")
-            if overrides.get(key) is not None:
-                fail(f"--set {key}: also given as --{key.replace('_', '-')}; give it once")
-            overrides[key] = value
-        from trainer.loop import TrainingStopped
-
-        try:
-            if resume is not None:
-                record = _resume_train(ctx, dataset, out, model, data, overrides, tc,
-                                       not quiet and sys.stderr.isatty(), preset)
-            else:
-                record = run_train(dataset, out, model, data, overrides, tc, progress=not quiet and sys.stderr.isatty(),
-                                   preset=preset, source_class=item if digit is None else digit, restarts=restarts)
-        except TrainingStopped as stop:
-            fail(str(stop), stop.exit_code)
+        overrides = _overrides(set_fields, n_classes=classes, c_dim=c_dim, z_dim=z_dim, c_prior=c_prior, tau=tau,
+                               width=width, mi_weight_s=mi_weight_s, mi_weight_c=mi_weight_c,
+                               mi_continuous=mi_continuous, rho1=rho1, rho2=rho2)
+        record = _run_training(ctx, dataset, out, family, data, overrides, tc, _chatty(quiet), preset,
+                               item if digit is None else digit, restarts)
         if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports and pushes
             return
         summary = f"wrote {out}"
@@ -193,15 +212,73 @@ def train(
             print(f"pushed to {push(out, push_to_hub)}", file=sys.stderr)
 
 
-def _resume_train(ctx: typer.Context, dataset: str, out: Path, model: Optional[str], data: Optional[str], overrides: dict,
-                  tc, progress: bool, preset: str) -> dict:
-    """--resume: the run's own model and run settings; flags typed anyway must agree with them."""
-    from trainer.train import resume_training
+def _family(family: Optional[str], model: Optional[str]) -> Optional[str]:
+    """--family, or --model, its old name, which recorded commands still use."""
+    if family is not None and model is not None and family != model:
+        fail(f"--model {model}: --model is the old name of --family (given as {family}); give one of them")
+    return family or model
 
-    given = {name for name in ctx.params
-             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
-    return resume_training(dataset, out, model if "model" in given else None, data, overrides, tc, progress,
-                           preset if "preset" in given else None, given)
+
+def _check_train_flags(dataset: str, digit: Optional[int], item: Optional[int], resume: Optional[Path],
+                       restarts: int, init_from: Optional[str]) -> None:
+    """Combinations of flags that cannot mean anything, refused before any data is read. (The
+    trainer's own check of --restarts with --resume is not reached: --resume goes to
+    trainer.train.resume_training, which has no --restarts to see.)"""
+    if digit is not None and dataset != "rotated-mnist":
+        fail(f"--digit applies to rotated-mnist, not {dataset}")
+    if item is not None and dataset != "rotated-fashion":
+        fail(f"--item applies to rotated-fashion, not {dataset}")
+    if resume is not None and restarts > 1:
+        fail("--restarts starts new runs; it cannot be combined with --resume")
+    if init_from is not None and (resume is not None or restarts > 1):
+        fail("--init-from starts one new run from a model's weights: not with --resume or --restarts")
+
+
+def _train_out(dataset: str, out: Optional[Path], resume: Optional[Path], force: bool) -> Path:
+    """The folder train writes: -o, else the resumed run's, else runs/DATASET; never a model's
+    folder without --force (unless it is the run being resumed)."""
+    default_out = Path("runs") / results.safe_name(dataset.replace("folder:", "").strip("/").replace("/", "_"))
+    out = out or resume or default_out
+    if out.exists() and not out.is_dir():
+        fail(f"{out}: exists and is not a folder")
+    if not force and (resume is None or out.resolve() != resume.resolve()) and \
+            any((out / name).exists() for name in ("config.json", "checkpoint")):
+        fail(f"{out}: already holds a model (--force replaces it, --resume {out} continues it)")
+    return out
+
+
+def _overrides(set_fields: Optional[list[str]], **flags) -> dict:
+    """Model config fields: the flags typed, then each --set FIELD=VALUE (a field given once)."""
+    overrides = dict(flags)
+    for key, value in parse_sets(set_fields).items():
+        if key in ("model", "dataset", "format_version"):  # what the run is, not a setting of it
+            fail(f"--set {key}: not a setting (the family is --family, the data the DATASET argument, "
+                 "the format_version this infoedit's)")
+        if overrides.get(key) is not None:
+            fail(f"--set {key}: also given as --{key.replace('_', '-')}; give it once")
+        overrides[key] = value
+    return overrides
+
+
+def _run_training(ctx: typer.Context, dataset: str, out: Path, family: Optional[str], data: Optional[str],
+                  overrides: dict, tc, progress: bool, preset: str, source_class: Optional[int],
+                  restarts: int) -> dict:
+    """Train, or with --resume continue, the run; the record of its last step. A stop (Ctrl-C,
+    SIGTERM, a loss gone NaN) is one line and its own exit code."""
+    from trainer.loop import TrainingStopped
+    from trainer.train import resume_training, train as run_train
+
+    try:
+        if tc.resume is None:
+            return run_train(dataset, out, family, data, overrides, tc, progress=progress, preset=preset,
+                             source_class=source_class, restarts=restarts)
+        # the run's own model and run settings; flags typed anyway must agree with them
+        given = {name for name in ctx.params
+                 if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+        return resume_training(dataset, out, family, data, overrides, tc, progress,
+                               preset if "preset" in given else None, given)
+    except TrainingStopped as stop:
+        fail(str(stop), stop.exit_code)
 
 
 def parse_sets(items: Optional[list[str]]) -> dict:
@@ -218,31 +295,24 @@ def parse_sets(items: Optional[list[str]]) -> dict:
     return fields
 
 
+COMMAND_ENV = "INFOEDIT_COMMAND"
+
+
 def _relaunch_distributed(nproc: int) -> None:
-    """Run this same train command under torchrun with nproc processes, then exit with its code."""
-    import subprocess
+    """This same train command under torchrun (trainer.dist.relaunch) with nproc processes, each
+    running `python -m infoedit.cli train ...`; exit with its code."""
+    from trainer.dist import relaunch
 
     args, skip = [], False
-    for arg in sys.argv[2:]:  # drop "train" and the --nproc option itself
+    for arg in sys.argv[1:]:  # "train" and its arguments, less the --nproc option itself
         if skip:
             skip = False
         elif arg == "--nproc":
             skip = True
         elif not arg.startswith("--nproc="):
             args.append(arg)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "trainer", *args]
-    # the ranks see `python -m trainer ARGS`: the model card records the command the user typed
-    env = {**os.environ, COMMAND_ENV: _typed_command()}
-    # its own session, so a terminal's Ctrl-C reaches torchrun once, through this process, which
-    # passes on SIGINT and SIGTERM: stopping `infoedit` stops the ranks, not only itself
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, frame: proc.send_signal(signum))
-    raise typer.Exit(proc.wait())
-
-
-COMMAND_ENV = "INFOEDIT_COMMAND"
+    # the ranks see `python -m infoedit.cli ARGS`: the model card records the command the user typed
+    raise typer.Exit(relaunch(nproc, ["-m", "infoedit.cli", *args], {COMMAND_ENV: _typed_command()}))
 
 
 def _typed_command() -> str:
@@ -251,25 +321,18 @@ def _typed_command() -> str:
 
 
 # -- the editing commands: encode, swap, traverse, sample, classify ---------------------------
-# Shared options. Each command body imports torch, the model and the engine lazily.
+# Shared options (docs/cli.md explains the longer ones). Each command body imports torch, the
+# model and the engine lazily.
 ModelOpt = Annotated[str, typer.Option(
     "--model", "-m", envvar="INFOEDIT_MODEL",
-    help="Model folder, a bundled model (mnist, fashion-mnist: work offline), or a Hub repo id "
-         "(served from the local cache when offline). Env: INFOEDIT_MODEL.")]
+    help="Model folder, bundled model (mnist, fashion-mnist; offline) or Hub repo id. Env: INFOEDIT_MODEL.")]
 RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit) of --model.")]
-DeviceOpt = Annotated[str, typer.Option(help=DEVICE_HELP)]
-InvertOpt = Annotated[str, typer.Option(
-    help="1-channel models: invert images whose background is not the model's (light-on-dark for "
-         "MNIST). auto inverts when the image's border (light: nearer the image's lightest pixels than "
-         "its darkest) differs from the model's background; yes or no force it.")]
-FrameOpt = Annotated[str, typer.Option(
-    help="1-channel models: cut the object out of a photo or scan and frame it as the model's dataset "
-         "frames its images (MNIST: a 20x20 box centred by mass in 28x28; Fashion-MNIST: the frame "
-         "filled), after --invert; a sheet lying on a desk is cut out of the photo and the lines of ruled or "
-         "squared paper are taken out. auto frames images when the model's dataset has such a framing, "
-         "except those already at the model's size in its polarity (the dataset's own images); yes "
-         "frames every image; no: plain centre crop and resize. Face models (CelebA): the face is found "
-         "(OpenCV, infoedit[faces]) and framed as CelebA's; a model-sized image is taken as framed.")]
+DeviceOpt = Annotated[Device, typer.Option(help=DEVICE_HELP)]
+InvertOpt = Annotated[Mode, typer.Option(
+    help="1-channel models: invert an image whose background is not the model's (auto: judged by its border).")]
+FrameOpt = Annotated[Mode, typer.Option(
+    help="Frame a photo's object (1-channel models) or face (face models) as the model's dataset frames "
+         "its images; no: centre crop (docs/cli.md).")]
 FaceOpt = Annotated[Optional[int], typer.Option(
     "--face", min=1, help="Face models: which face of a photo that shows several (1 = leftmost).")]
 PasteBackOpt = Annotated[bool, typer.Option(
@@ -281,45 +344,45 @@ DebugOpt = Annotated[bool, typer.Option(help=DEBUG_HELP)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON, one object per line, instead.")]
 KeepDetailOpt = Annotated[bool, typer.Option(
     "--keep-detail/--no-keep-detail",
-    help="Add back the image's detail that its codes do not explain (the input minus the model's own "
-         "redrawing of it), so only the edited code changes; a new category is drawn without it.")]
+    help="Add back the image's detail that its codes do not explain, so only the edited code changes "
+         "(docs/cli.md).")]
 PHOTO_CELL = 256  # traverse --paste-back: the longer side of each cell, the whole photo
 RefineOpt = Annotated[int, typer.Option(
     "--refine", min=0, metavar="STEPS",
-    help="Fit the image's codes to it by STEPS gradient steps through the decoder before editing "
-         "(models with G2 only; 0: the encoder's codes as they are). Sharper, closer redrawings; "
-         "each step costs about three decodes (20 steps: bench/results/edits-shipped.md).")]
+    help="Fit the image's codes to it by STEPS gradient steps before editing (G2 models; 0: off; "
+         "cost: docs/cli.md).")]
 NOISE_NOTE = ("Noise z: one vector drawn from the prior with --seed (default 0), the same for every "
               "output image; a model with an InfoVAEGAN2 generator G2(s, c) uses it instead, with no noise.")
 
 
-def _load_model(model: str, revision: Optional[str], device: str):
+def _batches(n: int) -> Iterator[slice]:
+    """Slices of BATCH items covering n: any number of files in bounded memory."""
+    return (slice(start, start + BATCH) for start in range(0, n, BATCH))
+
+
+def _load_model(model: str, revision: Optional[str], device: Device):
     """The model in eval mode on the chosen device (ModelLoadError -> one line + exit 2)."""
-    _choice("--device", device, DEVICES)
     if not model.strip():
         fail("--model is empty: give a model folder, a bundled name (mnist, fashion-mnist) or a Hub id")
     import torch
 
     from infoedit import hub
+    from trainer.loop import resolve_device
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and not torch.cuda.is_available():
-        fail("--device cuda: no CUDA GPU is available")
+    where = str(resolve_device(device.value))  # --device cuda without a GPU: one line (ValueError)
     # channels_last: the encoder alone runs 2-3x faster on CPU (28px, batch 256: 33k -> 77k img/s here)
-    return hub.from_pretrained(model, revision=revision, device=device).to(memory_format=torch.channels_last)
+    return hub.from_pretrained(model, revision=revision, device=where).to(memory_format=torch.channels_last)
 
 
-def _loader(net, invert: str, frame: str, pixels: bool = False, face: Optional[int] = None):
+def _loader(net, invert: Mode, frame: Mode, pixels: bool = False, face: Optional[int] = None):
     """Path -> model-ready tensor (or, with ``pixels``, its uint8 pixels): the shared
     preprocessing, with the shared polarity and framing steps."""
-    from infoedit.images import FRAME_MODES, INVERT_MODES, load_for_model, load_pixels
+    from infoedit.images import load_for_model, load_pixels
 
-    _choice("--invert", invert, INVERT_MODES)
-    _choice("--frame", frame, FRAME_MODES)
     cfg = net.config
     framing = datasets.framing(cfg.dataset)
     load = load_pixels if pixels else load_for_model
+    invert, frame = invert.value, frame.value
     return lambda path: load(path, cfg.image_size, cfg.channels, invert, cfg.background, frame, framing, face)
 
 
@@ -343,7 +406,7 @@ def _note_colour_photo(net, model: str, paths: list[Path], quiet: bool) -> None:
             return
 
 
-def _face_crops(net, frame: str, face: Optional[int], paste_back: bool):
+def _face_crops(net, frame: Mode, face: Optional[int], paste_back: bool):
     """Path -> infoedit.faces.FaceCrop when --paste-back is given (else None): the face found in
     the photo, which the edit is then blended back into."""
     if not paste_back:
@@ -414,13 +477,17 @@ def _fmt(values: list[float]) -> str:
 
 @app.command()
 def encode(
-    images: list[Path] = typer.Argument(..., help="Image files (any size and mode)."),
-    model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
-    invert: InvertOpt = "auto", frame: FrameOpt = "auto", face: FaceOpt = None,
-    json_out: JsonOpt = False, debug: DebugOpt = False,
+    images: Annotated[list[Path], typer.Argument(help="Image files (any size and mode).")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Write the table (or JSON lines) to this file, not stdout.")] = None,
+    model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = Device.auto,
+    invert: InvertOpt = Mode.auto, frame: FrameOpt = Mode.auto, face: FaceOpt = None,
+    json_out: JsonOpt = False, force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Print each image's codes: discrete (argmax cluster, probabilities) and continuous (mu, sigma)."""
     with user_errors(debug):
+        if out:
+            _check_new(out, force, png=False)
         import torch
 
         from infoedit import engine
@@ -428,21 +495,25 @@ def encode(
         net = _load_model(model, revision, device)
         load = _loader(net, invert, frame, face=face)
         rows = []
-        for start in range(0, len(images), 256):  # batches: any number of files in bounded memory
-            chunk = images[start:start + 256]
-            found = engine.encode(net, torch.stack([load(p) for p in chunk]))
-            values = zip(chunk, *(engine.rounded(v) for v in (found.probs, found.mu, found.sigma)))
-            for path, probs, mu, sigma in values:
-                row = results.code_row(path, probs, net.class_names) | {"mu": mu, "sigma": sigma}
-                if json_out:
-                    print(json.dumps(row), flush=True)
-                else:
-                    rows.append(row)
-        if not json_out:
-            _print_codes_table(rows)
+        with results.result_stream(out) as stream:  # -o: a temp file, renamed once every row is in
+            for part in _batches(len(images)):
+                chunk = images[part]
+                found = engine.encode(net, torch.stack([load(p) for p in chunk]))
+                values = zip(chunk, *(engine.rounded(v) for v in (found.probs, found.mu, found.sigma)))
+                for path, probs, mu, sigma in values:
+                    row = results.code_row(path, probs, net.class_names) | {"mu": mu, "sigma": sigma}
+                    if json_out:
+                        stream.write(json.dumps(row) + "\n")
+                        stream.flush()
+                    else:
+                        rows.append(row)
+            if not json_out:
+                _print_codes_table(rows, stream)
+        if out:
+            _say(f"wrote {out}", quiet)
 
 
-def _print_codes_table(rows: list[dict]) -> None:
+def _print_codes_table(rows: list[dict], stream) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -453,7 +524,7 @@ def _print_codes_table(rows: list[dict]) -> None:
         table.add_row(r["path"], cluster, f"{r['confidence']:.3f}",
                       _fmt(r["probabilities"]), _fmt(r["mu"]), _fmt(r["sigma"]))
     # Piped to a file, rich would wrap at 80 columns: let the table be as wide as it needs.
-    Console(width=None if sys.stdout.isatty() else 10_000).print(table)
+    Console(file=stream, width=None if stream.isatty() else 10_000).print(table)
 
 
 @app.command(short_help="Image A's continuous code with image B's discrete code (or the reverse).",
@@ -464,25 +535,24 @@ def _print_codes_table(rows: list[dict]) -> None:
                   "(A... B) are each swapped with B, into -o FOLDER/<name>.png (default swaps). "
                   + NOISE_NOTE)
 def swap(
-    a: list[Path] = typer.Argument(..., help="Image A, or several (each is swapped with B)."),
-    b: Path = typer.Argument(..., help="Image B."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o",
-                                       help="Output PNG (default swap.png), or a folder for several A images."),
-    discrete_from: str = typer.Option("b", help="Image whose discrete code is used: a or b."),
-    continuous_from: str = typer.Option("a", help="Image whose continuous code is used: a or b."),
-    strip: bool = typer.Option(False, help="Write A | B | result side by side instead of the result alone."),
+    a: Annotated[list[Path], typer.Argument(help="Image A, or several (each is swapped with B).")],
+    b: Annotated[Path, typer.Argument(help="Image B.")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Output PNG (default swap.png), or a folder for several A images.")] = None,
+    discrete_from: Annotated[Source, typer.Option(help="Image whose discrete code is used.")] = Source.b,
+    continuous_from: Annotated[Source, typer.Option(help="Image whose continuous code is used.")] = Source.a,
+    strip: Annotated[bool, typer.Option(
+        help="Write A | B | result side by side instead of the result alone.")] = False,
     keep_detail: KeepDetailOpt = True, refine: RefineOpt = 0, seed: SeedOpt = 0, model: ModelOpt = "mnist",
-    revision: RevisionOpt = None, device: DeviceOpt = "auto", invert: InvertOpt = "auto", frame: FrameOpt = "auto",
-    face: FaceOpt = None, paste_back: PasteBackOpt = False, force: ForceOpt = False, quiet: QuietOpt = False,
-    debug: DebugOpt = False,
+    revision: RevisionOpt = None, device: DeviceOpt = Device.auto, invert: InvertOpt = Mode.auto,
+    frame: FrameOpt = Mode.auto, face: FaceOpt = None, paste_back: PasteBackOpt = False, force: ForceOpt = False,
+    quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
-        _choice("--discrete-from", discrete_from, ("a", "b"))
-        _choice("--continuous-from", continuous_from, ("a", "b"))
         one_png = len(a) == 1
         if strip and not one_png:
             fail(f"--strip writes one A | B | result strip: give one image A, not {len(a)}")
-        if paste_back and (strip or continuous_from == "b"):
+        if paste_back and (strip or continuous_from == Source.b):
             fail("--paste-back edits image A in place: it does not go with --strip or --continuous-from b")
         files = _output_targets(a, out, one_png, force, Path("swap.png"), Path("swaps"))
         import torch
@@ -494,13 +564,14 @@ def swap(
         load = _loader(net, invert, frame, face=face)
         crops = _face_crops(net, frame, face, paste_back)
         xb = load(b).unsqueeze(0)
-        for start in range(0, len(a), 256):  # batches: bounded memory however many files
-            xa, found = _load_batch(net, a[start:start + 256], load, crops)
-            result = engine.swap(net, xa, xb, discrete_from, continuous_from, seed, keep_detail, refine).cpu()
+        for part in _batches(len(a)):
+            xa, found = _load_batch(net, a[part], load, crops)
+            result = engine.swap(net, xa, xb, discrete_from.value, continuous_from.value, seed, keep_detail,
+                                 refine).cpu()
             if strip:
                 save_png(make_grid(torch.cat([xa, xb, result]), nrow=3), files[0])
                 continue
-            for path, img, crop in zip(files[start:start + 256], result, found):
+            for path, img, crop in zip(files[part], result, found):
                 _save_edit(img, path, crop)
         _note_colour_photo(net, model, [a[0], b], quiet)
         _say(f"wrote {files[0]}" if one_png else f"wrote {len(files)} images to {files[0].parent}", quiet)
@@ -513,15 +584,17 @@ def swap(
                   "one row per continuous code. The other codes stay as the encoder infers them. "
                   + NOISE_NOTE)
 def traverse(
-    image: Path = typer.Argument(..., help="Image file."),
-    code: Optional[list[int]] = typer.Option(None, "--code", help="Continuous code index; repeat for more rows."),
-    discrete: bool = typer.Option(False, "--discrete", help="Sweep the K categories of the discrete code."),
-    value_range: tuple[float, float] = typer.Option((-1.0, 1.0), "--range", help="Low and high value."),
-    steps: int = typer.Option(10, min=1, help="Images per row."),
-    out: Path = typer.Option(Path("traverse.png"), "--out", "-o", help="Output grid PNG."),
+    image: Annotated[Path, typer.Argument(help="Image file.")],
+    code: Annotated[Optional[list[int]], typer.Option(
+        "--code", help="Continuous code index; repeat for more rows.")] = None,
+    discrete: Annotated[bool, typer.Option(
+        "--discrete", help="Sweep the K categories of the discrete code.")] = False,
+    value_range: Annotated[tuple[float, float], typer.Option("--range", help="Low and high value.")] = (-1.0, 1.0),
+    steps: Annotated[int, typer.Option(min=1, help="Images per row.")] = 10,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output grid PNG.")] = Path("traverse.png"),
     keep_detail: KeepDetailOpt = True, refine: RefineOpt = 0, seed: SeedOpt = 0, model: ModelOpt = "mnist",
-    revision: RevisionOpt = None, device: DeviceOpt = "auto", invert: InvertOpt = "auto", frame: FrameOpt = "auto",
-    face: FaceOpt = None, paste_back: Annotated[bool, typer.Option(
+    revision: RevisionOpt = None, device: DeviceOpt = Device.auto, invert: InvertOpt = Mode.auto,
+    frame: FrameOpt = Mode.auto, face: FaceOpt = None, paste_back: Annotated[bool, typer.Option(
         "--paste-back", help="Face models: each cell is the whole photo with the edited face blended back in, "
                              f"at most {PHOTO_CELL} px on its longer side.")] = False,
     force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
@@ -551,18 +624,24 @@ def traverse(
             grid = engine.traverse(net, x, indices, *value_range, steps=steps, seed=seed, keep_detail=keep_detail,
                                    refine_steps=refine).cpu()
         if crop is not None:
-            import numpy as np
-            import torch
-
-            from infoedit.images import to_unit
-
-            photos = [_in_photo(cell, crop) for cell in grid]
-            for photo in photos:
-                photo.thumbnail((PHOTO_CELL, PHOTO_CELL))
-            grid = torch.stack([to_unit(np.asarray(p).transpose(2, 0, 1)) for p in photos])
+            grid = _photo_cells(grid, crop)
         save_png(make_grid(grid, nrow=per_row), out)
         _note_colour_photo(net, model, [image], quiet)
         _say(f"wrote {out}", quiet)
+
+
+def _photo_cells(grid, crop):
+    """traverse --paste-back: each cell [C, H, W] as the whole photo with the face blended back
+    in, at most PHOTO_CELL px on its longer side."""
+    import numpy as np
+    import torch
+
+    from infoedit.images import to_unit
+
+    photos = [_in_photo(cell, crop) for cell in grid]
+    for photo in photos:
+        photo.thumbnail((PHOTO_CELL, PHOTO_CELL))
+    return torch.stack([to_unit(np.asarray(p).transpose(2, 0, 1)) for p in photos])
 
 
 @app.command(short_help="Regenerate images from their own codes (G2 of InfoVAEGAN2 when present).",
@@ -572,16 +651,18 @@ def traverse(
                   "otherwise -o is a folder (default reconstructions) receiving FOLDER/<name>.png per input. "
                   + NOISE_NOTE)
 def reconstruct(
-    images: list[Path] = typer.Argument(..., help="Image files."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output PNG, or a folder for several images."),
-    strip: bool = typer.Option(False, help="Write inputs above their reconstructions in one PNG."),
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Output PNG, or a folder for several images.")] = None,
+    strip: Annotated[bool, typer.Option(help="Write inputs above their reconstructions in one PNG.")] = False,
     keep_detail: Annotated[bool, typer.Option(
         "--keep-detail/--no-keep-detail",
-        help="Add back what the model's drawing leaves out of each image (the result is then the "
-             "input itself: the starting point of every edit). Off: the model's own drawing.")] = False,
-    refine: RefineOpt = 0, seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
-    invert: InvertOpt = "auto", frame: FrameOpt = "auto", face: FaceOpt = None, paste_back: PasteBackOpt = False,
-    force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+        help="Add back what the model's drawing leaves out of each image (the result is then the input "
+             "itself). Off: the model's own drawing.")] = False,
+    refine: RefineOpt = 0, seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None,
+    device: DeviceOpt = Device.auto, invert: InvertOpt = Mode.auto, frame: FrameOpt = Mode.auto,
+    face: FaceOpt = None, paste_back: PasteBackOpt = False, force: ForceOpt = False, quiet: QuietOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
         if paste_back and strip:
@@ -598,13 +679,13 @@ def reconstruct(
         load = _loader(net, invert, frame, face=face)
         crops = _face_crops(net, frame, face, paste_back)
         pairs = []
-        for start in range(0, len(images), 256):  # batches: bounded memory however many files
-            x, found = _load_batch(net, images[start:start + 256], load, crops)
+        for part in _batches(len(images)):
+            x, found = _load_batch(net, images[part], load, crops)
             result = engine.reconstruct(net, x, seed, keep_detail, refine).cpu()
             if strip:
                 pairs.append((x, result))
                 continue
-            for path, img, crop in zip(files[start:start + 256], result, found):
+            for path, img, crop in zip(files[part], result, found):
                 _save_edit(img, path, crop)
         if strip:  # rows of up to 10 inputs, each row followed by their reconstructions
             x, result = (torch.cat(t) for t in zip(*pairs))
@@ -641,11 +722,12 @@ def _output_targets(images: list[Path], out: Optional[Path], one_png: bool, forc
                   "first continuous code from -1 to 1, paper Fig. 12/15), or with --n N single images "
                   "DIR/sample-0000.png, ... Repeatable for a given --seed.")
 def sample(
-    rows: Optional[int] = typer.Option(None, min=1, help="Rows of the class grid (default 10)."),
-    n: Optional[int] = typer.Option(None, "--n", min=1, help="Write N single samples into a folder instead."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o",
-                                       help="Grid PNG (default sample.png); with --n a folder (default samples)."),
-    seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
+    rows: Annotated[Optional[int], typer.Option(min=1, help="Rows of the class grid (default 10).")] = None,
+    n: Annotated[Optional[int], typer.Option(
+        "--n", min=1, help="Write N single samples into a folder instead.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Grid PNG (default sample.png); with --n a folder (default samples).")] = None,
+    seed: SeedOpt = 0, model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = Device.auto,
     force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
@@ -675,9 +757,9 @@ def sample(
         import torch
 
         gen = torch.Generator().manual_seed(seed)
-        for start in range(0, n, 256):  # one generator across batches: N samples in bounded memory
-            batch = engine.sample(net, min(256, n - start), gen).cpu()
-            for path, img in zip(files[start:start + 256], batch):
+        for part in _batches(n):  # one generator across batches: N samples in bounded memory
+            batch = engine.sample(net, len(files[part]), gen).cpu()
+            for path, img in zip(files[part], batch):
                 save_png(img, path)
         _say(f"wrote {n} samples to {out}", quiet)
 
@@ -691,16 +773,19 @@ def sample(
                   "--copy-to and --move-to keep file names (characters Windows forbids become _) and never "
                   "overwrite: a clash gets a -1, -2, ... suffix.")
 def classify(
-    folder: Path = typer.Argument(..., help="Folder of images, searched recursively."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the CSV (or JSON lines) here, not stdout."),
+    folder: Annotated[Path, typer.Argument(help="Folder of images, searched recursively.")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Write the CSV (or JSON lines) here, not stdout.")] = None,
     json_out: JsonOpt = False,
-    copy_to: Optional[Path] = typer.Option(None, help="Copy each image into OUT/<name>/: the cluster's name "
-                                           "(--names, else the model's class names, else its number)."),
-    move_to: Optional[Path] = typer.Option(None, help="Move each image into OUT/<name>/, as --copy-to."),
-    names: Optional[str] = typer.Option(None, help="Cluster names, '0=zero,1=one,...' (or 'zero,one,...')."),
-    batch_size: int = typer.Option(256, min=1, help="Images per model call."),
-    model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = "auto",
-    invert: InvertOpt = "auto", frame: FrameOpt = "auto",
+    copy_to: Annotated[Optional[Path], typer.Option(
+        help="Copy each image into DIR/<name>/: the cluster's name (--names, else the model's, else its number).")
+    ] = None,
+    move_to: Annotated[Optional[Path], typer.Option(help="Move each image into DIR/<name>/, as --copy-to.")] = None,
+    names: Annotated[Optional[str], typer.Option(
+        help="Cluster names, '0=zero,1=one,...' (or 'zero,one,...').")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = BATCH,
+    model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = Device.auto,
+    invert: InvertOpt = Mode.auto, frame: FrameOpt = Mode.auto,
     force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
@@ -774,22 +859,28 @@ def _classify_stream(net, folder: Path, out: Optional[Path], json_out: bool, des
 
 @app.command(short_help="Score a model: clustering ACC/NMI/ARI, pseudo-label CNN, FactorVAE, FID.")
 def evaluate(
-    model: str = typer.Argument(..., help="Model folder or Hub repo id."),
-    dataset: Optional[str] = typer.Option(None, help="Dataset to score on (default: the model's own)."),
-    data: Optional[str] = typer.Option(None, help="Data root (default: $INFOEDIT_DATA, else ~/.cache/infoedit/data)."),
-    split: str = typer.Option("test", help="train or test."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for confusion.png and evaluation.json."),
-    pseudo_label_cnn: bool = typer.Option(False, help="Also train Table 1's CNN on confident pseudo-labels."),
-    factorvae: bool = typer.Option(False, help="FactorVAE disentanglement score (dSprites models)."),
-    representation: str = typer.Option("mu", help="FactorVAE input: mu or mu+softmax."),
-    real_subset: bool = typer.Option(False, help="FactorVAE on the real dSprites grid (dsprites_downsampled.npz)."),
-    fid_against: Optional[str] = typer.Option(None, help="FID of generated samples against a folder or dataset."),
-    inception_weights: Optional[Path] = typer.Option(None, help="pytorch-fid pt_inception-2015-12-05 weights file."),
-    fid_samples: int = typer.Option(10_000, min=1, help="Generated samples for FID."),
-    limit: Optional[int] = typer.Option(None, min=1, help="Score only the first N images."),
-    seed: int = typer.Option(0),
-    device: DeviceOpt = "auto",
-    json_out: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+    model: Annotated[str, typer.Argument(help="Model folder or Hub repo id.")],
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset to score on (default: the model's own).")] = None,
+    data: Annotated[Optional[str], typer.Option(help=DATA_HELP)] = None,
+    split: Annotated[Split, typer.Option(help="The dataset split to score.")] = Split.test,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Folder for confusion.png and evaluation.json.")] = None,
+    pseudo_label_cnn: Annotated[bool, typer.Option(
+        help="Also train Table 1's CNN on confident pseudo-labels.")] = False,
+    factorvae: Annotated[bool, typer.Option(help="FactorVAE disentanglement score (dSprites models).")] = False,
+    representation: Annotated[Representation, typer.Option(help="FactorVAE input.")] = Representation.mu,
+    real_subset: Annotated[bool, typer.Option(
+        help="FactorVAE on the real dSprites grid (dsprites_downsampled.npz).")] = False,
+    fid_against: Annotated[Optional[str], typer.Option(
+        help="FID of generated samples against a folder or dataset.")] = None,
+    inception_weights: Annotated[Optional[Path], typer.Option(
+        help="pytorch-fid pt_inception-2015-12-05 weights file.")] = None,
+    fid_samples: Annotated[int, typer.Option(min=1, help="Generated samples for FID.")] = 10_000,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Score only the first N images.")] = None,
+    seed: Annotated[int, typer.Option(
+        help="Seed of the draws (FID samples, dSprites factors, FactorVAE) and the pseudo-label CNN.")] = 0,
+    device: DeviceOpt = Device.auto,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     quiet: QuietOpt = False,
     force: ForceOpt = False,
     debug: DebugOpt = False,
@@ -798,16 +889,14 @@ def evaluate(
     with user_errors(debug):
         for name in ("confusion.png", "evaluation.json") if out else ():
             _check_new(out / name, force, png=False)
-        _choice("--device", device, DEVICES)
-        _choice("--split", split, ("train", "test"))
-        _choice("--representation", representation, ("mu", "mu+softmax"))
         from trainer.evaluate.command import evaluate as run_evaluate
         from trainer.evaluate.command import report
 
-        result = run_evaluate(model, dataset=dataset, data=data, split=split, out=out,
-                              pseudo_label_cnn=pseudo_label_cnn, factorvae=factorvae, representation=representation,
-                              real_subset=real_subset, fid_against=fid_against, inception_weights=inception_weights,
-                              fid_samples=fid_samples, device=device, seed=seed, limit=limit,
+        result = run_evaluate(model, dataset=dataset, data=data, split=split.value, out=out,
+                              pseudo_label_cnn=pseudo_label_cnn, factorvae=factorvae,
+                              representation=representation.value, real_subset=real_subset,
+                              fid_against=fid_against, inception_weights=inception_weights,
+                              fid_samples=fid_samples, device=device.value, seed=seed, limit=limit,
                               progress=_chatty(quiet))
         print(report(result, as_json=json_out))
 
@@ -820,8 +909,9 @@ def _terminated(signum, frame) -> None:
 
 
 def main() -> None:
-    """The console entry point: the app, its usage errors (a bad option value, a missing
-    argument) as one line, as every other error, not a boxed usage message."""
+    """The console entry point (and torchrun's, on each rank of `train --nproc`): the app, its
+    usage errors (a bad option value, a missing argument) as one line, as every other error,
+    not a boxed usage message."""
     if sys.stdout is None:  # started with stdout closed (`>&-`): no reader, as with a closed pipe
         sys.stdout = open(os.devnull, "w")
     signal.signal(signal.SIGTERM, _terminated)  # (train's own handler stops at a step and saves)
@@ -838,7 +928,12 @@ def main() -> None:
             where = f"{ctx.info_name}: " if ctx is not None and ctx.parent is not None else ""
             print(f"infoedit: error: {where}{exc.format_message().splitlines()[0]}", file=sys.stderr)
         code = getattr(exc, "exit_code", 2)
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if "trainer.dist" in sys.modules:  # a torchrun rank of train --nproc: leave its process group, exit now
+        from trainer.dist import exit_rank
+
+        exit_rank(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

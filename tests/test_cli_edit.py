@@ -75,6 +75,38 @@ def test_encode_bad_image_is_one_line_exit_2(tiny_model_dir, tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
 
 
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_encode_out_writes_the_file_and_never_overwrites_without_force(tiny_model_dir, shapes, tmp_path, as_json):
+    fmt = ["--json"] if as_json else []
+    printed = run("encode", *shapes[:2], *fmt, model=tiny_model_dir).stdout
+    out = tmp_path / "codes" / "codes.txt"
+    res = run("encode", *shapes[:2], *fmt, "-o", out, model=tiny_model_dir)
+    assert res.exit_code == 0, res.output
+    assert res.stdout == "" and out.read_text() == printed  # what it would print, in the file instead
+    assert [p.name for p in out.parent.iterdir()] == ["codes.txt"]  # no temp file left beside it
+    out.write_text("keep")
+    res = run("encode", *shapes[:2], *fmt, "--out", out, "--quiet", model=tiny_model_dir)
+    assert res.exit_code == 2 and out.read_text() == "keep"
+    assert len(res.stderr.strip().splitlines()) == 1 and str(out) in res.stderr and "--force" in res.stderr
+    res = run("encode", *shapes[:2], *fmt, "-o", out, "--force", model=tiny_model_dir)
+    assert res.exit_code == 0 and out.read_text() == printed
+
+
+def test_encode_out_leaves_no_file_when_an_image_fails(tiny_model_dir, shapes, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG garbage")
+    out = tmp_path / "codes.jsonl"
+    res = run("encode", shapes[0], bad, "--json", "-o", out, model=tiny_model_dir)
+    assert res.exit_code == 2 and str(bad) in res.stderr
+    assert list(tmp_path.iterdir()) == [bad]  # neither the file nor its temp file
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_device_cuda_without_a_gpu_is_one_line(tiny_model_dir, shapes):
+    res = run("encode", shapes[0], "--device", "cuda", model=tiny_model_dir)
+    assert res.exit_code == 2 and res.stderr.strip() == "infoedit: error: --device cuda: no CUDA device is available"
+
 def test_encode_inverts_ink_on_paper_for_a_1_channel_model(tiny_model_dir, shapes, tmp_path):
     paper = tmp_path / "paper.png"
     save_png(1 - load_image(shapes[0], 28, 1), paper)  # the same shape, dark on light
@@ -290,3 +322,29 @@ def test_cli_imports_no_torch_and_help_lists_commands():
     for cmd in ("encode", "swap", "traverse", "sample", "classify"):
         assert cmd in res.stdout
     assert "seed" in run("swap", "--help").stdout
+
+
+@pytest.mark.parametrize("args, option, choices", [
+    (["encode", "x.png", "--frame", "maybe"], "--frame", "'auto', 'yes', 'no'"),
+    (["swap", "a.png", "b.png", "--discrete-from", "c"], "--discrete-from", "'a', 'b'"),
+    (["sample", "--device", "tpu"], "--device", "'auto', 'cpu', 'cuda'"),
+    (["evaluate", "runs/m", "--split", "val"], "--split", "'train', 'test'"),
+    (["train", "mnist", "--precision", "fp16"], "--precision", "'fp32', 'bf16'"),
+])
+def test_a_value_outside_an_options_choices_is_one_line_exit_2(tmp_path, args, option, choices):
+    """The installed command (cli.main): typer refuses it before the command runs, in one line."""
+    res = subprocess.run([sys.executable, "-c", "from infoedit.cli import main; main()", *args],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 2 and res.stdout == "", res.stderr
+    assert res.stderr.startswith(f"infoedit: error: {args[0]}: Invalid value for '{option}'")
+    assert choices in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # nothing written, nothing trained
+
+
+def test_help_lists_the_choices_of_an_option():
+    res = run("traverse", "--help")
+    assert res.exit_code == 0
+    frame = [line for line in res.stdout.splitlines() if "--frame" in line]
+    assert frame and "auto|yes|no" in frame[0], res.stdout
+    assert "auto|cpu|cuda" in res.stdout and "a|b" in run("swap", "--help").stdout
+    assert "mu|mu+softmax" in run("evaluate", "--help").stdout

@@ -23,7 +23,8 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     import torch.distributed as dist
 
     from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
-    from trainer.loop import TrainConfig, fit
+    from trainer.config import TrainConfig
+    from trainer.loop import fit
 
     torch.manual_seed(0)
     model = InfoVAEGAN(InfoVAEGANConfig(n_classes=3, z_dim=4, width=0.125))
@@ -61,7 +62,8 @@ def _signalled_worker(rank: int, world: int, port: int, out: str) -> None:
 
     from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
     from trainer import infovaegan
-    from trainer.loop import TrainConfig, TrainingStopped, fit
+    from trainer.config import TrainConfig
+    from trainer.loop import TrainingStopped, fit
 
     real_step, calls = infovaegan.train_step, []
 
@@ -124,3 +126,27 @@ def test_cli_nproc_trains_exits_0_and_records_the_typed_command(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     card = (out / "README.md").read_text()
     assert f"train folder:{tmp_path / 'imgs'} --nproc 2" in card
+
+
+def test_the_training_package_imports_no_command_line_and_python_m_trainer_still_trains(tmp_path):
+    """torchrun's ranks run `-m infoedit.cli train`; `python -m trainer`, the entry torchrun
+    commands used to name, runs that command in its place instead of importing the CLI."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    code = ("import sys, trainer.dist, trainer.train, trainer.loop, trainer.evaluate.command; "
+            "assert 'infoedit.cli' not in sys.modules, 'the trainer imported the CLI'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    (tmp_path / "imgs").mkdir()
+    for i in range(16):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (28, 28), dtype=np.uint8)).save(
+            tmp_path / "imgs" / f"{i}.png")
+    out = tmp_path / "run"
+    args = [f"folder:{tmp_path / 'imgs'}", "--max-steps", "1", "--batch-size", "4", "--width", "0.125",
+            "--set", "image_size=28", "--set", "channels=1", "--device", "cpu", "-o", str(out), "-q"]
+    res = subprocess.run([sys.executable, "-m", "trainer", *args], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"infoedit train folder:{tmp_path / 'imgs'} --max-steps 1" in (out / "README.md").read_text()

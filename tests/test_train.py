@@ -15,7 +15,7 @@ from infoedit.cli import app
 from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
 from trainer import data
 from trainer.infovaegan import make_optimizers, train_step
-from trainer.loop import TrainConfig
+from trainer.config import TrainConfig
 
 runner = CliRunner()
 
@@ -174,7 +174,8 @@ def test_celeba_preset_reads_the_aligned_faces():
 
 def test_the_card_records_the_held_out_split_and_what_is_not_the_papers():
     from infoedit.models.infovaegan import InfoVAEGAN2, InfoVAEGANConfig
-    from trainer.loop import TrainConfig, model_card
+    from trainer.config import TrainConfig
+    from trainer.loop import model_card
 
     model = InfoVAEGAN2(InfoVAEGANConfig(model="infovaegan2", dataset="celeba", image_size=64, channels=3,
                                          width=0.125, style_dim=8))
@@ -326,7 +327,8 @@ def test_compile_gives_the_eager_losses_and_the_same_model_folder(tmp_path, fami
     from infoedit.models import build
     from infoedit.models.infovaegan import InfoVAEGANConfig
     from trainer.checkpoint import read_state
-    from trainer.loop import TrainConfig, fit
+    from trainer.config import TrainConfig
+    from trainer.loop import fit
 
     ds, first_losses, weights = shapes_dataset(64), {}, {}
     for compiled in (False, True):
@@ -345,3 +347,21 @@ def test_compile_gives_the_eager_losses_and_the_same_model_folder(tmp_path, fami
     for name, (step, value) in first_losses[False].items():
         assert first_losses[True][name] == [step, pytest.approx(value, rel=1e-4, abs=1e-5)], name
     assert weights[True].keys() == weights[False].keys()  # no _orig_mod. prefix: the folder loads anywhere
+
+
+def test_family_picks_the_model_and_model_is_still_its_old_name(tmp_path):
+    """`train --family`; `--model`, the option's name before, still works (hidden from --help):
+    model cards and scripts record commands with it."""
+    _write_pngs(tmp_path / "imgs", n=40)
+    common = ["train", f"folder:{tmp_path / 'imgs'}", "--max-steps", "1", "--batch-size", "16", "--width", "0.125",
+              "--quiet", "--out"]
+    for flag in ("--family", "--model"):
+        out = tmp_path / flag.strip("-")
+        result = runner.invoke(app, [*common, str(out), flag, "beta-vae"])
+        assert result.exit_code == 0, result.output
+        assert hub.from_pretrained(str(out)).config.model == "beta-vae", flag
+    both = runner.invoke(app, [*common, str(tmp_path / "x"), "--family", "beta-vae", "--model", "jointvae"])
+    assert both.exit_code == 2 and "--model is the old name of --family" in both.stderr, both.output
+    assert len(both.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+    help_text = runner.invoke(app, ["train", "--help"]).stdout
+    assert "--family" in help_text and "--model" not in help_text

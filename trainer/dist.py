@@ -1,15 +1,17 @@
 """Distributed helpers that do nothing in a single process, so the loop needs no branches.
 
-Launch with ``torchrun --nproc_per_node N -m trainer mnist ...`` (or ``infoedit train --nproc N``):
-gloo on CPU, NCCL on GPU. Gradients are averaged across ranks after each backward, which is
-what DistributedDataParallel does; we reduce by hand because one step runs several forwards
-through the same networks and takes a partial gradient (Eq. 31 trains only E), which DDP's
-one-backward-per-forward hooks do not support.
+Launch with ``infoedit train mnist --nproc N`` (``relaunch`` below), or by hand with
+``torchrun --nproc_per_node N -m infoedit.cli train mnist ...``: gloo on CPU, NCCL on GPU.
+Gradients are averaged across ranks after each backward, which is what DistributedDataParallel
+does; we reduce by hand because one step runs several forwards through the same networks and
+takes a partial gradient (Eq. 31 trains only E), which DDP's one-backward-per-forward hooks do
+not support.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -84,3 +86,33 @@ def any_rank(flag: bool) -> bool:
     t = torch.tensor([float(flag)], device=collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def relaunch(nproc: int, argv: list[str], env: dict[str, str]) -> int:
+    """Run ``python ARGV`` under torchrun with ``nproc`` processes on this machine, with ``env``
+    added to the environment, and return its exit code.
+
+    torchrun runs in its own session, so a terminal's Ctrl-C reaches it once, through this
+    process, which passes SIGINT and SIGTERM on: stopping this process stops the ranks, not
+    only itself."""
+    import signal
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *argv]
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, start_new_session=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: proc.send_signal(signum))
+    return proc.wait()
+
+
+def exit_rank(code: int) -> None:
+    """End this torchrun rank now with ``code``, once it has left its process group; return
+    at once in a process that is in no group. The group's threads could abort the
+    interpreter's own teardown (SIGABRT, so exit 1 after the model was written: one run in
+    three here), so the rank flushes and exits without it."""
+    if not is_dist():
+        return
+    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
