@@ -40,7 +40,6 @@ from pathlib import Path
 import common
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage, stats
 
 from infoedit import engine, hub

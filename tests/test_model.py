@@ -63,7 +63,7 @@ def test_model_card_written_by_training(tiny_model_dir):
     assert "infovaegan" in card and "seed: 0" in card
     assert "--frame" not in card  # toy shapes: no dataset framing to point photos at
     from trainer.config import TrainConfig
-    from trainer.loop import model_card
+    from trainer.card import model_card
 
     digits = InfoVAEGAN(InfoVAEGANConfig(width=0.125, dataset="mnist"))
     assert "`--frame auto`" in model_card(digits, TrainConfig(), {})

@@ -12,17 +12,17 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from infoedit import engine, hub
-from infoedit.datasets import framing
 from infoedit.images import make_grid, save_png
 from trainer import checkpoint, dist
 from trainer.data import Dataset
 from trainer.config import TrainConfig
+from trainer.card import model_card
 from trainer.evaluate.clustering import cluster_accuracy, predict_clusters
 from trainer.families import trainer_for
 from trainer.plots import plot_curves
@@ -92,69 +92,6 @@ def memory_format(tc: TrainConfig, image_size: int) -> torch.memory_format:
     return choices[tc.memory_format]
 
 
-def restarts_note(tc: TrainConfig) -> str:
-    """Why a --restarts run's seed is not the command's: the probe it continued."""
-    if not tc.extra.get("restarts"):
-        return ""
-    first, last = tc.extra["restarts"]
-    return (f" (the probe --restarts continued: of seeds {first}-{last}, the lowest mi_real after its probe; "
-            "restarts/choice.json)")
-
-
-def model_card(model, tc: TrainConfig, summary: dict, held_out: tuple | None = None) -> str:
-    """The model folder's README.md; ``held_out``: (held out, of) an unlabelled folder's images
-    (trainer.data.hold_out)."""
-    cfg = model.config
-    lines = [f"---\nlibrary_name: infoedit\ntags: [{cfg.model}, disentanglement]\n---\n",
-             f"# {cfg.model} on {cfg.dataset}\n",
-             f"A `{cfg.model}` model trained with infoedit, the command-line tool for InfoVAEGAN "
-             "(Ye & Bors, Information Sciences 2021) and its baselines.\n",
-             f"- images: {cfg.image_size}x{cfg.image_size}, {cfg.channels} channel(s)"
-             + (f", {cfg.background} background (`--invert auto` matches inputs to it)" if cfg.channels == 1 else ""),
-             f"- codes: z {getattr(cfg, 'z_dim', 0)}, discrete s K={getattr(cfg, 'n_classes', 0)}, "
-             f"continuous c {cfg.c_dim} ({getattr(cfg, 'c_prior', 'normal')} prior)",
-             f"- command: `{tc.command}`" if tc.command else "- command: (library call)",
-             f"- seed: {tc.seed}" + restarts_note(tc),
-             f"- trained: {summary.get('steps', 0)} steps, {summary.get('epochs_done', 0):.2f} epochs, "
-             f"{summary.get('seconds', 0):.0f} s on {summary.get('device', '?')}"]
-    lines.append(method_line(cfg))
-    if tc.init_from:
-        lines.append(f"- started from the weights of `{tc.init_from}` (`--init-from`; trainer.train.warm_start)")
-    if tc.extra.get("resumed_with"):
-        lines.append("- resumed with: " + "; ".join(f"`{c}`" for c in tc.extra["resumed_with"]))
-    if summary.get("test_acc") is not None:
-        how = "argmax q(s|x) against the labels" if cfg.LEARNS_LABELS else \
-            "unsupervised, Hungarian-matched argmax q(s|x)"
-        lines.append(f"- held-out accuracy ({how}): "
-                     f"{100 * summary['test_acc']:.2f}% on {summary.get('test_n')} test images")
-    if held_out:
-        count, total = held_out
-        lines.append(f"- held out: {count} of {total} images, not trained on (those whose file name's CRC-32 is "
-                     "0 mod 10, `trainer.data.held_out_name`: the same faces under any --limit)")
-    if cfg.channels == 1 and framing(cfg.dataset) != "none":
-        lines.append("- photos and scans (ink on paper, plain, ruled or squared): the editing commands' `--frame auto`, "
-                     f"the default, cuts the object out and frames it as {cfg.dataset}'s images are framed")
-    lines.append("\nLoad with `infoedit.hub.from_pretrained(path_or_repo_id)` or any `infoedit` command's `--model`.\n")
-    return "\n".join(lines)
-
-
-# What a model's own data and size set, not its method: left out of the card's method line.
-FORMAT_FIELDS = ("image_size", "channels", "background", "z_dim", "n_classes", "c_dim", "width", "model",
-                 "dataset", "format_version", "source_class")
-
-
-def method_line(cfg) -> str:
-    """The card's line saying what is the paper's and what is not: the config fields whose values
-    differ from the family's defaults (which are its paper's method)."""
-    defaults = type(cfg)()
-    changed = [f"{f.name} {getattr(cfg, f.name)}" for f in fields(cfg)
-               if f.name not in FORMAT_FIELDS and getattr(cfg, f.name) != getattr(defaults, f.name)]
-    if not changed:
-        return f"- method: {cfg.model} as its paper states it (infoedit's defaults for the family)"
-    return (f"- method: {cfg.model} as its paper states it, with settings that are not the paper's "
-            f"(infoedit's levers, docs/model.md): {', '.join(changed)}")
-
-
 def read_metrics(folder: Path) -> list[dict]:
     """The records of a run folder's metrics.jsonl ([] when it has none); a line that is not a
     JSON object (a cut or edited file) is skipped."""
@@ -208,7 +145,7 @@ class Run:
             record["test_n"] = len(pred)
         return record
 
-    def save_state(self, opt: dict, generators: dict, at: Cursor, seconds: float) -> None:
+    def write_checkpoint(self, opt: dict, generators: dict, at: Cursor, seconds: float) -> None:
         """The resumable checkpoint: weights, optimizers, RNGs, position, history, settings."""
         state = {**asdict(at), "seconds": seconds, "dataset": self.ds.name, "dataset_length": len(self.ds),
                  "world_size": dist.get_world_size(), "model_config": self.model.config.to_dict(),
@@ -219,8 +156,9 @@ class Run:
         lines = "".join(json.dumps(r) + "\n" for r in self.records)
         hub.atomic_write_bytes(self.out / "metrics.jsonl", lines.encode())
 
-    def checkpoint(self, record: dict) -> dict:
-        """Evaluate, then write model folder, sample grid, loss curve and metrics.jsonl."""
+    def write_model_folder(self, record: dict) -> dict:
+        """Evaluate, then write the model folder (weights, config, card), sample grid, loss curve
+        and metrics.jsonl."""
         model = self.model
         record = self.evaluate(record)
         model.eval()
@@ -292,118 +230,159 @@ def resume(model, opt: dict, gen: torch.Generator, ds: Dataset, tc: TrainConfig)
     return state
 
 
+class Session:
+    """One call of fit: the model on its device, its optimisers and RNG, where the run is, the
+    output folder (rank 0's), and this session's clock."""
+
+    def __init__(self, model, ds: Dataset, tc: TrainConfig, out: Path):
+        self.model, self.ds, self.tc, self.out = model, ds, tc, out
+        self.device = resolve_device(tc.device)
+        dist.init_from_env(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.layout = memory_format(tc, model.config.image_size)
+        model.to(self.device, memory_format=self.layout).train()
+        if tc.compile:
+            compile_networks(model)
+        # Each rank draws its own z, s, c; the weights start equal because every rank seeds alike.
+        self.gen = torch.Generator().manual_seed(tc.seed + 7919 * dist.get_rank())
+        self.family = trainer_for(model.config.model)
+        self.opt = self.family.make_optimizers(model, tc)
+        self.world = dist.get_world_size()
+        self.steps_per_epoch = len(ds) // (tc.batch_size * self.world)
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{ds.name}: has {len(ds)} image(s), fewer than one batch of {tc.batch_size} "
+                             "(--batch-size)")
+        state = resume(model, self.opt, self.gen, ds, tc) if tc.resume is not None else None
+        self.at = Cursor.from_state(state) if state else Cursor()
+        self.run = Run(model, ds, tc, out) if dist.is_main() else None
+        if self.run and state:
+            self.run.restore(Path(tc.resume), state)
+        epochs_steps = tc.epochs * self.steps_per_epoch
+        self.total = epochs_steps if tc.max_steps is None else min(tc.max_steps, epochs_steps)
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
+        self.first, self.start, self.data_time, self.eval_time = self.at.step, time.time(), 0.0, 0.0
+
+    def elapsed(self) -> float:
+        """This session's training time (evaluations not counted)."""
+        return time.time() - self.start - self.eval_time
+
+    def out_of_time(self) -> bool:
+        return self.tc.max_seconds is not None and self.elapsed() >= self.tc.max_seconds
+
+    def rate(self) -> float:
+        return (self.at.step - self.first) * self.tc.batch_size * self.world / max(1e-9, self.elapsed())
+
+    def train_batch(self, order: torch.Tensor) -> dict[str, float]:
+        """The family's step on the next batch of ``order``; the cursor moves on."""
+        tc, at = self.tc, self.at
+        t0 = time.time()
+        idx = order[at.index * tc.batch_size:(at.index + 1) * tc.batch_size]
+        x = self.ds.batch(idx)
+        x = (x.pin_memory() if self.device.type == "cuda" else x).to(self.device, non_blocking=True,
+                                                                      memory_format=self.layout)
+        y = self.ds.labels[idx].to(self.device) if self.ds.labels is not None else None
+        self.data_time += time.time() - t0
+        with self.autocast:
+            values = self.family.step(self.model, self.opt, x, self.gen, y)
+        check_finite(values, at.step + 1, self.out)  # before any save: the checkpoint stays good
+        at.advance(values)
+        return values
+
+    def show(self, bar, task, values: dict[str, float]) -> None:
+        """Every log_every steps: the loss history, and the progress bar (its ETA from the time
+        budget when there is one)."""
+        at, tc = self.at, self.tc
+        if not self.run or not (at.step % tc.log_every == 0 or at.step == self.total):
+            return
+        self.run.log(at.step, values)
+        if tc.max_seconds is not None:  # the steps the time budget allows
+            left = max(0.0, tc.max_seconds - self.elapsed()) * (at.step - self.first) / max(1e-9, self.elapsed())
+            bar.update(task, total=min(self.total, at.step + round(left)))
+        bar.update(task, completed=at.step, info=f"ep {at.epoch + 1}/{tc.epochs} {self.rate():.0f} img/s "
+                   + "  ".join(f"{k} {v:.2f}" for k, v in list(values.items())[:3]))
+
+    def evaluate_now(self) -> None:
+        """--eval-every: a held-out accuracy record between epochs (its time not counted)."""
+        if not (self.run and self.tc.eval_every and self.at.step % self.tc.eval_every == 0):
+            return
+        t0 = time.time()
+        seconds = round(self.at.seconds + self.elapsed(), 1)
+        self.run.records.append(self.run.evaluate({"step": self.at.step, "seconds": seconds}))
+        self.run.write_metrics()
+        self.eval_time += time.time() - t0
+
+    def save(self) -> None:
+        """The resumable checkpoint (every rank takes part: the RNG states are gathered)."""
+        gens = checkpoint.generator_states(self.gen)
+        if self.run:
+            self.run.write_checkpoint(self.opt, gens, self.at, self.at.seconds + self.elapsed())
+
+    def end_epoch(self) -> dict:
+        """The epoch's record (loss means over ranks, speed); rank 0 writes the model folder."""
+        at = self.at
+        dist.broadcast_buffers(self.model)
+        record = {"epoch": at.epoch + 1, "step": at.step, "steps": at.step,
+                  "epochs_done": at.step / self.steps_per_epoch,
+                  "seconds": round(at.seconds + self.elapsed(), 1),
+                  "data_fraction": round(self.data_time / max(self.elapsed(), 1e-9), 4),
+                  "img_per_s": round(self.rate(), 1), "device": str(self.device), "world_size": self.world,
+                  **{k: dist.reduce_mean(v / max(1, at.epoch_steps)) for k, v in at.sums.items()}}
+        if at.index >= self.steps_per_epoch:
+            at.next_epoch()
+        if self.run:
+            record = self.run.write_model_folder(record)
+            if self.tc.epoch_lines:
+                print(self.epoch_line(record), file=sys.stderr, flush=True)
+        return record
+
+    def epoch_line(self, record: dict) -> str:
+        acc = record.get("test_acc")
+        budget = "" if self.tc.max_seconds is None else f" of {self.tc.max_seconds:.0f}"
+        return (f"{self.model.config.model} on {self.ds.name}: epoch {record['epoch']}/{self.tc.epochs}, step "
+                f"{self.at.step}/{self.total}, {record['seconds']:.0f} s{budget}, {record['img_per_s']:.0f} img/s"
+                + ("" if acc is None else f", held-out accuracy {100 * acc:.2f}%"))
+
+    def after_epoch(self) -> None:
+        """The family's hook, once at each epoch boundary that more training follows. A run
+        resumed at a boundary its first session ended on (a --restarts probe) runs it there too."""
+        at = self.at
+        if not (self.family.after_epoch and at.index == 0 and 0 < at.step < self.total and at.hook_step != at.step):
+            return
+        at.hook_step = at.step
+        record = self.family.after_epoch(self.model, self.ds, self.tc.seed, at.epoch)
+        if self.run and record:
+            self.run.records.append({"step": at.step, **record})
+            self.run.write_metrics()
+
+
 def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -> dict:
     """Train model on ds. Rank 0 writes the model folder into out after every epoch, and the
     resumable checkpoint (out/checkpoint) then, every ``tc.checkpoint_every`` steps and when
     stopped early. With ``tc.resume`` it continues the run saved in that folder."""
-    device = resolve_device(tc.device)
-    dist.init_from_env(device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    layout = memory_format(tc, model.config.image_size)
-    model.to(device, memory_format=layout).train()
-    if tc.compile:
-        compile_networks(model)
-    # Each rank draws its own z, s, c; the weights start equal because every rank seeds alike.
-    gen = torch.Generator().manual_seed(tc.seed + 7919 * dist.get_rank())
-    family = trainer_for(model.config.model)
-    opt = family.make_optimizers(model, tc)
-    world = dist.get_world_size()
-    steps_per_epoch = len(ds) // (tc.batch_size * world)
-    if steps_per_epoch == 0:
-        raise ValueError(f"{ds.name}: has {len(ds)} image(s), fewer than one batch of {tc.batch_size} (--batch-size)")
-    state = resume(model, opt, gen, ds, tc) if tc.resume is not None else None
-    at = Cursor.from_state(state) if state else Cursor()
-    run = Run(model, ds, tc, out) if dist.is_main() else None
-    if run and state:
-        run.restore(Path(tc.resume), state)
-    total = tc.epochs * steps_per_epoch if tc.max_steps is None else min(tc.max_steps, tc.epochs * steps_per_epoch)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
-    first, start, data_time, eval_time, record = at.step, time.time(), 0.0, 0.0, {}
-
-    def elapsed() -> float:  # this session's training time
-        return time.time() - start - eval_time
-
-    def out_of_time() -> bool:
-        return tc.max_seconds is not None and elapsed() >= tc.max_seconds
-
-    def save() -> None:
-        gens = checkpoint.generator_states(gen)  # a collective: every rank calls it
-        if run:
-            run.save_state(opt, gens, at, at.seconds + elapsed())
-
-    def after_epoch() -> None:
-        """The family's hook, once at each epoch boundary that more training follows. A run
-        resumed at a boundary its first session ended on (a --restarts probe) runs it there too."""
-        if not (family.after_epoch and at.index == 0 and 0 < at.step < total and at.hook_step != at.step):
-            return
-        at.hook_step = at.step
-        record = family.after_epoch(model, ds, tc.seed, at.epoch)
-        if run and record:
-            run.records.append({"step": at.step, **record})
-            run.write_metrics()
-
-    after_epoch()
-
+    session = Session(model, ds, tc, out)
+    at, record = session.at, {}
+    session.after_epoch()
     with make_progress(progress and dist.is_main()) as bar, StopSignals() as stop:
-        task = bar.add_task(f"{model.config.model} on {ds.name}", total=total, completed=at.step, info="")
+        task = bar.add_task(f"{model.config.model} on {ds.name}", total=session.total, completed=at.step, info="")
         halt = False  # a signal or the time budget, on any rank: all ranks stop at the same step
         while at.epoch < tc.epochs:
             order = epoch_order(len(ds), at.epoch, tc.seed)
-            while at.index < steps_per_epoch and not (at.step >= total or halt):
-                t0 = time.time()
-                idx = order[at.index * tc.batch_size:(at.index + 1) * tc.batch_size]
-                x = ds.batch(idx)
-                x = (x.pin_memory() if device.type == "cuda" else x).to(device, non_blocking=True,
-                                                                         memory_format=layout)
-                y = ds.labels[idx].to(device) if ds.labels is not None else None
-                data_time += time.time() - t0
-                with autocast:
-                    values = family.step(model, opt, x, gen, y)
-                check_finite(values, at.step + 1, out)  # before any save: the checkpoint stays good
-                at.advance(values)
-                if run and (at.step % tc.log_every == 0 or at.step == total):
-                    run.log(at.step, values)
-                    rate = (at.step - first) * tc.batch_size * world / max(1e-9, elapsed())
-                    if tc.max_seconds is not None:  # the steps the time budget allows, for the bar's ETA
-                        left = max(0.0, tc.max_seconds - elapsed()) * (at.step - first) / max(1e-9, elapsed())
-                        bar.update(task, total=min(total, at.step + round(left)))
-                    bar.update(task, completed=at.step, info=f"ep {at.epoch + 1}/{tc.epochs} {rate:.0f} img/s "
-                               + "  ".join(f"{k} {v:.2f}" for k, v in list(values.items())[:3]))
-                if run and tc.eval_every and at.step % tc.eval_every == 0:
-                    t0 = time.time()
-                    run.records.append(run.evaluate({"step": at.step, "seconds": round(at.seconds + elapsed(), 1)}))
-                    run.write_metrics()
-                    eval_time += time.time() - t0
-                if tc.checkpoint_every and at.step % tc.checkpoint_every == 0 and at.index < steps_per_epoch:
-                    save()  # (an epoch end saves below)
-                halt = dist.any_rank(stop.received is not None or out_of_time())
-            dist.broadcast_buffers(model)
-            record = {"epoch": at.epoch + 1, "step": at.step, "steps": at.step,
-                      "epochs_done": at.step / steps_per_epoch,
-                      "seconds": round(at.seconds + elapsed(), 1),
-                      "data_fraction": round(data_time / max(elapsed(), 1e-9), 4),
-                      "img_per_s": round((at.step - first) * tc.batch_size * world / max(elapsed(), 1e-9), 1),
-                      "device": str(device), "world_size": world,
-                      **{k: dist.reduce_mean(v / max(1, at.epoch_steps)) for k, v in at.sums.items()}}
-            if at.index >= steps_per_epoch:
-                at.next_epoch()
-            if run:
-                record = run.checkpoint(record)
-                if tc.epoch_lines:
-                    acc = record.get("test_acc")
-                    budget = "" if tc.max_seconds is None else f" of {tc.max_seconds:.0f}"
-                    print(f"{model.config.model} on {ds.name}: epoch {record['epoch']}/{tc.epochs}, step "
-                          f"{at.step}/{total}, {record['seconds']:.0f} s{budget}, {record['img_per_s']:.0f} img/s"
-                          + ("" if acc is None else f", held-out accuracy {100 * acc:.2f}%"),
-                          file=sys.stderr, flush=True)
-            after_epoch()  # after the epoch's model folder, before its checkpoint
-            save()
+            while at.index < session.steps_per_epoch and not (at.step >= session.total or halt):
+                values = session.train_batch(order)
+                session.show(bar, task, values)
+                session.evaluate_now()
+                if tc.checkpoint_every and at.step % tc.checkpoint_every == 0 and at.index < session.steps_per_epoch:
+                    session.save()  # (an epoch end saves below)
+                halt = dist.any_rank(stop.received is not None or session.out_of_time())
+            record = session.end_epoch()
+            session.after_epoch()  # after the epoch's model folder, before its checkpoint
+            session.save()
             received = stop.received  # one reading: a signal after it is the next step's to act on
-            halt = dist.any_rank(received is not None or out_of_time()) or halt
+            halt = dist.any_rank(received is not None or session.out_of_time()) or halt
             if received:
                 raise TrainingStopped(f"interrupted at step {at.step}; saved a checkpoint in {out} "
                                       f"(continue with --resume {out})", StopSignals.CODES[received])
-            if at.step >= total or halt:
+            if at.step >= session.total or halt:
                 break
     return record

@@ -21,7 +21,7 @@ from trainer.loop import StopSignals, TrainingStopped, fit
 
 # Named settings over the dataset defaults: "paper" is the paper-faithful configuration;
 # "cpu-fast" is our tuned one (bench/results/levers*.md), at 0.3 width so a laptop CPU trains
-# it in minutes. Each entry: the model family used when --model is not given ("family"),
+# it in minutes. Each entry: the model family used when --family is not given ("family"),
 # model-config overrides ("model") and TrainConfig overrides ("train").
 PRESETS = {
     "paper": {"family": "infovaegan", "model": {}, "train": {}},
@@ -104,10 +104,10 @@ def train(dataset: str, out: Path, model_name: str | None = None, data_root: str
         setattr(tc, key, value)
     model_name = model_name or PRESETS[preset]["family"]
     if model_name not in FAMILIES:
-        raise ValueError(f"--model {model_name}: unknown; known: {', '.join(sorted(FAMILIES))}")
+        raise ValueError(f"--family {model_name}: unknown; known: {', '.join(sorted(FAMILIES))}")
     config_cls, model_cls = FAMILIES[model_name]
     if config_cls.LEARNS_LABELS and dataset not in rotated_names():  # before any field's own check
-        raise ValueError(f"--model {model_name} learns the rotation angles of {' or '.join(rotated_names())}, "
+        raise ValueError(f"--family {model_name} learns the rotation angles of {' or '.join(rotated_names())}, "
                          f"not {dataset}")
     known = {f.name for f in fields(config_cls)}
     # Dataset defaults a family has no field for do not apply to it (a VAE has no noise z_dim,
@@ -119,7 +119,7 @@ def train(dataset: str, out: Path, model_name: str | None = None, data_root: str
     settings.update({k: v for k, v in preset_model(preset, dataset).items() if k in has})
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     for key in given.keys() - known:  # ... but an option the user typed must not vanish silently
-        raise ValueError(f"--{key.replace('_', '-')} does not apply to --model {model_name}")
+        raise ValueError(f"--{key.replace('_', '-')} does not apply to --family {model_name}")
     settings.update(given)
     if "source_class" in known and dataset in rotated_names():  # recorded, so evaluate rebuilds the same data
         settings["source_class"] = spec_for(dataset).source_class if source_class is None else source_class
