@@ -102,7 +102,7 @@ def test_checkpoint_is_safetensors_and_json_and_never_pickles(tmp_path, monkeypa
     folder = save_checkpoint(tmp_path, model, opt, {"epoch": 1}, {"rank0": gen})
     assert sorted(p.name for p in folder.iterdir()) == sorted(checkpoint.FILES)
     assert json.loads((folder / "state.json").read_text())["format_version"] == checkpoint.FORMAT_VERSION
-    assert any(k.startswith("G/state/0/exp_avg") for k in checkpoint._read_tensors(folder / "optimizer.safetensors"))
+    assert any(k.startswith("adv/state/0/exp_avg") for k in checkpoint._read_tensors(folder / "optimizer.safetensors"))
     load_checkpoint(tmp_path, tiny(), make_optimizers(tiny(), tc()), {"rank0": torch.Generator()})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]  # no temp or backup left
 
@@ -123,7 +123,7 @@ def _reshape_a_moment(folder: Path) -> None:
     from safetensors.torch import load_file, save_file
 
     tensors = load_file(folder / "optimizer.safetensors")
-    tensors["G/state/0/exp_avg"] = torch.zeros(3)
+    tensors["adv/state/0/exp_avg"] = torch.zeros(3)
     save_file(tensors, folder / "optimizer.safetensors")
 
 

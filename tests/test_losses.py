@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from infoedit import codes
-from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig, augment_parts
+from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGAN2, InfoVAEGANConfig, augment_parts
 from trainer import losses
 from trainer.infovaegan import make_optimizers, train_step
 from trainer.config import TrainConfig
@@ -158,13 +158,14 @@ def _grads(module):
 
 
 def test_step_routes_gradients():
-    """E takes no adversarial gradient; the VAE loss trains only E; MI trains G and E."""
+    """One Adam per network (ours): E takes no adversarial gradient; the VAE loss trains only E;
+    MI trains G and E."""
     x = torch.rand(8, 1, 28, 28)
     tc = TrainConfig(lr_d=0.0, lr_g=0.0, lr_e=0.0)  # lr 0: .grad is kept, weights do not move
 
     # 1. With the MI weights at 0, G's gradient is exactly the adversarial gradient alone:
     #    the VAE loss contributes nothing to G.
-    model = tiny(mi_weight_s=0.0, mi_weight_c=0.0)
+    model = tiny(mi_weight_s=0.0, mi_weight_c=0.0, optimisers="per-network")
     train_step(model, make_optimizers(model, tc), x, torch.Generator().manual_seed(1))
     g_step = _grads(model.G)
     gen = torch.Generator().manual_seed(1)
@@ -183,9 +184,42 @@ def test_step_routes_gradients():
     assert any(g is not None and g.abs().sum() > 0 for g in e_step)
 
     # 4. With MI on, G's gradient changes (MI reaches G) ...
-    model2 = tiny()
+    model2 = tiny(optimisers="per-network")
     train_step(model2, make_optimizers(model2, tc), x, torch.Generator().manual_seed(1))
     assert any(not torch.allclose(a, b) for a, b in zip(_grads(model2.G), g_step))
+
+
+@pytest.mark.parametrize("model_name", ["infovaegan", "infovaegan2"])
+def test_per_loss_optimisers_each_step_their_own_loss_once(model_name):
+    """The authors' optimisation (optimisers "per-loss", the default): after D's, one Adam per
+    loss, in turn, each over the networks its loss trains (adversarial: G; MI: G and E; VAE: E,
+    and G2 for Eq. 32), each stepping its own loss's gradient alone."""
+    cls = InfoVAEGAN2 if model_name == "infovaegan2" else InfoVAEGAN
+    torch.manual_seed(0)
+    model = cls(InfoVAEGANConfig(n_classes=3, c_dim=2, z_dim=4, width=0.125, model=model_name,
+                                 mi_weight_s=0.0, mi_weight_c=0.0))  # MI off: its step must be all zeros
+    opt = make_optimizers(model, TrainConfig(lr_d=0.0, lr_g=0.0, lr_e=0.0))  # weights stay put
+    nets = {"adv": [model.G], "mi": [model.G, model.E],
+            "vae": [model.E] + ([model.G2] if model_name == "infovaegan2" else [])}
+    assert set(opt) == {"D", *nets}
+    params = {name: [p for g in opt[name].param_groups for p in g["params"]] for name in nets}
+    for name, wanted in nets.items():
+        assert params[name] == [p for net in wanted for p in net.parameters()]
+    stepped = {}
+    for name in nets:  # the gradient each optimiser steps on, as it steps
+        def record(real=opt[name].step, name=name):
+            stepped[name] = [p.grad.clone() if p.grad is not None else None for p in params[name]]
+            return real()
+        opt[name].step = record
+    x = torch.rand(8, 1, 28, 28)
+    train_step(model, opt, x, torch.Generator().manual_seed(1))
+    assert list(stepped) == ["adv", "mi", "vae"]
+    z, s, c = model.sample_prior(8, torch.Generator().manual_seed(1))  # the step's first draw
+    adv = losses.generator_adv_loss(model.discriminate(model.generate(z, s, c), s, c))
+    for got, want in zip(stepped["adv"], torch.autograd.grad(adv, params["adv"])):
+        assert torch.allclose(got, want, atol=1e-6)  # Eq. 29's gradient alone
+    assert all(g is None or not g.any() for g in stepped["mi"])  # nothing but MI reaches its step
+    assert any(g is not None and g.abs().sum() > 0 for g in stepped["vae"])
 
 
 def test_step_updates_every_network():
@@ -326,7 +360,8 @@ def test_overcluster_head_trains_e_only_and_stays_out_of_the_model_folder(tmp_pa
         InfoVAEGANConfig(n_classes=3, overcluster=9).validate()  # nothing would train it
     x = torch.rand(64, 1, 28, 28)
     tc = TrainConfig(lr_d=0.0, lr_g=0.0, lr_e=0.0)
-    plain, aux = tiny(real_mi_weight=1.0), tiny(real_mi_weight=1.0, overcluster=9)
+    plain, aux = (tiny(real_mi_weight=1.0, optimisers="per-network"),
+                  tiny(real_mi_weight=1.0, overcluster=9, optimisers="per-network"))
     train_step(plain, make_optimizers(plain, tc), x, torch.Generator().manual_seed(1))
     values = train_step(aux, make_optimizers(aux, tc), x, torch.Generator().manual_seed(1))
     assert -math.log(9) <= values["mi_real_aux"] <= 0

@@ -45,10 +45,15 @@ def init_from_env(device: torch.device) -> None:
 
 def average_gradients(module: torch.nn.Module) -> None:
     """All-reduce and average .grad of every parameter that has one."""
+    average_parameter_gradients(module.parameters())
+
+
+def average_parameter_gradients(params) -> None:
+    """average_gradients for any parameters (an optimiser's, which may span networks)."""
     if not is_dist():
         return
     world = get_world_size()
-    for p in module.parameters():
+    for p in params:
         if p.grad is not None:
             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
             p.grad.div_(world)

@@ -19,12 +19,23 @@ from trainer.evaluate.clustering import predict_clusters
 
 
 def make_optimizers(model, tc: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-    # One Adam per network. The authors run one Adam per *loss* (G: adv, all: MI, E: VAE);
-    # summing the losses per network and using one Adam each is the usual PyTorch reading.
-    opt = {"D": adam(model.D.parameters(), tc.lr_d, tc), "G": adam(model.G.parameters(), tc.lr_g, tc),
-           "E": adam(model.E.parameters(), tc.lr_e, tc)}
-    if isinstance(model, InfoVAEGAN2):
-        opt["G2"] = adam(model.G2.parameters(), tc.lr_g, tc)
+    """D's Adam, then the config's ``optimisers``: "per-loss" (the authors' code) gives the
+    adversarial (Eq. 29), MI (Eq. 30) and VAE (Eq. 31 / 32) losses one Adam each over the
+    networks that loss trains; "per-network" gives G, E (and G2) one Adam each."""
+    opt = {"D": adam(model.D.parameters(), tc.lr_d, tc)}
+    g2 = [model.G2] if isinstance(model, InfoVAEGAN2) else []
+    if model.config.optimisers == "per-network":
+        opt.update({"G": adam(model.G.parameters(), tc.lr_g, tc), "E": adam(model.E.parameters(), tc.lr_e, tc)})
+        if g2:
+            opt["G2"] = adam(model.G2.parameters(), tc.lr_g, tc)
+        return opt
+
+    def groups(*nets) -> list[dict]:  # each network at its own learning rate (the authors': 5x D's for all)
+        return [{"params": list(net.parameters()), "lr": tc.lr_e if net is model.E else tc.lr_g} for net in nets]
+
+    opt["adv"] = adam(groups(model.G), tc.lr_g, tc)
+    opt["mi"] = adam(groups(model.G, model.E), tc.lr_g, tc)
+    opt["vae"] = adam(groups(model.E, *g2), tc.lr_e, tc)
     return opt
 
 
@@ -69,15 +80,12 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     mi = cfg.mi_weight_s * mi_s + cfg.mi_weight_c * mi_c  # Eq. 30
     extra = {}
     mi = mi + real_data_information(model, x, real, gen, extra)  # lever: real_mi_weight
-    for o in opt.values():
-        o.zero_grad(set_to_none=True)
     if infovaegan2:  # Eq. 32 (replaces Eq. 31): G2 redraws the real x from E(x)'s codes; trains E and G2
         x_rec, s_2, c_2 = recon or draw_reconstruction(model, real, gen)
         vae, rec, kl_c = losses.vae_loss(x, x_rec, real.mu, real.sigma, real.logits, cfg.c_prior, cfg.kl_s_weight,
                                          cfg.kl_c_weight, cfg.likelihood)
         vae = vae + tc_penalty(cfg, c_2, real.mu, real.sigma, extra)  # lever: tc_weight
         vae = add_g2_levers(model, vae, real, edited, recon, extra)  # ours: style_kl, edit, recon_adv weights
-        (g_adv + mi + vae).backward()
     else:  # Eq. 31: E reads G's image, G redraws it from E's codes; trains E only
         s_p = codes.gumbel_softmax(logits, cfg.tau, gen)
         c_p = codes.reparameterize(mu, sigma, gen)
@@ -87,11 +95,10 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
         vae, rec, kl_c = losses.vae_loss(x_g, x_re, mu, sigma, logits, cfg.c_prior, cfg.kl_s_weight,
                                          cfg.kl_c_weight, cfg.likelihood)
         vae = vae + tc_penalty(cfg, c_p, mu, sigma, extra)  # lever: tc_weight
-        backward_with_encoder_only_vae(model, g_adv + mi, vae)
-    for name, o in opt.items():
-        if name != "D":
-            dist.average_gradients(getattr(model, name))
-            o.step()
+    if cfg.optimisers == "per-loss":
+        step_per_loss(opt, {"adv": g_adv, "mi": mi, "vae": vae})
+    else:
+        step_per_network(model, opt, g_adv + mi, vae)
     requires_grad(model.D, True)
     return {"d": d_loss.item(), "g_adv": g_adv.item(), "mi_s": mi_s.item(), "mi_c": mi_c.item(),
             "vae": vae.item(), "rec": rec.item(), "kl_c": kl_c.item(), **{k: v.item() for k, v in extra.items()}}
@@ -124,15 +131,39 @@ def discriminator_step(model, opt: torch.optim.Optimizer, real: tuple, fakes: li
     return d_loss
 
 
-def backward_with_encoder_only_vae(model, loss: torch.Tensor, vae: torch.Tensor) -> None:
-    """loss.backward(), plus Eq. 31's gradient on E's parameters alone: the VAE loss also
+def step_per_loss(opt: dict, loss_of: dict[str, torch.Tensor]) -> None:
+    """The authors' optimisation: each loss's gradient on its own optimiser's parameters, all
+    taken before any step, then one Adam step per loss. Eq. 31's gradient is E's alone, as their
+    var_list=encoder has it. A network two losses train (G, E) takes two normalised steps."""
+    params = {name: [p for group in opt[name].param_groups for p in group["params"]] for name in loss_of}
+    grads = {name: torch.autograd.grad(loss, params[name], retain_graph=True, allow_unused=True)
+             for name, loss in loss_of.items()}
+    for name in loss_of:
+        for p, g in zip(params[name], grads[name]):
+            p.grad = g
+        dist.average_parameter_gradients(params[name])
+        opt[name].step()
+
+
+def step_per_network(model, opt: dict, loss: torch.Tensor, vae: torch.Tensor) -> None:
+    """Ours: one Adam per network on the sum of its losses. InfoVAEGAN2's VAE loss (Eq. 32)
+    joins the sum; InfoVAEGAN's (Eq. 31) adds its gradient on E's parameters alone: it also
     depends on G through E's input x_g, and the authors train it with var_list=encoder."""
-    e_params = list(model.E.parameters())
-    vae_grads = torch.autograd.grad(vae, e_params, retain_graph=True, allow_unused=True)
-    loss.backward()
-    for p, g in zip(e_params, vae_grads):
-        if g is not None:
-            p.grad = g if p.grad is None else p.grad + g
+    for o in opt.values():
+        o.zero_grad(set_to_none=True)
+    if isinstance(model, InfoVAEGAN2):
+        (loss + vae).backward()
+    else:
+        e_params = list(model.E.parameters())
+        vae_grads = torch.autograd.grad(vae, e_params, retain_graph=True, allow_unused=True)
+        loss.backward()
+        for p, g in zip(e_params, vae_grads):
+            if g is not None:
+                p.grad = g if p.grad is None else p.grad + g
+    for name, o in opt.items():
+        if name != "D":
+            dist.average_gradients(getattr(model, name))
+            o.step()
 
 
 def real_data_information(model, x: torch.Tensor, real: RealCodes, gen: torch.Generator, extra: dict):

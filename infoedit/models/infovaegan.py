@@ -12,6 +12,7 @@ from infoedit.models.config import CodeModel, ConfigMixin
 from infoedit.models.nets import Encoder, Generator, JointDiscriminator
 
 FORMAT_VERSION = 1
+OPTIMISERS = ("per-loss", "per-network")
 G2_FIELDS = ("style_dim", "style_kl_weight", "edit_weight", "recon_adv_weight")  # settings of G2: InfoVAEGAN2 only
 AUGMENT_PARTS = ("affine", "flip", "shear", "stroke", "contrast", "centre", "spin")
 LIKELIHOODS = ("gaussian", "bernoulli")
@@ -95,6 +96,11 @@ class InfoVAEGANConfig(ConfigMixin):
     # 2016) sharpens a VAE's drawings: a pixel likelihood alone draws the mean of what the codes
     # leave open, a blur. Weighed against Eq. 32's reconstruction, a sum over pixels. 0 = off.
     recon_adv_weight: float = 0.0
+    # How the losses step the networks. "per-loss", the authors' code: one Adam per loss (D: Eq. 28;
+    # G: Eq. 29; G and E: Eq. 30; E: Eq. 31, or E and G2: Eq. 32), each loss's gradient normalised
+    # by its own Adam. "per-network" (ours): one Adam per network on the sum of its losses, where
+    # the VAE loss, far the largest, sets the scale of E's steps and the MI term barely moves it.
+    optimisers: str = "per-loss"
     model: str = "infovaegan"
     dataset: str = ""
     format_version: int = FORMAT_VERSION
@@ -104,7 +110,7 @@ class InfoVAEGANConfig(ConfigMixin):
                                     "overcluster": 0, "reseed": False, "kl_c_weight": 1.0,
                                     "tc_weight": 0.0, "background": "dark", "batchnorm": True,
                                     "likelihood": "gaussian", "style_dim": 0, "style_kl_weight": 1.0,
-                                    "edit_weight": 0.0, "recon_adv_weight": 0.0}
+                                    "edit_weight": 0.0, "recon_adv_weight": 0.0, "optimisers": "per-network"}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
@@ -122,6 +128,8 @@ class InfoVAEGANConfig(ConfigMixin):
             raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}")
         if self.mi_continuous not in ("mse", "nll"):
             raise ValueError(f"mi_continuous must be 'mse' or 'nll', got {self.mi_continuous!r}")
+        if self.optimisers not in OPTIMISERS:
+            raise ValueError(f"optimisers must be one of {', '.join(OPTIMISERS)}, got {self.optimisers!r}")
         if self.d_real_s not in ("onehot", "gumbel"):
             raise ValueError(f"d_real_s must be 'onehot' or 'gumbel', got {self.d_real_s!r}")
         augment_parts(self.augment)
