@@ -46,10 +46,10 @@ PRESETS = {
                  # Fashion-MNIST's categories otherwise mix pullovers, coats and shirts across three
                  # categories: views that also differ in shade (+contrast) and a stronger pull to
                  # balanced, confident categories (bench/results/levers-fashion-contrast.md).
-                 # Not style_kl_weight 0.01: 5 more epochs of the bundle with it raised test SSIM
-                 # 0.682 -> 0.741, but the style code took over the continuous code's work (a
-                 # traversal moved 0.006 of the pixels end to end, against 0.15-0.23;
-                 # bench/results/edits-fashion-style-kl-0.01.md).
+                 # The bundled model was trained 5 more epochs with --set style_kl_weight=0.1 (test SSIM
+                 # 0.682 -> 0.737, traversals still moving 0.10-0.15 of the pixels end to end;
+                 # bench/results/edits-fashion-style-kl-0.1.md); 0.03 and 0.01 let the style code take
+                 # over the continuous code's work (0.01-0.006). Untried from scratch, so not here.
                  "datasets": {"fashion-mnist": {"real_mi_balance": 2.0, "mi_weight_s": 5.0,
                                                 "augment": "affine+contrast"},
                               # faces: more detail to carry (identity, hair, background) than a
