@@ -88,18 +88,9 @@ def evaluate(model: str, dataset: str | None = None, data: str | None = None, sp
     ``dataset`` defaults to the one in the model's config. ``real_subset`` implies ``factorvae``.
     ``extractor`` replaces the Inception network for FID (tests use a tiny stand-in).
     """
-    from infoedit import hub
-    from trainer import data as data_mod
-    from trainer.loop import resolve_device
-
     start = time.time()
-    dev = resolve_device(device)
-    net = hub.from_pretrained(model, device=str(dev))
+    net, dev, name = _load_model(model, dataset, device)
     cfg = net.config
-    name = dataset or cfg.dataset
-    if cfg.model in SUPERVISED and name not in rotated_names():  # its labels are angles, not these
-        raise ValueError(f"{cfg.model} predicts rotation angles: evaluate it on {' or '.join(rotated_names())}, "
-                         f"not {name}")
     factorvae = factorvae or real_subset
     _check(model, cfg, name, split, representation, pseudo_label_cnn, factorvae,
            fid_against is not None and extractor is None and inception_weights is None)
@@ -108,6 +99,53 @@ def evaluate(model: str, dataset: str | None = None, data: str | None = None, sp
         Path(out).mkdir(parents=True, exist_ok=True)
     result: dict = {"model": str(model), "dataset": name, "split": split, "device": str(dev), "seed": seed,
                     "model_config": cfg.to_dict(), "protocol": {"clustering": CLUSTERING_PROTOCOL}}
+    ds = _labelled_dataset(cfg, name, data, result)
+    labelled = labelled_split(ds, name, data, split, real_grid, seed, limit)
+    if labelled is None and not (pseudo_label_cnn or factorvae or fid_against):
+        raise ValueError(f"{name} has no labels for the {split} split: nothing to evaluate "
+                         "(add --fid-against FOLDER_OR_DATASET)")
+    if labelled is not None:
+        result.update(_score_labelled(net, labelled, out))
+    if cfg.model in SUPERVISED and ds is not None:
+        result["supervised"] = supervised_metrics(net, ds, split, limit)
+    if pseudo_label_cnn:
+        result["pseudo_label_cnn"] = _pseudo_label(net, ds, pseudo_label, seed, limit, progress)
+    if factorvae:
+        protocol = factorvae_protocol or FactorVAEProtocol(seed=seed)
+        result["factorvae"] = _factorvae(net, real_grid, representation, protocol, progress)
+    if fid_against:
+        from trainer.evaluate.fid import InceptionExtractor, fid
+
+        extractor = extractor or InceptionExtractor(inception_weights, dev)
+        result["fid"] = fid(net, fid_against, extractor, fid_samples, split, data, seed)
+    result["seconds"] = round(time.time() - start, 1)
+    if out is not None:
+        from infoedit.hub import atomic_write_bytes
+
+        atomic_write_bytes(Path(out) / "evaluation.json", (json.dumps(result, indent=2) + "\n").encode())
+    return result
+
+
+def _load_model(model: str, dataset: str | None, device: str):
+    """(the model on its device, the device, the dataset to score: ``dataset`` or the model's own);
+    a supervised model is scored only on a rotated dataset, whose labels are its angles."""
+    from infoedit import hub
+    from trainer.loop import resolve_device
+
+    dev = resolve_device(device)
+    net = hub.from_pretrained(model, device=str(dev))
+    cfg = net.config
+    name = dataset or cfg.dataset
+    if cfg.model in SUPERVISED and name not in rotated_names():  # its labels are angles, not these
+        raise ValueError(f"{cfg.model} predicts rotation angles: evaluate it on {' or '.join(rotated_names())}, "
+                         f"not {name}")
+    return net, dev, name
+
+
+def _labelled_dataset(cfg, name: str, data: str | None, result: dict):
+    """The dataset ``name`` when it is one with labels (else None), in the model's polarity; a
+    turn to it is noted in ``result`` ("inverted_to")."""
+    from trainer import data as data_mod
 
     # Only the labelled datasets carry labels; other datasets are not loaded just to be unused.
     # A rotated dataset is rebuilt from the class the model was trained on (its config records it).
@@ -121,43 +159,34 @@ def evaluate(model: str, dataset: str | None = None, data: str | None = None, sp
         # as --invert auto does for image files
         ds = replace(ds, images=255 - ds.images, test_images=255 - ds.test_images)
         result["inverted_to"] = f"{cfg.background} background"
-    labelled = labelled_split(ds, name, data, split, real_grid, seed, limit)
-    if labelled is None and not (pseudo_label_cnn or factorvae or fid_against):
-        raise ValueError(f"{name} has no labels for the {split} split: nothing to evaluate "
-                         "(add --fid-against FOLDER_OR_DATASET)")
-    if labelled is not None:
-        images, labels, scale, what = labelled
-        if cfg.n_classes < 2:  # beta-VAE: one constant category; ACC would be the largest class's share
-            result.update(accuracy=None, nmi=None, ari=None, clustering=f"not defined: {cfg.model} has no "
-                          "discrete code")
-        else:
-            result.update(clustering(net, images, labels, scale, out, f"{cfg.model} on {what}"))
-        result["evaluated_on"] = what
-        result["reconstruction_mse"] = reconstruction_mse(net, images, scale)
-    if cfg.model in SUPERVISED and ds is not None:
-        result["supervised"] = supervised_metrics(net, ds, split, limit)
+    return ds
 
-    if pseudo_label_cnn:
-        result["pseudo_label_cnn"] = _pseudo_label(net, ds, pseudo_label, seed, limit, progress)
-    if factorvae:
-        from trainer.evaluate.factorvae import dsprites_source, factorvae_score, model_representation
 
-        sizes, observe, what = dsprites_source(real_grid)
-        protocol = factorvae_protocol or FactorVAEProtocol(seed=seed)
-        score = factorvae_score(sizes, observe, model_representation(net, representation), protocol, progress)
-        score["protocol"].update(representation=representation, data=what)
-        result["factorvae"] = score
-    if fid_against:
-        from trainer.evaluate.fid import InceptionExtractor, fid
+def _score_labelled(net, labelled: tuple, out: Path | None) -> dict:
+    """Clustering against the labels (when the model has a discrete code), what was scored, and
+    the reconstruction MSE, on the labelled split ``labelled`` (labelled_split's tuple)."""
+    cfg = net.config
+    images, labels, scale, what = labelled
+    scores: dict = {}
+    if cfg.n_classes < 2:  # beta-VAE: one constant category; ACC would be the largest class's share
+        scores.update(accuracy=None, nmi=None, ari=None, clustering=f"not defined: {cfg.model} has no "
+                      "discrete code")
+    else:
+        scores.update(clustering(net, images, labels, scale, out, f"{cfg.model} on {what}"))
+    scores["evaluated_on"] = what
+    scores["reconstruction_mse"] = reconstruction_mse(net, images, scale)
+    return scores
 
-        extractor = extractor or InceptionExtractor(inception_weights, dev)
-        result["fid"] = fid(net, fid_against, extractor, fid_samples, split, data, seed)
-    result["seconds"] = round(time.time() - start, 1)
-    if out is not None:
-        from infoedit.hub import atomic_write_bytes
 
-        atomic_write_bytes(Path(out) / "evaluation.json", (json.dumps(result, indent=2) + "\n").encode())
-    return result
+def _factorvae(net, real_grid: Path | None, representation: str, protocol: FactorVAEProtocol,
+               progress: bool) -> dict:
+    """Table 2's FactorVAE score on dSprites (the real grid, or rendered), with what it scored."""
+    from trainer.evaluate.factorvae import dsprites_source, factorvae_score, model_representation
+
+    sizes, observe, what = dsprites_source(real_grid)
+    score = factorvae_score(sizes, observe, model_representation(net, representation), protocol, progress)
+    score["protocol"].update(representation=representation, data=what)
+    return score
 
 
 def _check(model: str, cfg, name: str, split: str, representation: str, pseudo_label_cnn: bool,

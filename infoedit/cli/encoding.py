@@ -1,0 +1,73 @@
+"""`infoedit encode`: each image's codes, as a table or JSON lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from infoedit import results
+from infoedit.cli.errors import user_errors
+from infoedit.cli.loading import batches, image_loader, load_model
+from infoedit.cli.options import (DebugOpt, Device, DeviceOpt, FaceOpt, ForceOpt, FrameOpt, InvertOpt, JsonOpt,
+                                  Mode, ModelOpt, QuietOpt, RevisionOpt)
+from infoedit.cli.output import check_new, say
+from infoedit.cli.root import app
+
+
+def _fmt(values: list[float]) -> str:
+    return " ".join(f"{v:.3f}" for v in values)
+
+
+@app.command()
+def encode(
+    images: Annotated[list[Path], typer.Argument(help="Image files (any size and mode).")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Write the table (or JSON lines) to this file, not stdout.")] = None,
+    model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = Device.auto,
+    invert: InvertOpt = Mode.auto, frame: FrameOpt = Mode.auto, face: FaceOpt = None,
+    json_out: JsonOpt = False, force: ForceOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Print each image's codes: discrete (argmax cluster, probabilities) and continuous (mu, sigma)."""
+    with user_errors(debug):
+        if out:
+            check_new(out, force, png=False)
+        import torch
+
+        from infoedit import engine
+
+        net = load_model(model, revision, device)
+        load = image_loader(net, invert, frame, face=face)
+        rows = []
+        with results.result_stream(out) as stream:  # -o: a temp file, renamed once every row is in
+            for part in batches(len(images)):
+                chunk = images[part]
+                found = engine.encode(net, torch.stack([load(p) for p in chunk]))
+                values = zip(chunk, *(engine.rounded(v) for v in (found.probs, found.mu, found.sigma)))
+                for path, probs, mu, sigma in values:
+                    row = results.code_row(path, probs, net.class_names) | {"mu": mu, "sigma": sigma}
+                    if json_out:
+                        stream.write(json.dumps(row) + "\n")
+                        stream.flush()
+                    else:
+                        rows.append(row)
+            if not json_out:
+                _print_codes_table(rows, stream)
+        if out:
+            say(f"wrote {out}", quiet)
+
+
+def _print_codes_table(rows: list[dict], stream) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("image", "cluster", "confidence", "q(s|x)", "mu", "sigma")
+    table.columns[0].overflow = "fold"  # a table may be piped to a file: never cut a path short
+    for r in rows:
+        cluster = f"{r['cluster']} ({r['name']})" if "name" in r else str(r["cluster"])
+        table.add_row(r["path"], cluster, f"{r['confidence']:.3f}",
+                      _fmt(r["probabilities"]), _fmt(r["mu"]), _fmt(r["sigma"]))
+    # Piped to a file, rich would wrap at 80 columns: let the table be as wide as it needs.
+    Console(file=stream, width=None if stream.isatty() else 10_000).print(table)

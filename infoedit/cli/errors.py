@@ -1,0 +1,37 @@
+"""Errors as the command line reports them: one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+
+import typer
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line to stderr and exit."""
+    print(f"infoedit: error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors(debug: bool):
+    """Turn the library's user-facing errors into one line + exit 2 (traceback with --debug)."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        fail("interrupted", 130)
+    except BrokenPipeError:  # `infoedit classify DIR | head`: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit flush
+        raise typer.Exit(141) from None
+    except Exception as exc:  # noqa: BLE001 - every user error class derives from ValueError/OSError
+        if debug or not isinstance(exc, (ValueError, OSError)):
+            raise
+        if isinstance(exc, OSError) and exc.strerror:  # not "[Errno 28] ...": the file, then the problem
+            fail(f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror)
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
