@@ -88,7 +88,9 @@ def resolve(path_or_id: str, revision: str | None = None) -> Path:
         return local
     if bundled:
         return PRETRAINED / path_or_id
-    looks_local = local.exists() or path_or_id.startswith((".", "/", "~")) or not _REPO_ID.match(path_or_id)
+    # "runs/typo" is a repo id in form, but where a folder "runs" is here it meant a local path
+    looks_local = (local.exists() or path_or_id.startswith((".", "/", "~")) or not _REPO_ID.match(path_or_id)
+                   or local.parent.is_dir() and local.parent != Path("."))
     if looks_local:
         names = ", ".join(pretrained_names()) or "none installed"
         raise ModelLoadError(f"{path_or_id}: no model folder there (expected a folder with {CONFIG_NAME}; "
@@ -104,7 +106,7 @@ def resolve(path_or_id: str, revision: str | None = None) -> Path:
         return Path(snapshot_download(path_or_id, revision=revision, allow_patterns=patterns,
                                       local_files_only=True))
     except Exception as exc:
-        raise ModelLoadError(f"{path_or_id}: not a local folder, and the Hub repo could not be "
+        raise ModelLoadError(f"{path_or_id}: no such local folder, and no Hub repo of that id could be "
                              f"fetched or found in the cache ({type(exc).__name__})") from None
 
 

@@ -455,3 +455,23 @@ def test_sigterm_leaves_no_temp_file_behind(tiny_model_dir, tmp_path):
     assert proc.returncode == 143 and err.strip() == "infoedit: error: terminated"
     assert not [p for p in out.iterdir() if p.suffix != ".png"]
     assert all(Image.open(p).size for p in out.iterdir())  # every file there is a whole PNG
+
+
+def test_version_and_a_mistyped_model_folder_through_the_real_command(tmp_path):
+    """`--version` prints the version; `--model runs/typo`, where a runs/ folder is, is read as a
+    local path (it once went to the Hub and spoke of the Hub cache)."""
+    import subprocess
+    import sys
+
+    from infoedit import __version__
+
+    cmd = [sys.executable, "-m", "infoedit.cli"]
+    res = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == f"infoedit {__version__}"
+    (tmp_path / "runs").mkdir()
+    digit = Path(__file__).resolve().parents[1] / "examples" / "mnist" / "3.png"
+    res = subprocess.run([*cmd, "encode", str(digit), "--model", "runs/typo"], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()] and "runs/typo: no model folder there" in res.stderr
+    assert "Hub" not in res.stderr
