@@ -475,3 +475,15 @@ def test_version_and_a_mistyped_model_folder_through_the_real_command(tmp_path):
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.strip().splitlines() == [res.stderr.strip()] and "runs/typo: no model folder there" in res.stderr
     assert "Hub" not in res.stderr
+
+
+def test_sample_n_force_over_a_larger_run_leaves_only_this_runs_samples(tmp_path, tiny_model_dir):
+    import subprocess
+    import sys
+
+    out = tmp_path / "s"
+    cmd = [sys.executable, "-m", "infoedit.cli", "sample", "--model", str(tiny_model_dir), "-o", str(out), "-q"]
+    assert subprocess.run([*cmd, "--n", "5"], timeout=120).returncode == 0
+    (out / "notes.txt").write_text("mine")
+    assert subprocess.run([*cmd, "--n", "2", "--force"], timeout=120).returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "sample-0000.png", "sample-0001.png"]

@@ -58,4 +58,8 @@ def sample(
             batch = engine.sample(net, len(files[part]), gen).cpu()
             for path, img in zip(files[part], batch):
                 save_png(img, path)
+        if force:  # an earlier, larger --n left more samples: the folder holds this run's alone
+            for stale in set(out.glob("sample-*.png")) - set(files):
+                if stale.stem[len("sample-"):].isdigit():
+                    stale.unlink()
         say(f"wrote {n} samples to {out}", quiet)
