@@ -21,7 +21,7 @@ class DatasetSpec:
     c_dim: int                   # the default number of continuous codes
     epochs: int                  # the default training length
     z_dim: int | None = 100      # None: the model config's own default
-    framing: str = "none"        # how --frame auto makes a photo look like these images (infoedit.images)
+    framing: str = "none"        # how --frame auto makes a photo look like these images (infoedit.framing)
     labelled: bool = False       # a labelled test split, so evaluate can score clustering
     class_names: tuple[str, ...] = ()  # the labels' names, when they name things
     idx_folder: str = ""         # loader "idx": torchvision's folder name (MNIST/raw/...)

@@ -155,7 +155,7 @@ def _digit() -> np.ndarray:
 def test_frame_cuts_the_digit_out_of_a_photo_as_mnist_frames_it(tmp_path, vignette):
     from conftest import photo_of
 
-    from infoedit.images import frame_object
+    from infoedit.framing import frame_object
 
     digit = _digit()
     path = tmp_path / "photo.jpg"
@@ -178,7 +178,7 @@ def test_frame_cuts_the_digit_out_of_a_photo_as_mnist_frames_it(tmp_path, vignet
 def test_frame_takes_the_lines_of_the_paper_out(tmp_path, paper):
     from conftest import photo_of
 
-    from infoedit.images import frame_object
+    from infoedit.framing import frame_object
 
     digit = _digit()
     path = tmp_path / "photo.jpg"
@@ -195,7 +195,7 @@ def test_frame_takes_the_lines_of_the_paper_out(tmp_path, paper):
 def test_frame_cuts_a_sheet_lying_on_a_desk_out_of_the_photo(tmp_path):
     from conftest import photo_of
 
-    from infoedit.images import cut_sheet_from_desk
+    from infoedit.framing import cut_sheet_from_desk
 
     digit = _digit()
     sheet = Image.fromarray(np.asarray(photo_of(digit).convert("L"), np.float32), "F")
@@ -243,7 +243,8 @@ def _in_shadow(picture: Image.Image, angle: float, through: tuple[float, float],
 def test_frame_takes_a_shadow_across_the_page_off(tmp_path, angle, through):
     from conftest import photo_of
 
-    from infoedit.images import cut_sheet_from_desk, frame_object, has_light_background
+    from infoedit.framing import cut_sheet_from_desk, frame_object
+    from infoedit.images import has_light_background
 
     digit = _digit()
     target = frame_object(digit[None], 28, "digit")[0] / 255.0
@@ -262,7 +263,7 @@ def test_frame_takes_a_shadow_across_the_page_off(tmp_path, angle, through):
 def test_opening_is_the_min_then_max_over_a_square():
     from numpy.lib.stride_tricks import sliding_window_view
 
-    from infoedit.images import opening
+    from infoedit.framing import opening
 
     rng = np.random.default_rng(0)
     a = rng.normal(0, 1, (23, 31)).astype(np.float32)
@@ -281,7 +282,7 @@ def test_opening_is_the_min_then_max_over_a_square():
 
 
 def test_the_object_box_leaves_specks_and_slivers_at_the_edge_out():
-    from infoedit.images import frame_object, level_around_writing
+    from infoedit.framing import frame_object, level_around_writing
 
     page = np.zeros((1, 400, 500), np.uint8)
     page[0, 120:280, 200:290] = np.asarray(Image.fromarray(_digit()[4:24, 8:20]).resize((90, 160)))
@@ -300,7 +301,7 @@ def test_the_object_box_leaves_specks_and_slivers_at_the_edge_out():
 
 
 def test_writing_stroke_is_the_strokes_width_whatever_thin_lines_surround_them():
-    from infoedit.images import stroke_width, writing_stroke
+    from infoedit.framing import stroke_width, writing_stroke
 
     mask = np.zeros((120, 120), bool)
     mask[30:90, 40:47] = mask[30:37, 40:80] = True     # an 'L'-ish figure of 7 px strokes
@@ -311,7 +312,7 @@ def test_writing_stroke_is_the_strokes_width_whatever_thin_lines_surround_them()
 
 
 def test_a_box_around_the_writing_needs_a_line_along_both_edges_or_one_under_it():
-    from infoedit.images import erase_ruling
+    from infoedit.framing import erase_ruling
 
     crop = np.zeros((150, 120), np.float32)
     crop[40:110, 50:60] = 255                          # a stroke of the digit inside
@@ -332,7 +333,7 @@ def test_a_box_around_the_writing_needs_a_line_along_both_edges_or_one_under_it(
 
 
 def test_ruling_needs_two_thin_lines_across_the_picture_or_one_apart_from_the_writing():
-    from infoedit.images import erase_ruling
+    from infoedit.framing import erase_ruling
 
     tight = np.asarray(Image.fromarray(_digit()[4:24, 8:20]).resize((120, 200)), np.float32)
     assert erase_ruling(tight, 30, 255) is tight       # a '7' cropped to its bar: one thick "line"
@@ -413,7 +414,7 @@ def test_frame_auto_leaves_model_sized_images_and_frame_no_alone(tmp_path):
 
 
 def test_frame_fill_light_background_and_blank_pages(tmp_path):
-    from infoedit.images import frame_object
+    from infoedit.framing import frame_object
 
     wide = np.zeros((1, 100, 200), np.uint8)
     wide[0, 40:60, 50:130] = 255  # an 80 x 20 bar
@@ -435,7 +436,7 @@ def test_frame_fill_light_background_and_blank_pages(tmp_path):
 
 
 def test_frame_thickens_a_thin_pen_to_mnist_strokes_and_leaves_mnist_strokes_alone():
-    from infoedit.images import THIN_STROKE, frame_object, stroke_width
+    from infoedit.framing import THIN_STROKE, frame_object, stroke_width
 
     page = np.zeros((1, 300, 300), np.uint8)
     page[0, 50:53, 80:200] = 255                      # a '7' drawn with a 3 px pen, 200 px tall
