@@ -255,6 +255,14 @@ def background(ds: Dataset, n: int = 1000) -> str:
     return "light" if 2 * light > len(pixels) else "dark"
 
 
+def spec_of(name: str) -> DatasetSpec:
+    """The registry entry of a dataset name (infoedit.datasets); DataError, one line, if none."""
+    try:
+        return spec_for(name)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+
+
 def _load_image_folder(spec: DatasetSpec, name: str, root: Path, limit: int | None, progress: bool,
                        image_size: int | None, channels: int | None) -> Dataset:
     """A folder dataset: ``folder:PATH`` itself, or the folder that ``spec.folders`` finds under
@@ -284,10 +292,7 @@ def load(name: str, data: str | Path | None = None, limit: int | None = None, pr
     ``source_class``: the digit / item of a rotated dataset; None or -1 (a supervised config's
     "none") mean its default (``DatasetSpec.source_class``).
     """
-    try:
-        spec = spec_for(name)
-    except ValueError as exc:
-        raise DataError(str(exc)) from None
+    spec = spec_of(name)
     root = Path(data).expanduser() if data else default_root()
     source_class = None if source_class is not None and source_class < 0 else source_class
     if source_class is not None and spec.loader != "rotated":

@@ -10,7 +10,7 @@ from typing import Collection
 import torch
 
 from infoedit import hub
-from infoedit.datasets import rotated_names, spec_for
+from infoedit.datasets import rotated_names
 from infoedit.models import FAMILIES
 from infoedit.models.infovaegan import G2_FIELDS
 from trainer import checkpoint, data
@@ -76,10 +76,7 @@ def preset_model(preset: str, dataset: str) -> dict:
 
 def defaults_for(dataset: str) -> dict:
     """The dataset's own defaults (infoedit.datasets); DataError for an unknown name."""
-    try:
-        return spec_for(dataset).defaults()
-    except ValueError as exc:
-        raise data.DataError(str(exc)) from None
+    return data.spec_of(dataset).defaults()
 
 
 def train(dataset: str, out: Path, model_name: str | None = None, data_root: str | None = None,
@@ -125,7 +122,7 @@ def train(dataset: str, out: Path, model_name: str | None = None, data_root: str
         raise ValueError(f"--{key.replace('_', '-')} does not apply to --family {model_name}")
     settings.update(given)
     if "source_class" in known and dataset in rotated_names():  # recorded, so evaluate rebuilds the same data
-        settings["source_class"] = spec_for(dataset).source_class if source_class is None else source_class
+        settings["source_class"] = data.spec_of(dataset).source_class if source_class is None else source_class
     config = config_cls(dataset=dataset, model=model_name, **settings)
     config.validate()
     ds = data.load(dataset, data_root, limit=tc.limit, progress=progress, source_class=source_class,
