@@ -312,7 +312,7 @@ def _load_all(load: Callable[[Path], np.ndarray], paths: list[Path]) -> list[tup
         try:
             loaded.append((path, load(path)))
         except (ValueError, OSError) as exc:
-            loaded.append((path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            loaded.append((path, images.one_line(exc)))
     return loaded
 
 

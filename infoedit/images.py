@@ -32,6 +32,11 @@ class ImageError(ValueError):
     """An input image that cannot be used; the message is one line naming the file."""
 
 
+def one_line(exc: BaseException) -> str:
+    """Why an input failed, as the one line the commands print for it."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
     """Open and fully decode an image, upright (EXIF orientation applied), first frame only.
 

@@ -3,8 +3,12 @@ cluster folders. No torch here, so the CLI can import it at start-up."""
 
 from __future__ import annotations
 
+import csv
+import filecmp
+import json
 import os
 import shutil
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +67,9 @@ def place(src: Path, folder: Path, move: bool) -> Path:
     stem, suffix = Path(safe_name(src.name)).stem, src.suffix
     target, i = folder / f"{stem}{suffix}", 1
     while target.exists() or target.is_symlink():
+        # a copy is not made twice: a rerun, or a run stopped between a copy and its row, finds it here
+        if not move and target.is_file() and not target.is_symlink() and filecmp.cmp(src, target, shallow=False):
+            return target
         target, i = folder / f"{stem}-{i}{suffix}", i + 1
     if move:
         shutil.move(src, target)
@@ -74,3 +81,73 @@ def place(src: Path, folder: Path, move: bool) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+class Listing:
+    """classify -o FILE with --copy-to / --move-to: where each file went, one row written and
+    flushed as each file is placed, so a run stopped at any moment leaves a listing of exactly what
+    it placed. The same command run again reads the listing back, skips the files it names that
+    sit where it says, and appends the rest: in the end every file is named once."""
+
+    def __init__(self, path: Path, header: list[str], placed: str, json_rows: bool, force: bool):
+        self.header, self.placed, self.json_rows = header, placed, json_rows
+        self.where: dict[str, str] = {}  # path -> where the listing says it went
+        fresh = force or not path.exists()
+        if not fresh:
+            self.where = self._read(path)
+        self.file = open(path, "w" if fresh else "a", newline="", encoding="utf-8", errors="surrogateescape")
+        if fresh and not json_rows:
+            csv.writer(self.file, lineterminator="\n").writerow(header)
+            self.file.flush()
+
+    def _read(self, path: Path) -> dict[str, str]:
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):  # a row cut short (a kill -9 mid-write): it never happened
+            data = data[:data.rfind(b"\n") + 1]
+            with open(path, "r+b") as f:
+                f.truncate(len(data))
+        text = data.decode("utf-8", errors="surrogateescape")
+        option = "--move-to" if self.placed == "moved_to" else "--copy-to"
+        not_ours = ValueError(f"{path}: exists and is not the listing of a classify run with {option} "
+                              "(use --force to start it afresh)")
+        try:
+            if self.json_rows:
+                rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            else:
+                reader = csv.reader(text.splitlines())
+                if next(reader, None) != self.header:
+                    raise not_ours
+                rows = [dict(zip(self.header, r)) for r in reader]
+            return {r["path"]: r[self.placed] for r in rows if r.get(self.placed)}
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise not_ours from None
+
+    def placed_before(self, path: Path) -> bool:
+        """Named in the listing, and its copy is where the listing says, with the same content."""
+        target = self.where.get(str(path))
+        return bool(target) and Path(target).is_file() and (
+            not path.exists() or filecmp.cmp(path, target, shallow=False))
+
+    def write(self, line: str) -> None:
+        self.file.write(line)
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+@contextmanager
+def signals_held():
+    """SIGINT, SIGTERM and SIGHUP wait until the block ends, then act as they would have: a stop
+    lands between two files, never between a file placed and its row. (A Python handler runs in
+    the main thread whichever thread the signal reaches; SIGKILL cannot be held.)"""
+    caught: list[int] = []
+    kinds = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    old = {kind: signal.signal(kind, lambda signum, frame: caught.append(signum)) for kind in kinds}
+    try:
+        yield
+    finally:
+        for kind, handler in old.items():
+            signal.signal(kind, handler)
+        if caught:
+            signal.raise_signal(caught[0])

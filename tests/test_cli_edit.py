@@ -93,13 +93,24 @@ def test_encode_out_writes_the_file_and_never_overwrites_without_force(tiny_mode
     assert res.exit_code == 0 and out.read_text() == printed
 
 
-def test_encode_out_leaves_no_file_when_an_image_fails(tiny_model_dir, shapes, tmp_path):
+@pytest.mark.parametrize("json_out", [True, False])
+def test_encode_writes_the_good_images_and_names_each_bad_one(tiny_model_dir, shapes, tmp_path, json_out):
+    """The rule of every command over many inputs: results for the good ones, one line per bad
+    one, exit 1; exit 2 when none was good, and then no file at all."""
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG garbage")
-    out = tmp_path / "codes.jsonl"
-    res = run("encode", shapes[0], bad, "--json", "-o", out, model=tiny_model_dir)
-    assert res.exit_code == 2 and str(bad) in res.stderr
-    assert list(tmp_path.iterdir()) == [bad]  # neither the file nor its temp file
+    out = tmp_path / "codes.txt"
+    flags = ["--json"] if json_out else []
+    res = run("encode", shapes[0], bad, shapes[1], bad, *flags, "-o", out, model=tiny_model_dir)
+    assert res.exit_code == 1, res.output
+    assert res.stderr.splitlines() == [f"infoedit: error: {bad}: not an image file (or an unsupported format)"]
+    text = out.read_text()
+    assert str(shapes[0]) in text and str(shapes[1]) in text and str(bad) not in text
+    if json_out:
+        assert [json.loads(line)["path"] for line in text.splitlines()] == [str(shapes[0]), str(shapes[1])]
+    none = run("encode", bad, *flags, "-o", tmp_path / "none.txt", model=tiny_model_dir)
+    assert none.exit_code == 2 and str(bad) in none.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.png", "codes.txt"]  # no file, no temp file
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
@@ -218,7 +229,8 @@ def test_sample_grid_and_single_files(tiny_model_dir, tmp_path):
     assert res.exit_code == 0, res.output
     files = sorted((tmp_path / "many").iterdir())
     assert len(files) == 3 and all(Image.open(f).size == (28, 28) for f in files)
-    assert run("sample", "--n", "3", "-o", tmp_path / "many", model=tiny_model_dir).exit_code == 2
+    again = run("sample", "--n", "3", "-o", tmp_path / "many", model=tiny_model_dir)  # nothing left to write
+    assert again.exit_code == 0 and "kept 3 output(s)" in again.stderr
 
 
 # -- classify ------------------------------------------------------------------------------------
@@ -238,23 +250,24 @@ def messy(tmp_path, shapes) -> tuple[Path, list[Path]]:
 def test_classify_csv_skips_and_lists_unreadable(tiny_model_dir, messy):
     root, good = messy
     res = run("classify", root, model=tiny_model_dir)
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # some inputs failed: the others are listed
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     assert sorted(r["path"] for r in rows) == sorted(str(p) for p in good)
     assert list(rows[0]) == ["path", "cluster", "name", "confidence", "p0", "p1", "p2"]
     for r in rows:
         probs = [float(r[f"p{i}"]) for i in range(3)]
         assert int(r["cluster"]) == int(np.argmax(probs)) and float(r["confidence"]) == max(probs)
-    assert "1 file(s) skipped" in res.stderr and "corrupt.png" in res.stderr and "notes.txt" not in res.stderr
-    quiet = run("classify", root, "--quiet", model=tiny_model_dir)
-    assert quiet.exit_code == 0 and quiet.stderr == "" and quiet.stdout == res.stdout
+    assert res.stderr.splitlines() == [f"infoedit: error: {root / 'corrupt.png'}: cannot decode image "
+                                       "(Truncated File Read)"]  # one line; notes.txt is not an image file
+    quiet = run("classify", root, "--quiet", model=tiny_model_dir)  # errors are said even then
+    assert quiet.exit_code == 1 and quiet.stderr == res.stderr and quiet.stdout == res.stdout
 
 
 def test_classify_json_to_file_with_names(tiny_model_dir, messy, tmp_path):
     root, good = messy
     out = tmp_path / "clusters.jsonl"
     res = run("classify", root, "--json", "-o", out, "--names", "0=square,1=disc,2=bar", model=tiny_model_dir)
-    assert res.exit_code == 0 and res.stdout == ""
+    assert res.exit_code == 1 and res.stdout == ""
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == len(good)
     assert all(r["name"] == ["square", "disc", "bar"][r["cluster"]] for r in rows)
@@ -266,7 +279,7 @@ def test_classify_copy_to_sorts_into_cluster_folders(tiny_model_dir, messy, tmp_
     root, good = messy
     out = tmp_path / "sorted"
     res = run("classify", root, "--copy-to", out, "--names", "sq/uare,disc,..", "--json", model=tiny_model_dir)
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # corrupt.png
     assert all(p.exists() for p in good)  # copied, not moved
     copied = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert len(copied) == len(good)
@@ -275,24 +288,24 @@ def test_classify_copy_to_sorts_into_cluster_folders(tiny_model_dir, messy, tmp_
         assert (out / folder / Path(row["path"]).name).exists()
 
 
-def test_classify_copy_never_overwrites_a_name_clash(stub, tmp_path):
+def test_classify_copy_never_overwrites_a_name_clash_nor_copies_twice(stub, tmp_path):
     root, out = tmp_path / "in", tmp_path / "out"
-    for sub in ("x", "y"):
+    for sub, mu in (("x", 0.0), ("y", 0.5)):  # one name, two different pictures of one cluster
         (root / sub).mkdir(parents=True)
-        save_png(StubModel.image(1, [0, 0]), root / sub / "a.png")
-    for _ in range(2):
+        save_png(StubModel.image(1, [mu, 0]), root / sub / "a.png")
+    for _ in range(2):  # the second run, without -o, finds each file's copy already there
         res = run("classify", root, "--copy-to", out, "--invert", "no", model=Path("stub"))
         assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in (out / "1").iterdir()) == ["a-1.png", "a-2.png", "a-3.png", "a.png"]
-    rows = list(csv.DictReader(io.StringIO(res.stdout)))  # the second run: where each copy went, renamed
-    assert sorted(r["copied_to"] for r in rows) == [str(out / "1" / "a-2.png"), str(out / "1" / "a-3.png")]
+        assert sorted(p.name for p in (out / "1").iterdir()) == ["a-1.png", "a.png"]
+        rows = list(csv.DictReader(io.StringIO(res.stdout)))
+        assert sorted(r["copied_to"] for r in rows) == [str(out / "1" / "a-1.png"), str(out / "1" / "a.png")]
 
 
 def test_classify_move_to_inside_the_folder(tiny_model_dir, messy):
     root, good = messy
     out = root / "sorted"
     res = run("classify", root, "--move-to", out, model=tiny_model_dir)
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # corrupt.png
     assert not any(p.exists() for p in good) and (root / "corrupt.png").exists()
     assert len([p for p in out.rglob("*") if p.is_file()]) == len(good)
     rows = list(csv.DictReader(io.StringIO(res.stdout)))

@@ -4,14 +4,13 @@ lines, optionally copied or moved into one folder per cluster."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from infoedit import results
-from infoedit.cli.errors import fail, user_errors
+from infoedit.cli.errors import fail, finish, user_errors
 from infoedit.cli.loading import image_loader, load_model
 from infoedit.cli.options import (BATCH, DebugOpt, Device, DeviceOpt, ForceOpt, FrameOpt, InvertOpt, JsonOpt, Mode,
                                   ModelOpt, QuietOpt, RevisionOpt)
@@ -24,13 +23,16 @@ from infoedit.cli.root import app
                   "image: path, cluster, name, confidence, p0..pK-1, and with --copy-to / --move-to where "
                   "the file went (CSV with a header, or JSON lines with --json). Files stream in "
                   "batches, so memory stays flat however many there are. "
-                  "Unreadable files are skipped, then counted and listed on stderr (unless --quiet). "
+                  "An unreadable file is named on stderr and the run goes on (exit 1 at the end). "
                   "--copy-to and --move-to keep file names (characters Windows forbids become _) and never "
-                  "overwrite: a clash gets a -1, -2, ... suffix.")
+                  "overwrite: a clash gets a -1, -2, ... suffix; a file already copied there is not copied "
+                  "again. With -o, the listing is written as each file is placed, and the same command run "
+                  "again after a stop goes on from it.")
 def classify(
     folder: Annotated[Path, typer.Argument(help="Folder of images, searched recursively.")],
     out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Write the CSV (or JSON lines) here, not stdout.")] = None,
+        "--out", "-o", help="Write the CSV (or JSON lines) here, not stdout. With --copy-to / --move-to, the "
+                            "listing of where each file went, written as it goes; a rerun goes on with it.")] = None,
     json_out: JsonOpt = False,
     copy_to: Annotated[Optional[Path], typer.Option(
         help="Copy each image into DIR/<name>/: the cluster's name (--names, else the model's, else its number).")
@@ -51,26 +53,33 @@ def classify(
         if not folder.is_dir():
             fail(f"{folder}: not a folder")
         dest = copy_to or move_to
-        if next(iter_images(folder, skip=dest), None) is None:
-            fail(f"{folder}: no image files found (png, jpg, bmp, gif, webp, tiff, pgm, ppm)")
-        if out:
+        placed = ("moved_to" if move_to else "copied_to") if dest else None
+        if out and not (placed and out.is_file()):  # a placing run's listing is gone on with, not refused
             check_new(out, force, png=False)
         net = load_model(model, revision, device)
         labels = results.parse_names(names, net.config.n_classes, net.class_names)
-        done, failed = _classify_stream(net, folder, out, json_out, dest, bool(move_to), labels,
-                                        image_loader(net, invert, frame, pixels=True), batch_size, quiet)
-        if failed and not quiet:  # a warning, so shown even when stderr is not a terminal
-            print(f"infoedit: {len(failed)} file(s) skipped:", file=sys.stderr)
-            for path, reason in failed:
-                print(f"  {reason}" if str(path) in reason else f"  {path}: {reason}", file=sys.stderr)
-        if not done:
-            fail(f"{folder}: none of the {len(failed)} image files could be read")
-        say(f"classified {done} image(s)" + (f" into {dest}" if dest else ""), quiet)
+        header = ["path", "cluster", "name", "confidence"] + [f"p{i}" for i in range(len(labels))]
+        header += [placed] if placed else []
+        listing = results.Listing(out, header, placed, json_out, force) if placed and out else None
+        if next(iter_images(folder, skip=dest), None) is None:
+            if listing and listing.where:  # a finished --move-to run, run again
+                say(f"nothing left to do: {out} lists {len(listing.where)} file(s) placed in {dest}", quiet)
+                return
+            fail(f"{folder}: no image files found (png, jpg, bmp, gif, webp, tiff, pgm, ppm)")
+        with listing.file if listing else results.result_stream(out) as stream:
+            done, skipped, failed = _classify_stream(net, folder, stream, json_out, labels, header, dest, listing,
+                                                     image_loader(net, invert, frame, pixels=True), batch_size,
+                                                     quiet)
+        say(f"classified {done} image(s)" + (f" into {dest}" if dest else "")
+            + (f"; {skipped} placed before, as {out} lists" if skipped else ""), quiet)
+        finish(failed, done + skipped)
 
 
-def _classify_stream(net, folder: Path, out: Optional[Path], json_out: bool, dest: Optional[Path],
-                     move: bool, labels: list[str], load, batch_size: int, quiet: bool):
-    """Write one row per image as each batch finishes; return (images done, failed files)."""
+def _classify_stream(net, folder: Path, stream, json_out: bool, labels: list[str], header: list[str],
+                     dest: Optional[Path], listing: Optional[results.Listing], load, batch_size: int, quiet: bool):
+    """Write one row per image as each batch finishes (with ``dest``, as each file is placed,
+    signals held between the two); return (images done, images the listing had placed, failed files)."""
+    import contextlib
     import csv
 
     from rich.console import Console
@@ -79,34 +88,44 @@ def _classify_stream(net, folder: Path, out: Optional[Path], json_out: bool, des
     from infoedit import engine
     from infoedit.images import iter_images
 
-    show, k = chatty(quiet), len(labels)
+    show, placed = chatty(quiet), header[-1] if dest else None
     total = sum(1 for _ in iter_images(folder, skip=dest)) if show else None  # a cheap walk, no decoding
-    done, failed = 0, []
-    with results.result_stream(out) as stream, Progress(console=Console(stderr=True), disable=not show) as bar:
+    done, skipped, failed = 0, 0, []
+    with Progress(console=Console(stderr=True), disable=not show) as bar:
         task = bar.add_task("classifying", total=total)
+
+        def todo():
+            nonlocal skipped
+            for path in iter_images(folder, skip=dest):
+                if listing and listing.placed_before(path):
+                    skipped += 1
+                    bar.advance(task)
+                else:
+                    yield path
+
         writer = csv.writer(stream, lineterminator="\n")
-        # with --copy-to / --move-to, where each file went (a clash renames it): the last column
-        placed = ("moved_to" if move else "copied_to") if dest else None
-        if not json_out:
-            writer.writerow(["path", "cluster", "name", "confidence"] + [f"p{i}" for i in range(k)]
-                            + ([placed] if placed else []))
-        for batch in engine.classify_files(net, iter_images(folder, skip=dest), load, batch_size):
+        if not json_out and listing is None:
+            writer.writerow(header)
+        for batch in engine.classify_files(net, todo(), load, batch_size):
             failed += batch.failed
             probs = engine.rounded(batch.codes.probs) if batch.codes is not None else []
             for path, p in zip(batch.paths, probs):
                 row = results.code_row(path, p, labels)
-                if placed:
-                    try:
-                        row[placed] = str(results.place(path, dest / row["name"], move))
-                    except OSError as exc:
-                        row[placed] = ""
-                        failed.append((path, f"cannot {'move' if move else 'copy'} ({exc.strerror or exc})"))
-                if json_out:
-                    stream.write(json.dumps(row) + "\n")
-                else:
-                    writer.writerow([row[f] for f in ("path", "cluster", "name", "confidence")] + row["probabilities"]
-                                    + ([row[placed]] if placed else []))
-            done += len(batch.paths)
+                with results.signals_held() if placed else contextlib.nullcontext():
+                    if placed:
+                        try:
+                            row[placed] = str(results.place(path, dest / row["name"], placed == "moved_to"))
+                        except OSError as exc:
+                            failed.append((path, f"cannot {'move' if placed == 'moved_to' else 'copy'} ({exc.strerror or exc})"))
+                            continue
+                    if json_out:
+                        stream.write(json.dumps(row) + "\n")
+                    else:
+                        writer.writerow([row[f] for f in header[:4]] + row["probabilities"]
+                                        + ([row[placed]] if placed else []))
+                    if placed:
+                        stream.flush()
+                done += 1
             stream.flush()
             bar.advance(task, len(batch.paths) + len(batch.failed))
-    return done, failed
+    return done, skipped, failed

@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from infoedit import results
-from infoedit.cli.errors import user_errors
-from infoedit.cli.loading import batches, image_loader, load_model
+from infoedit.cli.errors import finish, user_errors
+from infoedit.cli.loading import batches, image_loader, load_batch, load_model
 from infoedit.cli.options import (DebugOpt, Device, DeviceOpt, FaceOpt, ForceOpt, FrameOpt, InvertOpt, JsonOpt,
                                   Mode, ModelOpt, QuietOpt, RevisionOpt)
 from infoedit.cli.output import check_new, say
@@ -34,29 +34,35 @@ def encode(
     with user_errors(debug):
         if out:
             check_new(out, force, png=False)
-        import torch
-
         from infoedit import engine
 
         net = load_model(model, revision, device)
         load = image_loader(net, invert, frame, face=face)
-        rows = []
+        labels = results.parse_names(None, net.config.n_classes, net.class_names)  # as classify names them
+        rows, failed, done = [], [], 0
         with results.result_stream(out) as stream:  # -o: a temp file, renamed once every row is in
             for part in batches(len(images)):
-                chunk = images[part]
-                found = engine.encode(net, torch.stack([load(p) for p in chunk]))
+                x, kept, _ = load_batch(net, images[part], load, None, failed)
+                if x is None:
+                    continue
+                found = engine.encode(net, x)
+                chunk = [images[part][i] for i in kept]
                 values = zip(chunk, *(engine.rounded(v) for v in (found.probs, found.mu, found.sigma)))
                 for path, probs, mu, sigma in values:
-                    row = results.code_row(path, probs, net.class_names) | {"mu": mu, "sigma": sigma}
+                    done += 1
+                    row = results.code_row(path, probs, labels) | {"mu": mu, "sigma": sigma}
                     if json_out:
                         stream.write(json.dumps(row) + "\n")
                         stream.flush()
                     else:
                         rows.append(row)
+            if not done:  # exits inside the block: -o leaves no empty file behind
+                finish(failed, done)
             if not json_out:
                 _print_codes_table(rows, stream)
         if out:
             say(f"wrote {out}", quiet)
+        finish(failed, done)
 
 
 def _print_codes_table(rows: list[dict], stream) -> None:
@@ -66,7 +72,7 @@ def _print_codes_table(rows: list[dict], stream) -> None:
     table = Table("image", "cluster", "confidence", "q(s|x)", "mu", "sigma")
     table.columns[0].overflow = "fold"  # a table may be piped to a file: never cut a path short
     for r in rows:
-        cluster = f"{r['cluster']} ({r['name']})" if "name" in r else str(r["cluster"])
+        cluster = str(r["cluster"]) if r["name"] == str(r["cluster"]) else f"{r['cluster']} ({r['name']})"
         table.add_row(r["path"], cluster, f"{r['confidence']:.3f}",
                       _fmt(r["probabilities"]), _fmt(r["mu"]), _fmt(r["sigma"]))
     # Piped to a file, rich would wrap at 80 columns: let the table be as wide as it needs.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 
@@ -13,6 +14,16 @@ def fail(message: str, code: int = 2) -> None:
     """Print one line to stderr and exit."""
     print(f"infoedit: error: {message}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+def finish(failed: list[tuple[Path, str]], done: int) -> None:
+    """The rule of every command over many inputs (README): each input that failed is named on
+    stderr in one line, after the good ones' results are written; exit 1 when some failed, 2 when
+    none was done."""
+    for path, reason in dict(failed).items():  # a B image of many pairs: named once
+        print(f"infoedit: error: {reason if str(path) in reason else f'{path}: {reason}'}", file=sys.stderr)
+    if failed:
+        raise typer.Exit(1 if done else 2)
 
 
 @contextmanager
@@ -34,4 +45,6 @@ def user_errors(debug: bool):
             raise
         if isinstance(exc, OSError) and exc.strerror:  # not "[Errno 28] ...": the file, then the problem
             fail(f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror)
-        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        from infoedit.images import one_line
+
+        fail(one_line(exc))

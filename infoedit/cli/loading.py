@@ -16,6 +16,43 @@ def batches(n: int) -> Iterator[slice]:
     return (slice(start, start + BATCH) for start in range(0, n, BATCH))
 
 
+def expand_folders(paths: list[Path]) -> list[Path]:
+    """The inputs with each folder among them replaced by the images under it (recursively, in a
+    stable order)."""
+    from infoedit.images import iter_images
+
+    found = []
+    for path in paths:
+        if not path.is_dir():
+            found.append(path)
+            continue
+        inside = list(iter_images(path))
+        if not inside:
+            fail(f"{path}: no image files found (png, jpg, bmp, gif, webp, tiff, pgm, ppm)")
+        found += inside
+    return found
+
+
+def read_pairs(path: Path) -> list[tuple[Path, Path]]:
+    """swap --pairs: the (A, B) image pairs of a CSV file, one 'A,B' per line; a first line
+    'a,b' is a header."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [row for row in csv.reader(f) if any(cell.strip() for cell in row)]
+    except UnicodeDecodeError:
+        fail(f"{path}: not a text CSV file of image pairs")
+    if rows and [cell.strip().lower() for cell in rows[0]] == ["a", "b"]:
+        rows = rows[1:]
+    for number, row in enumerate(rows, 1):
+        if len(row) != 2 or not all(cell.strip() for cell in row):
+            fail(f"{path}: pair {number} is {','.join(row)!r}, expected two image paths 'A,B'")
+    if not rows:
+        fail(f"{path}: no pairs in it (one 'A,B' per line)")
+    return [(Path(a.strip()), Path(b.strip())) for a, b in rows]
+
+
 def load_model(model: str, revision: Optional[str], device: Device):
     """The model in eval mode on the chosen device (ModelLoadError -> one line + exit 2)."""
     if not model.strip():
@@ -74,14 +111,23 @@ def face_crops(net, frame: Mode, face: Optional[int], paste_back: bool):
     return lambda path: locate(path, face)
 
 
-def load_batch(net, paths: list[Path], load, crops):
-    """(model inputs [N, C, H, W], each one's FaceCrop or None): with --paste-back the face is
-    found once per photo and gives both the input and the place to paste the edit back."""
+def load_batch(net, paths: list[Path], load, crops, failed: list):
+    """(model inputs [N, C, H, W] of the files that loaded, or None when none did; their indices
+    in ``paths``; each one's FaceCrop or None). A file that cannot be used goes into ``failed`` as
+    (path, reason) and the others go on (errors.finish). With --paste-back the face is found once
+    per photo and gives both the input and the place to paste the edit back."""
     import torch
 
-    if crops is None:
-        return torch.stack([load(p) for p in paths]), [None] * len(paths)
-    from infoedit.images import to_unit
+    from infoedit.images import one_line, to_unit
 
-    found = [crops(p) for p in paths]
-    return torch.stack([to_unit(c.pixels(net.config.image_size)) for c in found]), found
+    rows, kept, found = [], [], []
+    for i, path in enumerate(paths):
+        try:
+            crop = None if crops is None else crops(path)
+            rows.append(load(path) if crop is None else to_unit(crop.pixels(net.config.image_size)))
+        except (ValueError, OSError) as exc:
+            failed.append((path, one_line(exc)))
+            continue
+        kept.append(i)
+        found.append(crop)
+    return (torch.stack(rows) if rows else None), kept, found

@@ -50,9 +50,11 @@ def say(message: str, quiet: bool) -> None:
 
 
 def output_targets(images: list[Path], out: Optional[Path], one_png: bool, force: bool, default_png: Path,
-                    default_folder: Path, or_else: str = "") -> list[Path]:
+                   default_folder: Path, or_else: str = "", names: Optional[list[str]] = None) -> list[Path]:
     """The file(s) an editing command writes, checked before any work: one PNG, or FOLDER/<stem>.png
-    per input image. ``or_else``: the command's other way to one PNG, for the message."""
+    per input image (or FOLDER/<name> for each of ``names``). ``or_else``: the command's other way
+    to one PNG, for the message. In a folder, files there from an earlier run are kept (see
+    still_to_write), so the same command run again after a stop finishes the job."""
     if one_png:
         out = out or default_png
         check_new(out, force)
@@ -62,10 +64,22 @@ def output_targets(images: list[Path], out: Optional[Path], one_png: bool, force
         fail(f"{folder}: {len(images)} images give {len(images)} PNGs: -o must name a folder{or_else}")
     if folder.exists() and not folder.is_dir():
         fail(f"{folder}: exists and is not a folder")
-    files, seen = [folder / f"{p.stem}.png" for p in images], {}
+    files, seen = [folder / name for name in names] if names else [folder / f"{p.stem}.png" for p in images], {}
     for src, path in zip(images, files):
         if path in seen:
             fail(f"{src} and {seen[path]} would both be written to {path}; edit them separately")
         seen[path] = src
-        check_new(path, force)
+        if path.is_dir():
+            fail(f"{path}: is a folder, expected a file name")
+    folder.mkdir(parents=True, exist_ok=True)
     return files
+
+
+def still_to_write(files: list[Path], force: bool, quiet: bool) -> list[int]:
+    """The indices of ``files`` to write: all with --force, else those not there yet (an earlier
+    run of the same command wrote the others, each whole: PNGs are written atomically)."""
+    todo = [i for i, path in enumerate(files) if force or not path.exists()]
+    if len(todo) < len(files) and not quiet:  # said in a log too: the run did less than asked
+        print(f"infoedit: kept {len(files) - len(todo)} output(s) already in {files[0].parent} "
+              "(an earlier run's; --force writes them again)", file=sys.stderr)
+    return todo

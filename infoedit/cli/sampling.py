@@ -10,7 +10,7 @@ import typer
 from infoedit.cli.errors import fail, user_errors
 from infoedit.cli.loading import batches, load_model
 from infoedit.cli.options import DebugOpt, Device, DeviceOpt, ForceOpt, ModelOpt, QuietOpt, RevisionOpt, SeedOpt
-from infoedit.cli.output import check_new, say
+from infoedit.cli.output import check_new, output_targets, say, still_to_write
 from infoedit.cli.root import app
 
 
@@ -45,19 +45,18 @@ def sample(
         out = out or Path("samples")
         if out.suffix.lower() == ".png":
             fail(f"{out}: --n writes N files into a folder; name a folder, not a *.png")
-        if out.exists() and not out.is_dir():
-            fail(f"{out}: exists and is not a folder")
-        files = [out / f"sample-{i:0{max(4, len(str(n - 1)))}d}.png" for i in range(n)]
-        for path in files:
-            check_new(path, force)
+        files = [f"sample-{i:0{max(4, len(str(n - 1)))}d}.png" for i in range(n)]
+        files = output_targets(files, out, False, force, out, out, names=files)
+        todo = set(still_to_write(files, force, quiet))  # a rerun after a stop writes the rest
         net = load_model(model, revision, device)
         import torch
 
         gen = torch.Generator().manual_seed(seed)
         for part in batches(n):  # one generator across batches: N samples in bounded memory
-            batch = engine.sample(net, len(files[part]), gen).cpu()
-            for path, img in zip(files[part], batch):
-                save_png(img, path)
+            batch = engine.sample(net, len(files[part]), gen).cpu()  # drawn all the same: the sequence
+            for i, img in zip(range(n)[part], batch):
+                if i in todo:
+                    save_png(img, files[i])
         if force:  # an earlier, larger --n left more samples: the folder holds this run's alone
             for stale in set(out.glob("sample-*.png")) - set(files):
                 if stale.stem[len("sample-"):].isdigit():
