@@ -297,6 +297,16 @@ class Batch:
     paths: list[Path]                # the files that decoded, in input order
     codes: Codes | None              # their codes (None when none decoded)
     failed: list[tuple[Path, str]]   # (file, one-line reason)
+    ood: tuple[list, list] | None = None  # (ood_score, flagged) per file, when the model has a reference
+
+
+def out_of_domain(model, x: torch.Tensor, found: Codes) -> tuple[list, list] | None:
+    """(ood_score, flagged) of images x whose codes are ``found``, against the model's training
+    images (infoedit.ood); None for a model folder without that reference."""
+    from infoedit import ood
+
+    ref = getattr(model, "ood", None)
+    return None if ref is None else ood.score(ref, x, *ood.measures(model, x, found))
 
 
 def _chunks(items: Iterable[Path], size: int) -> Iterator[list[Path]]:
@@ -341,8 +351,10 @@ def _encode_batch(model, pending: list[Future]) -> Batch:
     loaded = [item for future in pending for item in future.result()]
     ok = [(path, pixels) for path, pixels in loaded if not isinstance(pixels, str)]
     failed = [(path, why) for path, why in loaded if isinstance(why, str)]
-    found = None
+    found, odd = None, None
     if ok:
-        found = encode(model, images.to_unit(np.stack([pixels for _, pixels in ok])))
+        x = images.to_unit(np.stack([pixels for _, pixels in ok]))
+        found = encode(model, x)
+        odd = out_of_domain(model, x, found)
         found = Codes(found.probs.cpu(), found.mu.cpu(), found.sigma.cpu())
-    return Batch([path for path, _ in ok], found, failed)
+    return Batch([path for path, _ in ok], found, failed, odd)

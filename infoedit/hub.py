@@ -162,6 +162,9 @@ def from_pretrained(path_or_id: str, revision: str | None = None, device: str = 
             raise ModelLoadError(f"{path}: {name} holds NaN or infinite values (the training diverged?)")
     model.load_state_dict(state, strict=False)  # exactly the keys checked above
     model.class_names = load_class_names(folder, config.n_classes)
+    from infoedit import ood
+
+    model.ood = ood.load(folder, ood.code_dim(model))
     return model.to(device).eval()
 
 

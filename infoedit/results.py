@@ -25,6 +25,23 @@ def code_row(path: Path, probs: list[float], labels: Optional[list[str]] = None)
     return {"path": str(path), "cluster": cluster, **name, "confidence": probs[cluster], "probabilities": probs}
 
 
+def ood_fields(odd: Optional[tuple[list, list]], i: int) -> dict:
+    """Row fields of how far image i is from the model's training images (infoedit.ood):
+    ood_score and ood (flagged), both None for a model without that reference."""
+    if odd is None:
+        return {"ood_score": None, "ood": None}
+    return {"ood_score": odd[0][i], "ood": odd[1][i]}
+
+
+def warn_unfamiliar(flagged: list, total: int, model: str, quiet: bool) -> None:
+    """One line on stderr (a warning: said in a log too) when images look unlike the model's own."""
+    if not flagged or quiet:
+        return
+    which = str(flagged[0]) if len(flagged) == 1 else f"{len(flagged)} of {total} images"
+    print(f"infoedit: warning: {which} look{'s' if len(flagged) == 1 else ''} unlike {model}'s training "
+          "images (column ood; ood_score above 1): its category means little there", file=sys.stderr)
+
+
 @contextmanager
 def result_stream(path: Optional[Path]):
     """stdout, or a temp file beside ``path`` renamed over it only once every row is written."""

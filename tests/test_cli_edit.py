@@ -253,14 +253,16 @@ def test_classify_csv_skips_and_lists_unreadable(tiny_model_dir, messy):
     assert res.exit_code == 1, res.output  # some inputs failed: the others are listed
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     assert sorted(r["path"] for r in rows) == sorted(str(p) for p in good)
-    assert list(rows[0]) == ["path", "cluster", "name", "confidence", "p0", "p1", "p2"]
+    assert list(rows[0]) == ["path", "cluster", "name", "confidence", "p0", "p1", "p2", "ood_score", "ood"]
     for r in rows:
         probs = [float(r[f"p{i}"]) for i in range(3)]
         assert int(r["cluster"]) == int(np.argmax(probs)) and float(r["confidence"]) == max(probs)
-    assert res.stderr.splitlines() == [f"infoedit: error: {root / 'corrupt.png'}: cannot decode image "
-                                       "(Truncated File Read)"]  # one line; notes.txt is not an image file
-    quiet = run("classify", root, "--quiet", model=tiny_model_dir)  # errors are said even then
-    assert quiet.exit_code == 1 and quiet.stderr == res.stderr and quiet.stdout == res.stdout
+        assert r["ood"] in ("0", "1") and float(r["ood_score"]) >= 0
+    errors = [line for line in res.stderr.splitlines() if not line.startswith("infoedit: warning: ")]
+    assert errors == [f"infoedit: error: {root / 'corrupt.png'}: cannot decode image "
+                      "(Truncated File Read)"]  # one line; notes.txt is not an image file
+    quiet = run("classify", root, "--quiet", model=tiny_model_dir)  # errors are said even then, warnings not
+    assert quiet.exit_code == 1 and quiet.stderr.splitlines() == errors and quiet.stdout == res.stdout
 
 
 def test_classify_json_to_file_with_names(tiny_model_dir, messy, tmp_path):

@@ -13,7 +13,7 @@ from conftest import require_data, shapes_dataset
 from infoedit import hub
 from infoedit.cli import app
 from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
-from trainer import data
+from trainer import data, loop
 from trainer.infovaegan import make_optimizers, train_step
 from trainer.config import TrainConfig
 
@@ -74,6 +74,23 @@ def test_cli_train_to_a_log_says_each_epoch(tmp_path):
     assert quiet.exit_code == 0 and ": epoch " not in quiet.stderr
 
 
+def test_train_to_a_log_says_how_long_then_a_line_every_while(tmp_path, monkeypatch):
+    """A long epoch (dSprites: 737,280 images) logs to a file long before its epoch line: first
+    the speed and how long the run will take, then a line with the time left every LOG_SECONDS."""
+    monkeypatch.setattr(loop, "LOG_SECONDS", 0.0)  # every step, so a few steps show both kinds
+    _write_pngs(tmp_path / "imgs")
+    result = runner.invoke(app, ["train", f"folder:{tmp_path / 'imgs'}", "--epochs", "1", "--batch-size", "4",
+                                 "--width", "0.125", "--set", "image_size=28", "--set", "channels=1",
+                                 "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    estimate = [i for i, line in enumerate(lines) if "will take about" in line]
+    ticks = [i for i, line in enumerate(lines) if line.endswith(" left") and ", epoch 1/1, " in line]
+    assert len(estimate) == 1 and ticks and estimate[0] < ticks[0] < [i for i, line in enumerate(lines)
+                                                                      if ": epoch 1/1" in line][0]
+    assert "img/s" in lines[estimate[0]] and " s" in lines[estimate[0]]
+
+
 def test_cli_train_folder_at_the_size_and_channels_the_model_is_set_to(tmp_path):
     _write_pngs(tmp_path / "imgs", n=40)
     out = tmp_path / "gray28"
@@ -105,7 +122,7 @@ def test_a_gray_model_of_ink_on_paper_takes_ink_on_paper_as_it_is(tmp_path):
         result = runner.invoke(app, ["encode", str(folder / "000.png"), "--model", str(out), "--json",
                                      "--invert", mode])
         assert result.exit_code == 0, result.output
-        codes[mode] = json.loads(result.output)["mu"]
+        codes[mode] = json.loads(result.stdout)["mu"]
     assert codes["auto"] == codes["no"] != codes["yes"]
     told = runner.invoke(app, ["train", f"folder:{folder}", "--out", str(tmp_path / "told"), "--max-steps", "1",
                                "--batch-size", "16", "--width", "0.125", "--quiet", "--set", "image_size=28",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from infoedit import engine, hub
+from infoedit import engine, hub, ood
 from infoedit.images import make_grid, save_png
 from trainer import checkpoint, dist
 from trainer.data import Dataset
@@ -110,12 +110,16 @@ def read_metrics(folder: Path) -> list[dict]:
 class Run:
     """Everything written into the output folder during training."""
 
-    FILES = (hub.CONFIG_NAME, hub.WEIGHTS_NAME, hub.CARD_NAME, "samples.png", "loss_curve.png", "metrics.jsonl")
+    FILES = (hub.CONFIG_NAME, hub.WEIGHTS_NAME, hub.CARD_NAME, ood.FILE_NAME, "samples.png", "loss_curve.png",
+             "metrics.jsonl")
+    OOD_IMAGES = 2000  # training images that ood.json's reference is measured on
 
     def __init__(self, model, ds: Dataset, tc: TrainConfig, out: Path):
         self.model, self.ds, self.tc, self.out = model, ds, tc, Path(out)
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.records: list[dict] = []
+        # a fixed sample (its own RNG: training's draws stay as they were)
+        self.ood_sample = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:self.OOD_IMAGES]
         self.out.mkdir(parents=True, exist_ok=True)
         for name in self.FILES:  # temp files of atomic writes a killed run never renamed
             for stale in self.out.glob(f".{name}.*.tmp"):
@@ -166,6 +170,7 @@ class Run:
         model.train()
         self.records.append(record)
         hub.save_pretrained(model, self.out, model_card(model, self.tc, record, self.ds.held_out))
+        ood.save(self.out, ood.reference(model, self.ds.batch(self.ood_sample).to(model.device)))
         save_png(make_grid(grid.cpu(), nrow=model.config.n_classes), self.out / "samples.png")
         plot_curves(self.history, self.out / "loss_curve.png", title=f"{model.config.model} on {self.ds.name}")
         self.write_metrics()
@@ -230,6 +235,13 @@ def resume(model, opt: dict, gen: torch.Generator, ds: Dataset, tc: TrainConfig)
     return state
 
 
+LOG_SECONDS = 30  # the longest wait between two lines of a run logged to a file
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 class Session:
     """One call of fit: the model on its device, its optimisers and RNG, where the run is, the
     output folder (rank 0's), and this session's clock."""
@@ -262,6 +274,7 @@ class Session:
         self.total = epochs_steps if tc.max_steps is None else min(tc.max_steps, epochs_steps)
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
         self.first, self.start, self.data_time, self.eval_time = self.at.step, time.time(), 0.0, 0.0
+        self.said_at = None  # when the last log line (epoch_lines) was printed; None: the estimate is to come
 
     def elapsed(self) -> float:
         """This session's training time (evaluations not counted)."""
@@ -301,6 +314,30 @@ class Session:
             bar.update(task, total=min(self.total, at.step + round(left)))
         bar.update(task, completed=at.step, info=f"ep {at.epoch + 1}/{tc.epochs} {self.rate():.0f} img/s "
                    + "  ".join(f"{k} {v:.2f}" for k, v in list(values.items())[:3]))
+
+    def log_line(self) -> None:
+        """For a log file (``epoch_lines``), where no bar is drawn: once the speed is measured, how
+        long the run will take; then a line at least every LOG_SECONDS with the time left."""
+        if not (self.run and self.tc.epoch_lines):
+            return
+        now, steps = time.time(), self.at.step - self.first
+        if self.said_at is None and (steps >= 20 or self.elapsed() >= LOG_SECONDS):
+            self.said_at = now
+            print(f"{self.ds.name}: {self.rate():.0f} img/s; the run's {self.total - self.first} steps will take "
+                  f"about {_minutes(self.time_left(whole_session=True))}", file=sys.stderr, flush=True)
+        elif self.said_at is not None and now - self.said_at >= LOG_SECONDS:
+            self.said_at = now
+            print(f"{self.ds.name}: step {self.at.step}/{self.total}, epoch {self.at.epoch + 1}/{self.tc.epochs}, "
+                  f"{self.rate():.0f} img/s, {_minutes(self.time_left())} left", file=sys.stderr,
+                  flush=True)
+
+    def time_left(self, whole_session: bool = False) -> float:
+        """Seconds to the run's end at this session's speed, within --max-minutes: from now, or
+        (``whole_session``) from this session's start."""
+        per_step = self.elapsed() / max(1, self.at.step - self.first)
+        since = 0.0 if whole_session else self.elapsed()
+        left = (self.total - (self.first if whole_session else self.at.step)) * per_step
+        return left if self.tc.max_seconds is None else min(left, max(0.0, self.tc.max_seconds - since))
 
     def evaluate_now(self) -> None:
         """--eval-every: a held-out accuracy record between epochs (its time not counted)."""
@@ -371,6 +408,7 @@ def fit(model, ds: Dataset, tc: TrainConfig, out: Path, progress: bool = True) -
             while at.index < session.steps_per_epoch and not (at.step >= session.total or halt):
                 values = session.train_batch(order)
                 session.show(bar, task, values)
+                session.log_line()
                 session.evaluate_now()
                 if tc.checkpoint_every and at.step % tc.checkpoint_every == 0 and at.index < session.steps_per_epoch:
                     session.save()  # (an epoch end saves below)

@@ -4,16 +4,22 @@ Copies config.json and the model card (which holds the training command, seed an
 held-out accuracy) into infoedit/pretrained/NAME, with the weights stored as float16 (they load
 as float32), after checking that the folder loads and fits the size budget of a bundled model.
 For MNIST and Fashion-MNIST it also writes class_names.json: each category named after the
-class the run's last held-out evaluation matched it to (its metrics.jsonl).
+class the run's last held-out evaluation matched it to (its metrics.jsonl). The run's ood.json
+(how far an input is from the training images, infoedit.ood) comes along; a run from before it
+gets one measured with --data.
+
+`python -m trainer.release FOLDER --ood-only --data DIR` writes ood.json into a model folder,
+a bundled one included, and nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from infoedit import hub
+from infoedit import hub, ood
 from infoedit.datasets import DATASETS
 from trainer.loop import read_metrics
 
@@ -31,7 +37,7 @@ def class_names(run: Path) -> list[str] | None:
     return [labels[matched[-1][str(k)]] for k in range(config["n_classes"])]
 
 
-def release(run: Path, name: str) -> Path:
+def release(run: Path, name: str, data: str | None = None) -> Path:
     from safetensors.torch import load_file, save
 
     hub.from_pretrained(str(run))  # raises ModelLoadError unless it is a complete, valid folder
@@ -53,15 +59,41 @@ def release(run: Path, name: str) -> Path:
         hub.atomic_write_bytes(dest / hub.CLASS_NAMES_NAME, (json.dumps(names) + "\n").encode())
     if (run / "samples.png").is_file():
         hub.atomic_write_bytes(dest / "samples.png", (run / "samples.png").read_bytes())
+    if (run / ood.FILE_NAME).is_file():
+        hub.atomic_write_bytes(dest / ood.FILE_NAME, (run / ood.FILE_NAME).read_bytes())
+    elif data:
+        write_ood_reference(dest, data)
+    else:
+        print(f"note: {run} has no {ood.FILE_NAME}; pass --data DIR to measure it", file=sys.stderr)
     return dest
+
+
+def write_ood_reference(folder: Path, data: str | None) -> None:
+    """ood.json for the model in ``folder``, from the sample of its dataset's training images
+    that training measures it on (loop.Run.OOD_IMAGES, seed 0)."""
+    import torch
+
+    from trainer.data import load
+    from trainer.loop import Run
+
+    model = hub.from_pretrained(str(folder))
+    ds = load(model.config.dataset, data, progress=False)
+    sample = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:Run.OOD_IMAGES]
+    ood.save(folder, ood.reference(model, ds.batch(sample)))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="A training output folder.")
-    ap.add_argument("name", help="The bundled name, e.g. mnist (then `--model mnist` loads it).")
+    ap.add_argument("name", nargs="?", help="The bundled name, e.g. mnist (then `--model mnist` loads it).")
+    ap.add_argument("--data", default=None, help="Data root holding the dataset (default as train's).")
+    ap.add_argument("--ood-only", action="store_true", help="Only (re)write RUN's ood.json.")
     args = ap.parse_args()
-    print(release(args.run, args.name))
+    if args.ood_only:
+        write_ood_reference(args.run, args.data)
+        print(args.run / "ood.json")
+    else:
+        print(release(args.run, args.name, args.data))
 
 
 if __name__ == "__main__":

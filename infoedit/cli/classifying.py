@@ -59,7 +59,7 @@ def classify(
         net = load_model(model, revision, device)
         labels = results.parse_names(names, net.config.n_classes, net.class_names)
         header = ["path", "cluster", "name", "confidence"] + [f"p{i}" for i in range(len(labels))]
-        header += [placed] if placed else []
+        header += ["ood_score", "ood"] + ([placed] if placed else [])
         listing = results.Listing(out, header, placed, json_out, force) if placed and out else None
         if next(iter_images(folder, skip=dest), None) is None:
             if listing and listing.where:  # a finished --move-to run, run again
@@ -67,18 +67,20 @@ def classify(
                 return
             fail(f"{folder}: no image files found (png, jpg, bmp, gif, webp, tiff, pgm, ppm)")
         with listing.file if listing else results.result_stream(out) as stream:
-            done, skipped, failed = _classify_stream(net, folder, stream, json_out, labels, header, dest, listing,
-                                                     image_loader(net, invert, frame, pixels=True), batch_size,
-                                                     quiet)
+            done, skipped, failed, odd = _classify_stream(net, folder, stream, json_out, labels, header, dest,
+                                                          listing, image_loader(net, invert, frame, pixels=True),
+                                                          batch_size, quiet)
         say(f"classified {done} image(s)" + (f" into {dest}" if dest else "")
             + (f"; {skipped} placed before, as {out} lists" if skipped else ""), quiet)
+        results.warn_unfamiliar(odd, done, model, quiet)
         finish(failed, done + skipped)
 
 
 def _classify_stream(net, folder: Path, stream, json_out: bool, labels: list[str], header: list[str],
                      dest: Optional[Path], listing: Optional[results.Listing], load, batch_size: int, quiet: bool):
     """Write one row per image as each batch finishes (with ``dest``, as each file is placed,
-    signals held between the two); return (images done, images the listing had placed, failed files)."""
+    signals held between the two); return (images done, images the listing had placed, failed
+    files, files that look unlike the model's training images)."""
     import contextlib
     import csv
 
@@ -90,7 +92,7 @@ def _classify_stream(net, folder: Path, stream, json_out: bool, labels: list[str
 
     show, placed = chatty(quiet), header[-1] if dest else None
     total = sum(1 for _ in iter_images(folder, skip=dest)) if show else None  # a cheap walk, no decoding
-    done, skipped, failed = 0, 0, []
+    done, skipped, failed, odd = 0, 0, [], []
     with Progress(console=Console(stderr=True), disable=not show) as bar:
         task = bar.add_task("classifying", total=total)
 
@@ -109,8 +111,10 @@ def _classify_stream(net, folder: Path, stream, json_out: bool, labels: list[str
         for batch in engine.classify_files(net, todo(), load, batch_size):
             failed += batch.failed
             probs = engine.rounded(batch.codes.probs) if batch.codes is not None else []
-            for path, p in zip(batch.paths, probs):
-                row = results.code_row(path, p, labels)
+            for i, (path, p) in enumerate(zip(batch.paths, probs)):
+                row = results.code_row(path, p, labels) | results.ood_fields(batch.ood, i)
+                if row["ood"]:
+                    odd.append(path)
                 with results.signals_held() if placed else contextlib.nullcontext():
                     if placed:
                         try:
@@ -122,10 +126,16 @@ def _classify_stream(net, folder: Path, stream, json_out: bool, labels: list[str
                         stream.write(json.dumps(row) + "\n")
                     else:
                         writer.writerow([row[f] for f in header[:4]] + row["probabilities"]
+                                        + [_cell(row["ood_score"]), _cell(row["ood"])]
                                         + ([row[placed]] if placed else []))
                     if placed:
                         stream.flush()
                 done += 1
             stream.flush()
             bar.advance(task, len(batch.paths) + len(batch.failed))
-    return done, skipped, failed
+    return done, skipped, failed, odd
+
+
+def _cell(value) -> str:
+    """A CSV cell: a flag as 1 or 0, nothing for no value."""
+    return "" if value is None else str(int(value)) if isinstance(value, bool) else str(value)

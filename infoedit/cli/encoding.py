@@ -39,18 +39,22 @@ def encode(
         net = load_model(model, revision, device)
         load = image_loader(net, invert, frame, face=face)
         labels = results.parse_names(None, net.config.n_classes, net.class_names)  # as classify names them
-        rows, failed, done = [], [], 0
+        rows, failed, flagged, done = [], [], [], 0
         with results.result_stream(out) as stream:  # -o: a temp file, renamed once every row is in
             for part in batches(len(images)):
                 x, kept, _ = load_batch(net, images[part], load, None, failed)
                 if x is None:
                     continue
                 found = engine.encode(net, x)
+                odd = engine.out_of_domain(net, x, found)
                 chunk = [images[part][i] for i in kept]
                 values = zip(chunk, *(engine.rounded(v) for v in (found.probs, found.mu, found.sigma)))
-                for path, probs, mu, sigma in values:
+                for i, (path, probs, mu, sigma) in enumerate(values):
                     done += 1
                     row = results.code_row(path, probs, labels) | {"mu": mu, "sigma": sigma}
+                    row |= results.ood_fields(odd, i)
+                    if row["ood"]:
+                        flagged.append(path)
                     if json_out:
                         stream.write(json.dumps(row) + "\n")
                         stream.flush()
@@ -62,6 +66,7 @@ def encode(
                 _print_codes_table(rows, stream)
         if out:
             say(f"wrote {out}", quiet)
+        results.warn_unfamiliar(flagged, done, model, quiet)
         finish(failed, done)
 
 
@@ -69,11 +74,12 @@ def _print_codes_table(rows: list[dict], stream) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("image", "cluster", "confidence", "q(s|x)", "mu", "sigma")
+    table = Table("image", "cluster", "confidence", "q(s|x)", "mu", "sigma", "ood")
     table.columns[0].overflow = "fold"  # a table may be piped to a file: never cut a path short
     for r in rows:
         cluster = str(r["cluster"]) if r["name"] == str(r["cluster"]) else f"{r['cluster']} ({r['name']})"
         table.add_row(r["path"], cluster, f"{r['confidence']:.3f}",
-                      _fmt(r["probabilities"]), _fmt(r["mu"]), _fmt(r["sigma"]))
+                      _fmt(r["probabilities"]), _fmt(r["mu"]), _fmt(r["sigma"]),
+                      "" if r["ood"] is None else f"{r['ood_score']:.2f}" + (" (unlike)" if r["ood"] else ""))
     # Piped to a file, rich would wrap at 80 columns: let the table be as wide as it needs.
     Console(file=stream, width=None if stream.isatty() else 10_000).print(table)
