@@ -126,7 +126,7 @@ def main() -> None:
                 print(f"{model:16s} {kind:18s} {n:5d} images, {100 * share:5.1f}% flagged", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    lines = [f"# Out-of-domain inputs flagged by `classify` (column `ood`)", "",
+    lines = ["# Out-of-domain inputs flagged by `classify` (column `ood`)", "",
              f"Commit {common.STARTED_AT}, {time.time() - started:.0f} s, `{' '.join(sys.argv)}`. Each share is "
              "read from the console command's CSV. Target: >= 95% of out-of-domain inputs flagged at <= 5% of "
              "in-domain ones.", "", "| model | inputs | images | flagged |", "|---|---|---|---|"]

@@ -179,7 +179,7 @@ def test_step_routes_gradients():
     e_path = torch.autograd.grad(adv, list(model.E.parameters()), allow_unused=True)
     assert all(g is None for g in e_path)
 
-    # 3. E's gradient equals the VAE gradient (MI off) and is non-zero: the VAE loss trains E.
+    # 3. E's gradient is non-zero: the VAE loss trains E (equal to it: test_e_gradient_is_the_vae_gradient_alone)
     e_step = _grads(model.E)
     assert any(g is not None and g.abs().sum() > 0 for g in e_step)
 
@@ -488,3 +488,92 @@ def test_views_of_light_background_images_keep_their_paper_white():
     assert torch.all(light.amin(dim=(1, 2, 3)) < 0.5)  # the bar is still there, still dark
     dark = views(ink, parts, torch.Generator().manual_seed(0))  # read as a dark background: black fill
     assert dark[:, :, 0, :].min() < 0.5
+
+
+def _capture(monkeypatch, module, name: str, seen: dict, after=None):
+    """Wrap module.name to record its arguments and result in ``seen[name]`` (``after`` runs on
+    (args, result) at once, while the graph and weights are as they were then)."""
+    real = getattr(module, name)
+
+    def wrapper(*args, **kw):
+        result = real(*args, **kw)
+        seen[name] = (args, result, after(args, result) if after else None)
+        return result
+    monkeypatch.setattr(module, name, wrapper)
+
+
+def test_d_step_moves_only_d_and_its_real_pair_carries_e_of_x(monkeypatch):
+    """Eq. 28: D's step trains D alone, on the real pair (x, E(x)'s sampled codes)."""
+    from trainer import infovaegan
+
+    model = tiny()
+    opt = make_optimizers(model, TrainConfig())
+    x = torch.rand(8, 1, 28, 28)
+    state = lambda: {k: v.clone() for k, v in model.state_dict().items()}  # noqa: E731
+    seen = {}
+    _capture(monkeypatch, infovaegan, "encode_real", seen)
+    real_step = infovaegan.discriminator_step
+
+    def d_step(*args):
+        seen["before"] = state()
+        result = real_step(*args)
+        seen["after"], seen["args"] = state(), args
+        seen["grads"] = [p.grad for net in (model.G, model.E) for p in net.parameters()]
+        return result
+    monkeypatch.setattr(infovaegan, "discriminator_step", d_step)
+    train_step(model, opt, x, torch.Generator().manual_seed(1))
+    (_, _, (real_image, real_s, real_c), _), before, after_d = seen["args"], seen["before"], seen["after"]
+    real = seen["encode_real"][1]
+    assert real_image is x and real_s is real.s and real_c is real.c
+    assert not real.s.requires_grad and not real.c.requires_grad  # E takes no adversarial gradient
+    assert torch.equal(real.s.sum(1), torch.ones(8)) and set(real.s.unique().tolist()) <= {0.0, 1.0}
+    assert ((real.c - real.mu).abs() < 6 * real.sigma).all()  # a draw of q(c|x)
+    moved = {k.split(".")[0] for k in before if not torch.equal(before[k], after_d[k])}
+    assert moved == {"D"}
+    assert all(g is None for g in seen["grads"])  # its loss reached neither G nor E
+
+
+@pytest.mark.parametrize("optimisers", ["per-loss", "per-network"])
+def test_e_gradient_is_the_vae_gradient_alone(monkeypatch, optimisers):
+    """With the MI weights at 0, E's gradient after a step is exactly Eq. 31's gradient on E."""
+    from trainer import infovaegan
+
+    model = tiny(mi_weight_s=0.0, mi_weight_c=0.0, optimisers=optimisers)
+    opt = make_optimizers(model, TrainConfig(lr_d=0.0, lr_g=0.0, lr_e=0.0))
+    seen = {}
+    _capture(monkeypatch, infovaegan.losses, "vae_loss", seen, after=lambda args, result: torch.autograd.grad(
+        result[0], list(model.E.parameters()), retain_graph=True, allow_unused=True))
+    train_step(model, opt, torch.rand(8, 1, 28, 28), torch.Generator().manual_seed(1))
+    want = seen["vae_loss"][2]
+    got = [p.grad for p in model.E.parameters()]
+    assert any(w is not None and w.abs().sum() > 0 for w in want)
+    for g, w in zip(got, want):
+        assert (g is None and w is None) or torch.allclose(g, w, atol=1e-6)
+
+
+def test_eq32_by_hand(monkeypatch):
+    """InfoVAEGAN2's VAE loss (Eq. 32) computed by hand: G2 redraws the real x from codes drawn
+    from E(x); the squared error summed over pixels, KL(q(c|x) || N(0, I)) and the weighted
+    KL(q(s|x) || Cat(1/K)), averaged over the batch."""
+    from trainer import infovaegan
+
+    torch.manual_seed(0)
+    model = InfoVAEGAN2(InfoVAEGANConfig(n_classes=3, c_dim=2, z_dim=4, width=0.125, model="infovaegan2",
+                                         c_prior="normal", likelihood="gaussian", kl_s_weight=0.25))
+    opt = make_optimizers(model, TrainConfig(lr_d=0.0, lr_g=0.0, lr_e=0.0))
+    seen = {}
+    _capture(monkeypatch, infovaegan, "encode_real", seen)
+    _capture(monkeypatch, infovaegan, "draw_reconstruction", seen)
+    x = torch.rand(8, 1, 28, 28)
+    values = train_step(model, opt, x, torch.Generator().manual_seed(1))
+    real = seen["encode_real"][1]
+    x_logits, s_2, c_2 = seen["draw_reconstruction"][1]
+    assert torch.equal(x_logits, model.generate2_logits(s_2, c_2))  # G2 of E(x)'s sampled codes
+    mu, sigma, probs = real.mu.detach(), real.sigma.detach(), real.logits.detach().softmax(1)
+    rec = sum(float(((x[i] - torch.sigmoid(x_logits[i].detach())) ** 2).sum()) for i in range(8)) / 8
+    kl_c = sum(0.5 * float(sigma[i, d] ** 2 + mu[i, d] ** 2 - 1 - math.log(sigma[i, d] ** 2))
+               for i in range(8) for d in range(2)) / 8
+    kl_s = sum(float(probs[i, k] * math.log(probs[i, k] * 3)) for i in range(8) for k in range(3)) / 8
+    assert values["rec"] == pytest.approx(rec, rel=1e-4)
+    assert values["kl_c"] == pytest.approx(kl_c, rel=1e-4)
+    assert values["vae"] == pytest.approx(rec + kl_c + 0.25 * kl_s, rel=1e-4)
