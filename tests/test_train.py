@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from pathlib import Path
 import torch
 from PIL import Image
 from typer.testing import CliRunner
@@ -85,10 +86,10 @@ def test_train_to_a_log_says_how_long_then_a_line_every_while(tmp_path, monkeypa
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     estimate = [i for i, line in enumerate(lines) if "will take about" in line]
-    ticks = [i for i, line in enumerate(lines) if line.endswith(" left") and ", epoch 1/1, " in line]
+    ticks = [i for i, line in enumerate(lines) if line.endswith(" left") and ", epoch 1, " in line]
     assert len(estimate) == 1 and ticks and estimate[0] < ticks[0] < [i for i, line in enumerate(lines)
                                                                       if ": epoch 1/1" in line][0]
-    assert "img/s" in lines[estimate[0]] and " s" in lines[estimate[0]]
+    assert "img/s" in lines[estimate[0]] and lines[estimate[0]].endswith(" s (20 steps)")
 
 
 def test_cli_train_folder_at_the_size_and_channels_the_model_is_set_to(tmp_path):
@@ -146,6 +147,29 @@ def test_cli_train_missing_data_is_one_line(tmp_path):
     assert result.exit_code == 2
     assert "nothing" in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_failed_download_leaves_nothing_behind(tmp_path, monkeypatch):
+    """No empty MNIST/raw folders nor half a file: the next run tries the download again."""
+    import torchvision.datasets
+
+    keep = tmp_path / "mnist" / "notes.txt"  # the user's, there before: stays
+    keep.parent.mkdir()
+    keep.write_text("mine")
+
+    def half_download(root, train=True, download=False):
+        raw = Path(root) / "MNIST" / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        (raw / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b half")
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+    monkeypatch.setattr(torchvision.datasets, "MNIST", half_download)
+    with pytest.raises(data.DataError, match="download failed"):
+        data.load("mnist", tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["mnist", "mnist/notes.txt"]
+    keep.unlink()
+    with pytest.raises(data.DataError, match="download failed"):
+        data.load("mnist", tmp_path)
+    assert list(tmp_path.iterdir()) == [tmp_path / "mnist"]  # the folder was there before this attempt
 
 
 def test_mnist_reader_without_download(tmp_path):

@@ -111,6 +111,7 @@ def _download(name: str, root: Path) -> Path:
     """torchvision's normal download into root (never a read-only shared folder)."""
     folder = DATASETS[name].idx_folder
     target = root / name
+    existed = {target, *target.rglob("*")} if target.exists() else set()
     try:
         from torchvision import datasets
 
@@ -119,6 +120,15 @@ def _download(name: str, root: Path) -> Path:
         for train in (True, False):
             cls(str(target), train=train, download=True)
     except Exception:
+        # what this attempt made goes (empty MNIST/raw folders, a half-downloaded file): a later
+        # run then downloads again instead of finding a folder that looks like data
+        made = {target, *target.rglob("*")} - existed if target.exists() else set()
+        for path in sorted(made, key=lambda p: len(p.parts), reverse=True):
+            if path.is_dir() and not path.is_symlink():
+                if not any(path.iterdir()):
+                    path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
         raise DataError(f"{name}: no data under {root} and the download failed; pass --data DIR (or set "
                         f"INFOEDIT_DATA) to a folder holding {folder}/raw/*-ubyte.gz") from None
     return target / folder / "raw"
@@ -276,6 +286,8 @@ def _load_image_folder(spec: DatasetSpec, name: str, root: Path, limit: int | No
     found = _find_dir(root, spec.folders)
     if found is None:
         raise DataError(f"{root}: no {spec.folders[0]} folder; download {name} and pass --data DIR")
+    if progress:  # of several candidates (the CelebA subset holds two sizes), say which one is read
+        print(f"{name}: reading {found}", file=sys.stderr, flush=True)
     ds = load_folder(found, name, **decode)
     return hold_out(ds) if spec.hold_out else ds
 

@@ -323,13 +323,14 @@ class Session:
         now, steps = time.time(), self.at.step - self.first
         if self.said_at is None and (steps >= 20 or self.elapsed() >= LOG_SECONDS):
             self.said_at = now
-            print(f"{self.ds.name}: {self.rate():.0f} img/s; the run's {self.total - self.first} steps will take "
-                  f"about {_minutes(self.time_left(whole_session=True))}", file=sys.stderr, flush=True)
+            left = self.time_left(whole_session=True)
+            steps_left = min(self.total - self.first, round(left * steps / max(1e-9, self.elapsed())))
+            print(f"{self.ds.name}: {self.rate():.0f} img/s; the run will take about {_minutes(left)} "
+                  f"({steps_left} steps)", file=sys.stderr, flush=True)
         elif self.said_at is not None and now - self.said_at >= LOG_SECONDS:
             self.said_at = now
-            print(f"{self.ds.name}: step {self.at.step}/{self.total}, epoch {self.at.epoch + 1}/{self.tc.epochs}, "
-                  f"{self.rate():.0f} img/s, {_minutes(self.time_left())} left", file=sys.stderr,
-                  flush=True)
+            print(f"{self.ds.name}: step {self.at.step}, epoch {self.at.epoch + 1}, {self.rate():.0f} img/s, "
+                  f"{_minutes(self.time_left())} left", file=sys.stderr, flush=True)
 
     def time_left(self, whole_session: bool = False) -> float:
         """Seconds to the run's end at this session's speed, within --max-minutes: from now, or
