@@ -128,6 +128,18 @@ def test_cli_nproc_trains_exits_0_and_records_the_typed_command(tmp_path):
     assert f"train folder:{tmp_path / 'imgs'} --nproc 2" in card
 
 
+def test_train_nproc_on_bad_input_says_one_line_and_exits_2(tmp_path):
+    """Both ranks fail alike: rank 0 alone says it, and torchrun's failure report is left out."""
+    import subprocess
+    import sys
+
+    args = ["train", f"folder:{tmp_path / 'nothing'}", "--nproc", "2", "-o", str(tmp_path / "run")]
+    res = subprocess.run([sys.executable, "-c", "from infoedit.cli import main; main()", *args],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [f"infoedit: error: {tmp_path / 'nothing'}: no such folder"]
+
+
 def test_the_training_package_imports_no_command_line_and_python_m_trainer_still_trains(tmp_path):
     """torchrun's ranks run `-m infoedit.cli train`; `python -m trainer`, the entry torchrun
     commands used to name, runs that command in its place instead of importing the CLI."""

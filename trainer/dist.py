@@ -103,11 +103,31 @@ def relaunch(nproc: int, argv: list[str], env: dict[str, str]) -> int:
     import signal
     import subprocess
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *argv]
-    proc = subprocess.Popen(cmd, env={**os.environ, **env}, start_new_session=True)
+    cmd = [sys.executable, "-c", "from trainer.dist import torchrun; torchrun()", "--standalone",
+           f"--nproc_per_node={nproc}", *argv]
+    # each rank's share of the cores, said here so torchrun prints no banner about it
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // nproc))
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": threads, **env}, start_new_session=True)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: proc.send_signal(signum))
     return proc.wait()
+
+
+def torchrun() -> None:
+    """torchrun (torch.distributed.run) on sys.argv, less its failure report: a rank that fails
+    has said why in one line (rank 0; the CLI's errors), so torchrun's own log line and
+    traceback of the failure are left out, and it exits with that rank's exit code."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        run(parse_args(sys.argv[1:]))
+    except ChildFailedError as failed:
+        codes = [f.exitcode for f in failed.failures.values() if f.exitcode and f.exitcode > 0]
+        sys.exit(codes[0] if codes else 1)
 
 
 def exit_rank(code: int) -> None:

@@ -11,8 +11,9 @@ import typer
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print one line to stderr and exit."""
-    print(f"infoedit: error: {message}", file=sys.stderr)
+    """Print one line to stderr and exit (under train --nproc, rank 0 alone says it)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"infoedit: error: {message}", file=sys.stderr)
     raise typer.Exit(code)
 
 
