@@ -142,7 +142,7 @@ def test_one_exit_rule_over_many_inputs(tiny_model_dir, many, tmp_path, command)
     bad = folder / "bad.png"
     bad.write_bytes(b"not a picture")
     out = tmp_path / "out"
-    inputs = {"encode": [*good, bad], "reconstruct": [folder], "swap": [*good[:2], bad, good[2]],
+    inputs = {"encode": [folder], "reconstruct": [folder], "swap": [*good[:2], bad, good[2]],
               "traverse": [good[0], bad, *good[1:]], "classify": [folder]}[command]
     extra = ["--json"] if command == "encode" else []
     res = cli(command, *inputs, "-o", out if command != "encode" else tmp_path / "codes.jsonl", *extra,

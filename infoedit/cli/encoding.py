@@ -10,7 +10,7 @@ import typer
 
 from infoedit import results
 from infoedit.cli.errors import finish, user_errors
-from infoedit.cli.loading import batches, image_loader, load_batch, load_model
+from infoedit.cli.loading import batches, expand_folders, image_loader, load_batch, load_model
 from infoedit.cli.options import (DebugOpt, Device, DeviceOpt, FaceOpt, ForceOpt, FrameOpt, InvertOpt, JsonOpt,
                                   Mode, ModelOpt, QuietOpt, RevisionOpt)
 from infoedit.cli.output import check_new, say
@@ -23,7 +23,7 @@ def _fmt(values: list[float]) -> str:
 
 @app.command()
 def encode(
-    images: Annotated[list[Path], typer.Argument(help="Image files (any size and mode).")],
+    images: Annotated[list[Path], typer.Argument(help="Image files (any size and mode), or folders of them.")],
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="Write the table (or JSON lines) to this file, not stdout.")] = None,
     model: ModelOpt = "mnist", revision: RevisionOpt = None, device: DeviceOpt = Device.auto,
@@ -34,6 +34,7 @@ def encode(
     with user_errors(debug):
         if out:
             check_new(out, force, png=False)
+        images = expand_folders(images)
         from infoedit import engine
 
         net = load_model(model, revision, device)
