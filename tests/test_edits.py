@@ -20,7 +20,7 @@ from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGAN2, InfoVAEGANConfig
 
 def style_config(**kw) -> InfoVAEGANConfig:
     settings = dict(model="infovaegan2", n_classes=3, c_dim=2, z_dim=8, width=0.125, style_dim=4,
-                    edit_weight=1.0, likelihood="bernoulli", dataset="shapes")
+                    edit_weight=1.0, likelihood="bernoulli", dataset="shapes", g2_schedule="joint")
     return InfoVAEGANConfig(**{**settings, **kw})
 
 

@@ -92,7 +92,7 @@ def test_tc_lever_trains_e_and_unties_its_code_on_a_fixed_batch():
     def model(tc_weight):
         torch.manual_seed(0)
         return InfoVAEGAN2(InfoVAEGANConfig(n_classes=3, c_dim=3, z_dim=4, width=0.125, model="infovaegan2",
-                                            tc_weight=tc_weight))
+                                            tc_weight=tc_weight, g2_schedule="joint"))
 
     x = torch.rand(64, 1, 28, 28)
     frozen = TrainConfig(lr_d=0.0, lr_g=0.0, lr_e=0.0)
@@ -103,7 +103,8 @@ def test_tc_lever_trains_e_and_unties_its_code_on_a_fixed_batch():
     assert any(not torch.allclose(a, b) for a, b in zip(_grads(off.E), _grads(on.E)))
     # minimising it (alone: every other weight 0) on a fixed batch lowers the code's total correlation
     net = InfoVAEGAN2(InfoVAEGANConfig(n_classes=3, c_dim=3, z_dim=4, width=0.125, model="infovaegan2",
-                                       tc_weight=50.0, kl_c_weight=0.0, mi_weight_s=0.0, mi_weight_c=0.0))
+                                       tc_weight=50.0, kl_c_weight=0.0, mi_weight_s=0.0, mi_weight_c=0.0,
+                                       g2_schedule="joint"))
     opt = make_optimizers(net, TrainConfig(lr_d=0.0, lr_g=0.0, lr_e=3e-3))
     x = torch.rand(8, 1, 1, 1) * torch.ones(8, 1, 28, 28)  # one factor: brightness
     seen = [train_step(net, opt, x.repeat(8, 1, 1, 1), torch.Generator().manual_seed(i))["tc"] for i in range(40)]
@@ -111,18 +112,22 @@ def test_tc_lever_trains_e_and_unties_its_code_on_a_fixed_batch():
     assert early > 0.05 and late < 0.3 * early
 
 
-@pytest.mark.parametrize("model_name", ["infovaegan", "infovaegan2"])
-def test_bernoulli_likelihood_trains_the_reconstruction_on_a_fixed_batch(model_name):
+@pytest.mark.parametrize("model_name, schedule", [("infovaegan", "authors"), ("infovaegan2", "joint"),
+                                                   ("infovaegan2", "authors")])
+def test_bernoulli_likelihood_trains_the_reconstruction_on_a_fixed_batch(model_name, schedule):
     from infoedit.models import build
 
     cfg = InfoVAEGANConfig(n_classes=3, c_dim=3, z_dim=4, width=0.125, model=model_name, likelihood="bernoulli",
-                           mi_weight_s=0.0, mi_weight_c=0.0)
+                           mi_weight_s=0.0, mi_weight_c=0.0, g2_schedule=schedule)
     torch.manual_seed(0)
     net = build(cfg)
     x = (torch.rand(16, 1, 28, 28) > 0.7).float()  # binary images, as dSprites
     opt = make_optimizers(net, TrainConfig(lr_d=0.0, lr_g=3e-3 if model_name == "infovaegan2" else 0.0, lr_e=3e-3))
-    seen = [train_step(net, opt, x, torch.Generator().manual_seed(i))["rec"] for i in range(30)]
-    if model_name == "infovaegan2":  # cross-entropy of the real images: ln 2 per pixel at p = 0.5, then down
+    key = "rec_g2" if (model_name, schedule) == ("infovaegan2", "authors") else "rec"  # Eq. 32's reconstruction
+    seen = [train_step(net, opt, x, torch.Generator().manual_seed(i))[key] for i in range(30)]
+    if schedule == "authors" and model_name == "infovaegan2":  # G2 alone learns, from codes E keeps to itself
+        assert seen[0] == pytest.approx(784 * math.log(2), rel=0.2) and sum(seen[-5:]) / 5 < 0.9 * seen[0]
+    elif model_name == "infovaegan2":  # cross-entropy of the real images: ln 2 per pixel at p = 0.5, then down
         assert seen[0] == pytest.approx(784 * math.log(2), rel=0.2) and sum(seen[-5:]) / 5 < 0.8 * seen[0]
     else:  # Eq. 31's target is G's own sample; G is frozen, so E alone lowers it
         assert sum(seen[-5:]) / 5 < sum(seen[:5]) / 5
@@ -551,15 +556,18 @@ def test_e_gradient_is_the_vae_gradient_alone(monkeypatch, optimisers):
         assert (g is None and w is None) or torch.allclose(g, w, atol=1e-6)
 
 
-def test_eq32_by_hand(monkeypatch):
+@pytest.mark.parametrize("schedule", ["joint", "authors"])
+def test_eq32_by_hand(monkeypatch, schedule):
     """InfoVAEGAN2's VAE loss (Eq. 32) computed by hand: G2 redraws the real x from codes drawn
     from E(x); the squared error summed over pixels, KL(q(c|x) || N(0, I)) and the weighted
-    KL(q(s|x) || Cat(1/K)), averaged over the batch."""
+    KL(q(s|x) || Cat(1/K)), averaged over the batch. (The authors' schedule reports it as rec_g2
+    beside Eq. 31's rec.)"""
     from trainer import infovaegan
 
     torch.manual_seed(0)
     model = InfoVAEGAN2(InfoVAEGANConfig(n_classes=3, c_dim=2, z_dim=4, width=0.125, model="infovaegan2",
-                                         c_prior="normal", likelihood="gaussian", kl_s_weight=0.25))
+                                         c_prior="normal", likelihood="gaussian", kl_s_weight=0.25,
+                                         g2_schedule=schedule))
     opt = make_optimizers(model, TrainConfig(lr_d=0.0, lr_g=0.0, lr_e=0.0))
     seen = {}
     _capture(monkeypatch, infovaegan, "encode_real", seen)
@@ -574,6 +582,45 @@ def test_eq32_by_hand(monkeypatch):
     kl_c = sum(0.5 * float(sigma[i, d] ** 2 + mu[i, d] ** 2 - 1 - math.log(sigma[i, d] ** 2))
                for i in range(8) for d in range(2)) / 8
     kl_s = sum(float(probs[i, k] * math.log(probs[i, k] * 3)) for i in range(8) for k in range(3)) / 8
+    if schedule == "authors":
+        assert values["rec_g2"] == pytest.approx(rec, rel=1e-4)
+        return
     assert values["rec"] == pytest.approx(rec, rel=1e-4)
     assert values["kl_c"] == pytest.approx(kl_c, rel=1e-4)
     assert values["vae"] == pytest.approx(rec + kl_c + 0.25 * kl_s, rel=1e-4)
+
+
+@pytest.mark.parametrize("optimisers", ["per-loss", "per-network"])
+def test_authors_schedule_eq31_trains_e_and_eq32_trains_g2_alone(monkeypatch, optimisers):
+    """InfoVAEGAN2 as the authors' code runs it (g2_schedule "authors", --preset paper): E's
+    gradient is Eq. 31's (on G's images), G2's is Eq. 32's (the real images), and Eq. 32 has no
+    path to E (its codes are held fixed)."""
+    from trainer import infovaegan
+
+    torch.manual_seed(0)
+    model = InfoVAEGAN2(InfoVAEGANConfig(n_classes=3, c_dim=2, z_dim=4, width=0.125, model="infovaegan2",
+                                         mi_weight_s=0.0, mi_weight_c=0.0, optimisers=optimisers))
+    assert model.config.g2_schedule == "authors"  # the config's default, so --preset paper's
+    opt = make_optimizers(model, TrainConfig(lr_d=0.0, lr_g=0.0, lr_e=0.0))
+    calls = []
+
+    def grads(args, result):
+        return {net: torch.autograd.grad(result[0], list(getattr(model, net).parameters()), retain_graph=True,
+                                         allow_unused=True) for net in ("E", "G2")}
+    real_vae = infovaegan.losses.vae_loss
+
+    def vae_loss(*args, **kw):
+        result = real_vae(*args, **kw)
+        calls.append(grads(args, result))
+        return result
+    monkeypatch.setattr(infovaegan.losses, "vae_loss", vae_loss)
+    train_step(model, opt, torch.rand(8, 1, 28, 28), torch.Generator().manual_seed(1))
+    eq31, eq32 = calls  # in this order
+    assert all(g is None for g in eq31["G2"]) and all(g is None for g in eq32["E"])
+    for net, want in (("E", eq31["E"]), ("G2", eq32["G2"])):
+        got = [p.grad for p in getattr(model, net).parameters()]
+        assert any(w is not None and w.abs().sum() > 0 for w in want)
+        for g, w in zip(got, want):
+            assert (g is None and w is None) or torch.allclose(g, w, atol=1e-6), net
+    with pytest.raises(ValueError, match="style_dim needs g2_schedule 'joint'"):
+        InfoVAEGANConfig(model="infovaegan2", style_dim=4).validate()

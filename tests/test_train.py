@@ -219,7 +219,7 @@ def test_the_card_records_the_held_out_split_and_what_is_not_the_papers():
     from trainer.loop import model_card
 
     model = InfoVAEGAN2(InfoVAEGANConfig(model="infovaegan2", dataset="celeba", image_size=64, channels=3,
-                                         width=0.125, style_dim=8))
+                                         width=0.125, style_dim=8, g2_schedule="joint"))
     card = model_card(model, TrainConfig(), {"steps": 1}, held_out=(900, 9000))
     assert "held out: 900 of 9000 images, not trained on" in card
     assert "settings that are not the paper's" in card and "style_dim 8" in card

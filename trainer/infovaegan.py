@@ -63,9 +63,11 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     z, s, c = model.sample_prior(x.shape[0], gen)
     x_g = model.generate(z, s, c)  # one G forward feeds D, the G loss, MI and the VAE target
     real = encode_real(model, x, gen)
+    joint = infovaegan2 and cfg.g2_schedule == "joint"
+    g2_real = real if joint or not infovaegan2 else held(real)  # the codes G2 draws from (Eq. 32)
     # ours: G2's drawings that D also judges (recon_adv_weight, edit_weight), drawn before its step
-    recon = draw_reconstruction(model, real, gen) if cfg.recon_adv_weight else None
-    edited = draw_edits(model, x.shape[0], real.style, gen) if cfg.edit_weight else None
+    recon = draw_reconstruction(model, g2_real, gen) if cfg.recon_adv_weight else None
+    edited = draw_edits(model, x.shape[0], g2_real.style, gen) if cfg.edit_weight else None
 
     # D step (Eq. 28): the real pair (x, E(x)'s codes) against the fake pair (G(z, s, c), s, c)
     # and, where the levers are on, G2's drawings of random codes and of the real images
@@ -80,12 +82,10 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     mi = cfg.mi_weight_s * mi_s + cfg.mi_weight_c * mi_c  # Eq. 30
     extra = {}
     mi = mi + real_data_information(model, x, real, gen, extra)  # lever: real_mi_weight
-    if infovaegan2:  # Eq. 32 (replaces Eq. 31): G2 redraws the real x from E(x)'s codes; trains E and G2
-        x_rec, s_2, c_2 = recon or draw_reconstruction(model, real, gen)
-        vae, rec, kl_c = losses.vae_loss(x, x_rec, real.mu, real.sigma, real.logits, cfg.c_prior, cfg.kl_s_weight,
-                                         cfg.kl_c_weight, cfg.likelihood)
-        vae = vae + tc_penalty(cfg, c_2, real.mu, real.sigma, extra)  # lever: tc_weight
-        vae = add_g2_levers(model, vae, real, edited, recon, extra)  # ours: style_kl, edit, recon_adv weights
+    eq31 = eq32 = None
+    if joint:  # ours: Eq. 32 (replacing Eq. 31): G2 redraws the real x from E(x)'s codes; trains E and G2
+        vae, rec, kl_c = real_reconstruction_loss(model, x, real, recon, edited, gen, extra)
+        eq32 = vae
     else:  # Eq. 31: E reads G's image, G redraws it from E's codes; trains E only
         s_p = codes.gumbel_softmax(logits, cfg.tau, gen)
         c_p = codes.reparameterize(mu, sigma, gen)
@@ -94,11 +94,14 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
         requires_grad(model.G, True)
         vae, rec, kl_c = losses.vae_loss(x_g, x_re, mu, sigma, logits, cfg.c_prior, cfg.kl_s_weight,
                                          cfg.kl_c_weight, cfg.likelihood)
-        vae = vae + tc_penalty(cfg, c_p, mu, sigma, extra)  # lever: tc_weight
+        vae = eq31 = vae + tc_penalty(cfg, c_p, mu, sigma, extra)  # lever: tc_weight
+        if infovaegan2:  # the authors' schedule: Eq. 32 trains G2 alone, from E(x)'s codes held fixed
+            eq32, extra["rec_g2"], _ = real_reconstruction_loss(model, x, g2_real, recon, edited, gen, extra)
+            vae = vae + eq32  # (their gradients part: Eq. 31 reaches E alone, Eq. 32 G2 alone)
     if cfg.optimisers == "per-loss":
         step_per_loss(opt, {"adv": g_adv, "mi": mi, "vae": vae})
     else:
-        step_per_network(model, opt, g_adv + mi, vae)
+        step_per_network(model, opt, g_adv + mi, eq31, eq32)
     requires_grad(model.D, True)
     return {"d": d_loss.item(), "g_adv": g_adv.item(), "mi_s": mi_s.item(), "mi_c": mi_c.item(),
             "vae": vae.item(), "rec": rec.item(), "kl_c": kl_c.item(), **{k: v.item() for k, v in extra.items()}}
@@ -145,21 +148,19 @@ def step_per_loss(opt: dict, loss_of: dict[str, torch.Tensor]) -> None:
         opt[name].step()
 
 
-def step_per_network(model, opt: dict, loss: torch.Tensor, vae: torch.Tensor) -> None:
-    """Ours: one Adam per network on the sum of its losses. InfoVAEGAN2's VAE loss (Eq. 32)
-    joins the sum; InfoVAEGAN's (Eq. 31) adds its gradient on E's parameters alone: it also
-    depends on G through E's input x_g, and the authors train it with var_list=encoder."""
+def step_per_network(model, opt: dict, loss: torch.Tensor, eq31: torch.Tensor | None,
+                     eq32: torch.Tensor | None) -> None:
+    """Ours: one Adam per network on the sum of its losses. Eq. 31 (``eq31``) adds its gradient
+    on E's parameters alone: it also depends on G through E's input x_g, and the authors train
+    it with var_list=encoder. Eq. 32 (``eq32``, InfoVAEGAN2) joins the sum."""
     for o in opt.values():
         o.zero_grad(set_to_none=True)
-    if isinstance(model, InfoVAEGAN2):
-        (loss + vae).backward()
-    else:
-        e_params = list(model.E.parameters())
-        vae_grads = torch.autograd.grad(vae, e_params, retain_graph=True, allow_unused=True)
-        loss.backward()
-        for p, g in zip(e_params, vae_grads):
-            if g is not None:
-                p.grad = g if p.grad is None else p.grad + g
+    e_params = list(model.E.parameters())
+    eq31_grads = () if eq31 is None else torch.autograd.grad(eq31, e_params, retain_graph=True, allow_unused=True)
+    (loss if eq32 is None else loss + eq32).backward()
+    for p, g in zip(e_params, eq31_grads):
+        if g is not None:
+            p.grad = g if p.grad is None else p.grad + g
     for name, o in opt.items():
         if name != "D":
             dist.average_gradients(getattr(model, name))
@@ -208,6 +209,26 @@ def add_g2_levers(model, loss: torch.Tensor, real: RealCodes, edited: tuple | No
         extra["recon_adv"] = losses.generator_adv_loss(model.discriminate(torch.sigmoid(x_rec), s.detach(), c.detach()))
         loss = loss + cfg.recon_adv_weight * extra["recon_adv"]
     return loss
+
+
+def real_reconstruction_loss(model, x: torch.Tensor, real: RealCodes, recon: tuple | None, edited: tuple | None,
+                             gen: torch.Generator, extra: dict) -> tuple:
+    """Eq. 32, with our levers beside it: G2 redraws the real x from codes drawn from E(x)
+    (``real``; held fixed under the authors' schedule, where the TC lever is Eq. 31's). Returns
+    (loss, reconstruction, kl_c)."""
+    cfg = model.config
+    x_rec, _, c_2 = recon or draw_reconstruction(model, real, gen)
+    vae, rec, kl_c = losses.vae_loss(x, x_rec, real.mu, real.sigma, real.logits, cfg.c_prior, cfg.kl_s_weight,
+                                     cfg.kl_c_weight, cfg.likelihood)
+    if cfg.g2_schedule == "joint":
+        vae = vae + tc_penalty(cfg, c_2, real.mu, real.sigma, extra)  # lever: tc_weight
+    return add_g2_levers(model, vae, real, edited, recon, extra), rec, kl_c  # ours: style_kl, edit, recon_adv
+
+
+def held(real: RealCodes) -> RealCodes:
+    """E(x)'s codes with no path back to E: what G2 draws from under the authors' schedule."""
+    style = None if real.style is None else tuple(t.detach() for t in real.style)
+    return real._replace(mu=real.mu.detach(), sigma=real.sigma.detach(), logits=real.logits.detach(), style=style)
 
 
 def draw_reconstruction(model, real: RealCodes, gen: torch.Generator

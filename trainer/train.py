@@ -42,7 +42,7 @@ PRESETS = {
                  # the authors' one per loss.
                  "model": {"width": 0.3, "mi_weight_c": 0.1, "z_scale": 0.1, "real_mi_weight": 20.0,
                            "reseed": True, "style_dim": 16, "edit_weight": 3.0, "likelihood": "bernoulli",
-                           "optimisers": "per-network"},
+                           "optimisers": "per-network", "g2_schedule": "joint"},
                  # Fashion-MNIST's categories otherwise mix pullovers, coats and shirts across three
                  # categories: views that also differ in shade (+contrast) and a stronger pull to
                  # balanced, confident categories (bench/results/levers-fashion-contrast.md).

@@ -13,7 +13,8 @@ from infoedit.models.nets import Encoder, Generator, JointDiscriminator
 
 FORMAT_VERSION = 1
 OPTIMISERS = ("per-loss", "per-network")
-G2_FIELDS = ("style_dim", "style_kl_weight", "edit_weight", "recon_adv_weight")  # settings of G2: InfoVAEGAN2 only
+G2_SCHEDULES = ("authors", "joint")
+G2_FIELDS = ("g2_schedule", "style_dim", "style_kl_weight", "edit_weight", "recon_adv_weight")  # settings of G2: InfoVAEGAN2 only
 AUGMENT_PARTS = ("affine", "flip", "shear", "stroke", "contrast", "centre", "spin")
 LIKELIHOODS = ("gaussian", "bernoulli")
 
@@ -101,6 +102,11 @@ class InfoVAEGANConfig(ConfigMixin):
     # by its own Adam. "per-network" (ours): one Adam per network on the sum of its losses, where
     # the VAE loss, far the largest, sets the scale of E's steps and the MI term barely moves it.
     optimisers: str = "per-loss"
+    # What InfoVAEGAN2's Eq. 32 trains. "authors" (their InfoVAE_Celeba_AdditionalGenerator.py):
+    # G2 alone, from E(x)'s codes held fixed, while Eq. 31 still trains E on G's images. "joint"
+    # (ours, the cpu-fast preset and both bundles): Eq. 32 trains E and G2 and replaces Eq. 31, so
+    # E learns its codes from real images; the style code (style_dim) needs it.
+    g2_schedule: str = "authors"
     model: str = "infovaegan"
     dataset: str = ""
     format_version: int = FORMAT_VERSION
@@ -110,7 +116,8 @@ class InfoVAEGANConfig(ConfigMixin):
                                     "overcluster": 0, "reseed": False, "kl_c_weight": 1.0,
                                     "tc_weight": 0.0, "background": "dark", "batchnorm": True,
                                     "likelihood": "gaussian", "style_dim": 0, "style_kl_weight": 1.0,
-                                    "edit_weight": 0.0, "recon_adv_weight": 0.0, "optimisers": "per-network"}
+                                    "edit_weight": 0.0, "recon_adv_weight": 0.0, "optimisers": "per-network",
+                                    "g2_schedule": "joint"}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
@@ -130,6 +137,11 @@ class InfoVAEGANConfig(ConfigMixin):
             raise ValueError(f"mi_continuous must be 'mse' or 'nll', got {self.mi_continuous!r}")
         if self.optimisers not in OPTIMISERS:
             raise ValueError(f"optimisers must be one of {', '.join(OPTIMISERS)}, got {self.optimisers!r}")
+        if self.g2_schedule not in G2_SCHEDULES:
+            raise ValueError(f"g2_schedule must be one of {', '.join(G2_SCHEDULES)}, got {self.g2_schedule!r}")
+        if self.style_dim and self.g2_schedule != "joint":
+            raise ValueError("style_dim needs g2_schedule 'joint': under the authors' schedule E takes no "
+                             "gradient from Eq. 32, so nothing would train the style code")
         if self.d_real_s not in ("onehot", "gumbel"):
             raise ValueError(f"d_real_s must be 'onehot' or 'gumbel', got {self.d_real_s!r}")
         augment_parts(self.augment)
