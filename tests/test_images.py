@@ -312,7 +312,7 @@ def test_writing_stroke_is_the_strokes_width_whatever_thin_lines_surround_them()
 
 
 def test_a_box_around_the_writing_needs_a_line_along_both_edges_or_one_under_it():
-    from infoedit.framing import erase_ruling
+    from infoedit.ruling import erase_ruling
 
     crop = np.zeros((150, 120), np.float32)
     crop[40:110, 50:60] = 255                          # a stroke of the digit inside
@@ -333,7 +333,7 @@ def test_a_box_around_the_writing_needs_a_line_along_both_edges_or_one_under_it(
 
 
 def test_ruling_needs_two_thin_lines_across_the_picture_or_one_apart_from_the_writing():
-    from infoedit.framing import erase_ruling
+    from infoedit.ruling import erase_ruling
 
     tight = np.asarray(Image.fromarray(_digit()[4:24, 8:20]).resize((120, 200)), np.float32)
     assert erase_ruling(tight, 30, 255) is tight       # a '7' cropped to its bar: one thick "line"
