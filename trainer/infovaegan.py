@@ -64,7 +64,7 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     x_g = model.generate(z, s, c)  # one G forward feeds D, the G loss, MI and the VAE target
     real = encode_real(model, x, gen)
     joint = infovaegan2 and cfg.g2_schedule == "joint"
-    g2_real = real if joint or not infovaegan2 else held(real)  # the codes G2 draws from (Eq. 32)
+    g2_real = held(real) if infovaegan2 and not joint else real  # the codes G2 draws from (Eq. 32)
     # ours: G2's drawings that D also judges (recon_adv_weight, edit_weight), drawn before its step
     recon = draw_reconstruction(model, g2_real, gen) if cfg.recon_adv_weight else None
     edited = draw_edits(model, x.shape[0], g2_real.style, gen) if cfg.edit_weight else None
