@@ -120,7 +120,8 @@ def _classify_stream(net, folder: Path, stream, json_out: bool, labels: list[str
                         try:
                             row[placed] = str(results.place(path, dest / row["name"], placed == "moved_to"))
                         except OSError as exc:
-                            failed.append((path, f"cannot {'move' if placed == 'moved_to' else 'copy'} ({exc.strerror or exc})"))
+                            how = "move" if placed == "moved_to" else "copy"
+                            failed.append((path, f"cannot {how} ({exc.strerror or exc})"))
                             continue
                     if json_out:
                         stream.write(json.dumps(row) + "\n")
