@@ -74,9 +74,11 @@ KeepDetailOpt = Annotated[bool, typer.Option(
     help="Add back the image's detail that its codes do not explain, so only the edited code changes "
          "(docs/cli.md).")]
 PHOTO_CELL = 256  # traverse --paste-back: the longer side of each cell, the whole photo
-# 5 steps: Fashion-MNIST reconstructions' SSIM 0.738 -> 0.760 on the last 2,000 training images
-# (2: 0.753, 3: 0.756), a folder still over 200 img/s (bench/results/edits-refine-5.md)
-DEFAULT_REFINE = 5
+# Off: any refinement costs a third of the commands' speed on a folder, below 200 img/s for MNIST
+# (5 steps: 173 / 198 img/s, 3: 187 / 202), though 5 steps take Fashion-MNIST's SSIM 0.737 -> 0.759
+# (bench/results/edits-refine-5.md, edits-refine-3.md; chosen on the last 2,000 training images:
+# 0.738 -> 0.760, 3 steps 0.756)
+DEFAULT_REFINE = 0
 RefineOpt = Annotated[int, typer.Option(
     "--refine", min=0, metavar="STEPS",
     help="Fit the image's codes to it by STEPS gradient steps before editing (G2 models; 0: the "
