@@ -27,6 +27,14 @@ import torch
 FILE_NAME = "ood.json"
 QUANTILE = 0.98
 FLAT = 0.02  # an image whose pixels all lie within this of each other is flat (blank)
+REFERENCE_IMAGES = 2000  # training images the reference is measured on
+
+
+def reference_sample(n_images: int) -> torch.Tensor:
+    """Indices of the training images the reference is measured on: a fixed random sample of
+    REFERENCE_IMAGES (its own RNG: training's draws stay as they were), the same in training and
+    in trainer.release."""
+    return torch.randperm(n_images, generator=torch.Generator().manual_seed(0))[:REFERENCE_IMAGES]
 
 
 def measures(model, x: torch.Tensor, found) -> tuple[torch.Tensor, torch.Tensor]:

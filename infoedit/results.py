@@ -145,13 +145,6 @@ class Listing:
         return bool(target) and Path(target).is_file() and (
             not path.exists() or filecmp.cmp(path, target, shallow=False))
 
-    def write(self, line: str) -> None:
-        self.file.write(line)
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
-
 
 @contextmanager
 def signals_held():

@@ -112,14 +112,12 @@ class Run:
 
     FILES = (hub.CONFIG_NAME, hub.WEIGHTS_NAME, hub.CARD_NAME, ood.FILE_NAME, "samples.png", "loss_curve.png",
              "metrics.jsonl")
-    OOD_IMAGES = 2000  # training images that ood.json's reference is measured on
 
     def __init__(self, model, ds: Dataset, tc: TrainConfig, out: Path):
         self.model, self.ds, self.tc, self.out = model, ds, tc, Path(out)
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.records: list[dict] = []
-        # a fixed sample (its own RNG: training's draws stay as they were)
-        self.ood_sample = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:self.OOD_IMAGES]
+        self.ood_sample = ood.reference_sample(len(ds))
         self.out.mkdir(parents=True, exist_ok=True)
         for name in self.FILES:  # temp files of atomic writes a killed run never renamed
             for stale in self.out.glob(f".{name}.*.tmp"):

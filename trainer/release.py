@@ -70,16 +70,12 @@ def release(run: Path, name: str, data: str | None = None) -> Path:
 
 def write_ood_reference(folder: Path, data: str | None) -> None:
     """ood.json for the model in ``folder``, from the sample of its dataset's training images
-    that training measures it on (loop.Run.OOD_IMAGES, seed 0)."""
-    import torch
-
+    that training measures it on (ood.reference_sample)."""
     from trainer.data import load
-    from trainer.loop import Run
 
     model = hub.from_pretrained(str(folder))
     ds = load(model.config.dataset, data, progress=False)
-    sample = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:Run.OOD_IMAGES]
-    ood.save(folder, ood.reference(model, ds.batch(sample)))
+    ood.save(folder, ood.reference(model, ds.batch(ood.reference_sample(len(ds)))))
 
 
 def main() -> None:
