@@ -44,17 +44,21 @@ def _copy_tree(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _stop_part_way(args: list[str], listing: Path, rows: int = 20) -> subprocess.Popen:
-    """Start the command, and SIGTERM it once its listing holds ``rows`` rows."""
-    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+def _stop_part_way(args: list[str], listing: Path, rows: int = 20, stop=signal.SIGTERM
+                   ) -> subprocess.CompletedProcess:
+    """Start the command, and send it ``stop`` (SIGTERM, or SIGINT as a terminal's Ctrl-C does)
+    once its listing holds ``rows`` rows."""
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
+                            # a child of a background shell starts with SIGINT ignored; a terminal's has it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if listing.exists() and listing.read_bytes().count(b"\n") > rows:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(stop)
             break
         time.sleep(0.01)
-    proc.wait(timeout=60)
-    return proc
+    _, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, None, err)
 
 
 def _rows(listing: Path, json_rows: bool) -> list[dict]:
@@ -62,15 +66,17 @@ def _rows(listing: Path, json_rows: bool) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()] if json_rows else list(csv.DictReader(text.splitlines()))
 
 
-@pytest.mark.parametrize("how, json_rows", [("move", False), ("copy", True)])
+@pytest.mark.parametrize("how, json_rows, stop, code, said", [
+    ("move", False, signal.SIGTERM, 143, "terminated"), ("copy", True, signal.SIGINT, 130, "interrupted")])
 def test_classify_stopped_part_way_lists_what_it_placed_and_a_rerun_finishes(tiny_model_dir, many, tmp_path, how,
-                                                                           json_rows):
+                                                                           json_rows, stop, code, said):
     src, dst, listing = _copy_tree(many, tmp_path / "src"), tmp_path / "sorted", tmp_path / "list.txt"
     everything = sorted(str(p) for p in src.iterdir())
     args = ["classify", str(src), f"--{how}-to", str(dst), "-o", str(listing), "--batch-size", "1",
             "--model", str(tiny_model_dir), "--device", "cpu"] + (["--json"] if json_rows else [])
-    proc = _stop_part_way(args, listing)
-    assert proc.returncode == 143, proc.stderr  # stopped part-way, not finished
+    proc = _stop_part_way(args, listing, stop=stop)
+    assert proc.returncode == code, proc.stderr  # stopped part-way, not finished
+    assert proc.stderr.splitlines() == [f"infoedit: error: {said}"]  # said once, in one line
     key = f"{'moved' if how == 'move' else 'copied'}_to"
     rows = _rows(listing, json_rows)
     placed = sorted(str(p) for p in dst.rglob("*.png"))
