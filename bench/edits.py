@@ -19,8 +19,8 @@ Frechet distance. Per model, on the first --n test images:
   the share of cells the judge still reads as the input's class, and which simple image measure
   (ink, width, height, slant, centre) follows the code most closely (Spearman's rho);
 - speed: `infoedit reconstruct` / `swap` through the console command on --speed-n PNGs at once.
-Each --models entry with G2 is scored twice: as the commands run by default, and with --refine
-(the codes fitted to the image by gradient steps first, engine.refine).
+Each --models entry with G2 is scored twice: as the commands run by default (with the model's own
+refine_steps), and with --refine (the codes fitted to the image by gradient steps first, engine.refine).
 References on the same images: the 3x3 box blur of the input, and real training images.
 Writes bench/results/edits.{md,json} and, per bundled model, a traversal grid edits-<dataset>.png and
 a swap grid edits-<dataset>-swaps.png (the first test image of each class: row i in image i's style, column
@@ -146,7 +146,9 @@ def category_map(model, x: torch.Tensor, labels: np.ndarray) -> np.ndarray:
 
 def score_model(model, name: str, judge: Judge, x: torch.Tensor, labels: np.ndarray, real_features: np.ndarray,
                 n_edits: int, grid_path: Path | None, refine: int = 0) -> dict:
-    row = {"model": name + (f" --refine {refine}" if refine else ""), "family": model.config.model, "refine": refine}
+    own = getattr(model.config, "refine_steps", 0)
+    label = f" (its default, --refine {refine})" if refine and refine == own else f" --refine {refine}"
+    row = {"model": name + (label if refine else ""), "family": model.config.model, "refine": refine}
     start = time.time()
     rec = torch.cat([engine.reconstruct(model, x[i:i + 1000], refine_steps=refine).cpu() for i in range(0, len(x), 1000)])
     row["reconstruct_seconds_per_image"] = (time.time() - start) / len(x)
@@ -154,7 +156,6 @@ def score_model(model, name: str, judge: Judge, x: torch.Tensor, labels: np.ndar
     row["frechet"] = judge.frechet(rec, real_features)
     row["judge_accuracy"] = float((judge.classify(rec) == labels).mean())
     targets = category_map(model, x, labels)
-    k = model.config.n_classes
     xe, ye = x[:n_edits], labels[:n_edits]
     cells = torch.cat([engine.traverse_discrete(model, img, refine_steps=refine).cpu() for img in xe])  # [n * K]
     wanted = np.tile(targets, len(xe))
@@ -191,10 +192,10 @@ def score_model(model, name: str, judge: Judge, x: torch.Tensor, labels: np.ndar
     return row
 
 
-def console_speed(model_ref: str, x: torch.Tensor, n: int, refine: int = 0) -> dict:
+def console_speed(model_ref: str, x: torch.Tensor, n: int, refine: int | None = None) -> dict:
     """Images per second of `infoedit reconstruct` and of `infoedit swap` (every image with the
     first one's category) on n PNGs, end to end through the console command (start-up included),
-    with --refine ``refine``."""
+    with --refine ``refine`` (None: the command's default)."""
     exe = str(Path(sys.executable).with_name("infoedit"))
     speed = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,7 +206,8 @@ def console_speed(model_ref: str, x: torch.Tensor, n: int, refine: int = 0) -> d
         for name, args in (("reconstruct", ["reconstruct", *map(str, files), "-o", f"{tmp}/rec"]),
                            ("swap", ["swap", *map(str, files), str(files[0]), "-o", f"{tmp}/swap"])):
             start = time.time()
-            subprocess.run([exe, *args, "--model", model_ref, "--refine", str(refine), "--quiet"], check=True)
+            refining = [] if refine is None else ["--refine", str(refine)]
+            subprocess.run([exe, *args, "--model", model_ref, *refining, "--quiet"], check=True)
             speed[f"{name}_folder_img_per_s"] = len(files) / (time.time() - start)
     return speed
 
@@ -250,12 +252,13 @@ def main() -> None:
                 continue
             bundled = ref == dataset and not args.validation  # grids of the bundled models' test images
             grid = (args.out or common.RESULTS) / f"{args.name}-{dataset}.png" if bundled else None
-            refines = [0] + ([args.refine] if args.refine and ref in args.models and hasattr(model, "G2") else [])
-            for refine in refines:
+            own = getattr(model.config, "refine_steps", 0)  # as the commands run by default
+            more = args.refine and args.refine != own and ref in args.models and hasattr(model, "G2")
+            for refine in [own] + ([args.refine] if more else []):
                 row = {"dataset": dataset, **score_model(model, labels.get(ref, ref), judge, x, truth, real_features,
-                                                         args.n_edits, None if refine else grid, refine)}
+                                                         args.n_edits, grid if refine == own else None, refine)}
                 if ref in args.models and args.speed_n:
-                    row.update(console_speed(ref, x, args.speed_n, refine))
+                    row.update(console_speed(ref, x, args.speed_n, None if refine == own else refine))
                 rows.append(row)
                 print(row, flush=True)
     payload = {**common.provenance(args, started), "references": references, "rows": rows}

@@ -29,7 +29,8 @@ from trainer.loop import compile_networks, memory_format  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = {"28px-mnist": dict(image_size=28, channels=1, z_dim=62, n_classes=10, c_dim=2),
-           "64px-rgb": dict(image_size=64, channels=3, z_dim=100, n_classes=10, c_dim=10)}
+           "64px-rgb": dict(image_size=64, channels=3, z_dim=100, n_classes=10, c_dim=10, nets="dcgan"),
+           "64px-rgb-authors": dict(image_size=64, channels=3, z_dim=100, n_classes=10, c_dim=10, nets="authors")}
 
 
 def sgemm_gflops(n: int = 1024, repeats: int = 20) -> float:

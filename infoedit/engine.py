@@ -121,7 +121,7 @@ def render(model, s: torch.Tensor, c: torch.Tensor, seed: int = 0, style: torch.
     return _in_batches(model.generate, z, s, c)
 
 
-def refine(model, x: torch.Tensor, found: Codes, steps: int, lr: float = 0.1) -> Codes:
+def refine(model, x: torch.Tensor, found: Codes, steps: int | None, lr: float = 0.1) -> Codes:
     """Ours (docs/model.md; in-domain GAN inversion, Zhu et al. 2020): E's continuous and style
     codes of images x, improved by ``steps`` Adam steps on G2's redrawing of x, starting from E's
     answer. The category stays E's. Each step is one G2 forward and backward, so ``steps`` = 20
@@ -132,8 +132,11 @@ def refine(model, x: torch.Tensor, found: Codes, steps: int, lr: float = 0.1) ->
     the weights its KL terms had (kl_c_weight, style_kl_weight). A MAP estimate: the priors keep
     the codes where G2 was trained. Images do not interact (Adam is
     elementwise, the networks are in eval mode), so a batch refines as its images would one by one.
-    Models without G2 (no decoder to invert without noise) and ``steps`` 0 return ``found``.
+    Models without G2 (no decoder to invert without noise) and ``steps`` 0 return ``found``;
+    ``steps`` None takes the model's own default (its config's refine_steps; 0 without one).
     """
+    if steps is None:
+        steps = getattr(model.config, "refine_steps", 0)
     if steps <= 0 or not callable(getattr(model, "generate2_logits", None)):
         return found
     cfg = model.config
@@ -199,7 +202,7 @@ def edit(model, x: torch.Tensor, found: Codes, s: torch.Tensor, c: torch.Tensor,
 
 @torch.inference_mode()
 def swap(model, a: torch.Tensor, b: torch.Tensor, discrete_from: str = "b",
-         continuous_from: str = "a", seed: int = 0, keep_detail: bool = True, refine_steps: int = 0
+         continuous_from: str = "a", seed: int = 0, keep_detail: bool = True, refine_steps: int | None = 0
          ) -> torch.Tensor:
     """Generate from the discrete code of one image and the continuous code of the other (Fig. 3/6).
 
@@ -224,7 +227,7 @@ def swap(model, a: torch.Tensor, b: torch.Tensor, discrete_from: str = "b",
 
 
 @torch.inference_mode()
-def reconstruct(model, x: torch.Tensor, seed: int = 0, keep_detail: bool = False, refine_steps: int = 0
+def reconstruct(model, x: torch.Tensor, seed: int = 0, keep_detail: bool = False, refine_steps: int | None = 0
                 ) -> torch.Tensor:
     """Images [N, C, H, W] regenerated from their own codes (argmax s, mean c, mean style code):
     G2 when present (InfoVAEGAN2, Sec. 4.4 / Fig. 11e), else G with the fixed noise, else a VAE's
@@ -244,7 +247,7 @@ def check_code(model, index: int) -> None:
 
 @torch.inference_mode()
 def traverse(model, x: torch.Tensor, code_indices: list[int], low: float = -1.0, high: float = 1.0,
-             steps: int = 10, seed: int = 0, keep_detail: bool = True, refine_steps: int = 0) -> torch.Tensor:
+             steps: int = 10, seed: int = 0, keep_detail: bool = True, refine_steps: int | None = 0) -> torch.Tensor:
     """Images [len(code_indices) * steps, C, H, W]: row i sweeps continuous code i over [low, high].
 
     One image x [C, H, W]; every other code stays at what E infers for it (Fig. 9/13/17/19), and
@@ -270,7 +273,7 @@ def _repeat(found: Codes, n: int) -> Codes:
 
 
 @torch.inference_mode()
-def traverse_discrete(model, x: torch.Tensor, seed: int = 0, keep_detail: bool = True, refine_steps: int = 0
+def traverse_discrete(model, x: torch.Tensor, seed: int = 0, keep_detail: bool = True, refine_steps: int | None = 0
                       ) -> torch.Tensor:
     """Images [K, C, H, W]: image x [C, H, W] rendered with each of the K categories in turn
     (its own category with its detail kept, see ``edit``)."""

@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import shapes_dataset
 from PIL import Image
+from safetensors.torch import load_file
 from test_engine import StubModel, StubModel2, _codes
 from typer.testing import CliRunner
 
@@ -67,29 +68,42 @@ def test_edit_terms_train_g2_alone_and_d_sees_the_edits():
                                     torch.Generator().manual_seed(0))
 
 
-def test_reconstruction_adversary_shows_d_the_reconstructions_and_changes_only_when_on():
-    """recon_adv_weight: D's fakes gain G2's reconstructions, and G2 a term that pushes them to
-    fool D; off (0), neither."""
+@pytest.mark.parametrize("critic", ["D", "own"])
+def test_reconstruction_adversary_judges_the_reconstructions_and_changes_only_when_on(critic, tmp_path):
+    """recon_adv_weight: G2's reconstructions are judged as fakes and G2 gets a term that pushes
+    them to fool the judge; off (0), neither. recon_critic "D": D judges them beside G's samples.
+    "own": a second discriminator D2 does, and D's step is exactly the one it takes without them."""
     from trainer.config import TrainConfig
     from trainer.infovaegan import make_optimizers, train_step
 
     def step(weight: float):
         torch.manual_seed(0)
-        model = InfoVAEGAN2(style_config(recon_adv_weight=weight))
-        calls = []
-        real = model.discriminate
-        model.discriminate = lambda x, s, c: calls.append(len(x)) or real(x, s, c)
-        values = train_step(model, make_optimizers(model, TrainConfig()), torch.rand(8, 1, 28, 28),
-                            torch.Generator().manual_seed(0))
-        return values, calls, [p.grad.clone() for p in model.G2.parameters()]
+        model = InfoVAEGAN2(style_config(recon_adv_weight=weight, recon_critic=critic, edit_weight=0.0))
+        calls = {"D": [], "D2": []}
+        for name in calls:
+            if hasattr(model, name):
+                getattr(model, name).register_forward_hook(lambda mod, args, out, name=name: calls[name].append(1))
+        x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+        values = train_step(model, make_optimizers(model, TrainConfig()), x, torch.Generator().manual_seed(0))
+        return model, values, calls, [p.grad.clone() for p in model.G2.parameters()]
 
-    off, off_calls, off_grads = step(0.0)
-    on, on_calls, on_grads = step(5.0)
+    _, off, off_calls, off_grads = step(0.0)
+    model, on, on_calls, on_grads = step(5.0)
     assert "recon_adv" not in off and on["recon_adv"] > 0
-    assert len(on_calls) == len(off_calls) + 2  # D's step and G2's term
-    assert on["d"] != off["d"] and any(not torch.equal(a, b) for a, b in zip(on_grads, off_grads))
+    assert any(not torch.equal(a, b) for a, b in zip(on_grads, off_grads))
+    if critic == "D":  # D's step and G2's term
+        assert len(on_calls["D"]) == len(off_calls["D"]) + 2 and on["d"] != off["d"] and "d2" not in on
+    else:  # D2: real, reconstructions, G2's term; D as if the lever were off
+        assert len(on_calls["D"]) == len(off_calls["D"]) and on["d"] == off["d"]
+        assert len(on_calls["D2"]) == 3 and on["d2"] > 0
+        folder = hub.save_pretrained(model, tmp_path / "m")  # D2 is training-only, as D is
+        hub.from_pretrained(str(folder))  # and loads without it
+        saved = set(load_file(str(folder / "model.safetensors")))
+        assert not any(k.startswith(("D.", "D2.")) for k in saved) and any(k.startswith("G2.") for k in saved)
     with pytest.raises(ValueError, match="recon_adv_weight"):
         style_config(recon_adv_weight=-1.0).validate()
+    with pytest.raises(ValueError, match="recon_critic"):
+        style_config(recon_critic="E").validate()
 
 
 def test_inferred_style_redraws_the_image_better_than_the_prior_mean(style_model_dir):
@@ -144,6 +158,33 @@ def test_refine_fits_the_codes_to_the_image_and_keeps_its_category(style_model_d
     # an edit starts from the refined codes: its own codes with detail kept still return x
     assert (engine.reconstruct(model, x, keep_detail=True, refine_steps=5) - x).abs().max() < 1e-5
     assert engine.refine(model, x, found, steps=0) is found
+
+
+def test_cli_refines_by_the_models_own_default_and_refine_overrides_it(style_model_dir, tmp_path):
+    """A model folder's refine_steps is what --refine means when it is not given."""
+    import json
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(style_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["refine_steps"] == 0  # what training writes
+    (folder / "config.json").write_text(json.dumps({**config, "refine_steps": 4}))
+    src = tmp_path / "shape.png"
+    Image.fromarray(shapes_dataset(n=1, seed=5).images[0, 0].numpy()).save(src)
+    runner = CliRunner()
+
+    def reconstruct(*refine: str) -> np.ndarray:
+        out = tmp_path / f"rec{''.join(refine)}.png"
+        result = runner.invoke(app, ["reconstruct", str(src), "-o", str(out), "--model", str(folder), "--frame",
+                                     "no", "--invert", "no", "--quiet", *refine])
+        assert result.exit_code == 0, result.output
+        return np.asarray(Image.open(out).convert("L"), np.int16)
+
+    default, four, none = reconstruct(), reconstruct("--refine", "4"), reconstruct("--refine", "0")
+    assert np.array_equal(default, four) and not np.array_equal(default, none)
+    with pytest.raises(ValueError, match="refine_steps"):
+        style_config(refine_steps=-1).validate()
 
 
 def test_refine_leaves_models_without_g2_as_they_are():

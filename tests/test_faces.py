@@ -35,7 +35,7 @@ def face_model_dir(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     cfg = InfoVAEGANConfig(model="infovaegan2", dataset="celeba", image_size=64, channels=3, z_dim=8, n_classes=3,
-                           c_dim=2, width=0.125, style_dim=4, g2_schedule="joint")
+                           c_dim=2, width=0.125, style_dim=4, g2_schedule="joint", nets="dcgan")  # cpu-fast's
     return hub.save_pretrained(InfoVAEGAN2(cfg).eval(), tmp_path_factory.mktemp("face_model"))
 
 

@@ -10,9 +10,9 @@ from infoedit import hub
 from infoedit.models.infovaegan import InfoVAEGAN, InfoVAEGANConfig
 
 
-@pytest.mark.parametrize("size,channels", [(28, 1), (64, 3)])
-def test_shapes(size, channels):
-    cfg = InfoVAEGANConfig(image_size=size, channels=channels, n_classes=4, c_dim=3, z_dim=5, width=0.125)
+@pytest.mark.parametrize("size,channels,nets", [(28, 1, "authors"), (64, 3, "authors"), (64, 3, "dcgan")])
+def test_shapes(size, channels, nets):
+    cfg = InfoVAEGANConfig(image_size=size, channels=channels, n_classes=4, c_dim=3, z_dim=5, width=0.125, nets=nets)
     model = InfoVAEGAN(cfg).eval()
     z, s, c = model.sample_prior(6, torch.Generator().manual_seed(0))
     assert z.shape == (6, 5) and s.shape == (6, 4) and c.shape == (6, 3)
@@ -22,6 +22,31 @@ def test_shapes(size, channels):
     mu, sigma, logits = model.encode(x)
     assert mu.shape == (6, 3) and sigma.shape == (6, 3) and logits.shape == (6, 4) and (sigma > 0).all()
     assert model.discriminate(x, s, c).shape == (6,)
+
+
+def test_the_authors_64px_networks_and_dcgans():
+    """nets "authors" builds their InfoVAE_Celeba.py layout: G upsamples 8 -> 64 by 3x3 transposed
+    convolutions of stride 2, each followed by one of stride 1; E and D read the image through 3x3
+    stride-2 convolutions, and E's FC layer has no BatchNorm. "dcgan" is 4x4 stride 2 throughout.
+    At 28 px both are the same networks, with the same weights' names and shapes."""
+    def layers(nets: str, size: int = 64):
+        model = InfoVAEGAN(InfoVAEGANConfig(image_size=size, channels=3, width=0.125, nets=nets))
+        convs = [(m.kernel_size[0], m.stride[0]) for m in model.G.deconv if isinstance(m, torch.nn.ConvTranspose2d)]
+        trunk = [(m.kernel_size[0], m.stride[0]) for m in model.E.trunk if isinstance(m, torch.nn.Conv2d)]
+        e_norms = [m for m in model.E.fc if isinstance(m, torch.nn.BatchNorm1d)]
+        return model, convs, trunk, e_norms
+
+    _, convs, trunk, e_norms = layers("authors")
+    assert convs == [(3, 2), (3, 1), (3, 2), (3, 1), (3, 2), (3, 1)] and trunk == [(3, 2)] * 4 and not e_norms
+    _, convs, trunk, e_norms = layers("dcgan")
+    assert convs == [(4, 2)] * 3 and trunk == [(4, 2)] * 4 and len(e_norms) == 1
+    small = [{k: v.shape for k, v in layers(nets, 28)[0].state_dict().items()} for nets in ("authors", "dcgan")]
+    assert small[0] == small[1]
+    assert InfoVAEGANConfig().nets == "authors"  # the paper preset's
+    old = {k: v for k, v in InfoVAEGANConfig(image_size=64, channels=3).to_dict().items() if k != "nets"}
+    assert InfoVAEGANConfig.from_dict(old).nets == "dcgan"  # folders from before the field
+    with pytest.raises(ValueError, match="nets"):
+        InfoVAEGANConfig(nets="vgg").validate()
 
 
 def test_uniform_prior_range_and_normal_prior():

@@ -64,8 +64,9 @@ def method_line(cfg) -> str:
     """The card's line saying what is the paper's and what is not: the config fields whose values
     differ from the family's defaults (which are its paper's method)."""
     defaults = type(cfg)()
+    same = FORMAT_FIELDS + (("nets",) if cfg.image_size == 28 else ())  # one network layout at 28 px
     changed = [f"{f.name} {getattr(cfg, f.name)}" for f in fields(cfg)
-               if f.name not in FORMAT_FIELDS and getattr(cfg, f.name) != getattr(defaults, f.name)]
+               if f.name not in same and getattr(cfg, f.name) != getattr(defaults, f.name)]
     if not changed:
         return f"- method: {cfg.model} as its paper states it (infoedit's defaults for the family)"
     return (f"- method: {cfg.model} as its paper states it, with settings that are not the paper's "

@@ -23,6 +23,8 @@ def make_optimizers(model, tc: TrainConfig) -> dict[str, torch.optim.Optimizer]:
     adversarial (Eq. 29), MI (Eq. 30) and VAE (Eq. 31 / 32) losses one Adam each over the
     networks that loss trains; "per-network" gives G, E (and G2) one Adam each."""
     opt = {"D": adam(model.D.parameters(), tc.lr_d, tc)}
+    if hasattr(model, "D2"):  # the reconstructions' own critic (recon_critic "own"), stepped as D is
+        opt["D2"] = adam(model.D2.parameters(), tc.lr_d, tc)
     g2 = [model.G2] if isinstance(model, InfoVAEGAN2) else []
     if model.config.optimisers == "per-network":
         opt.update({"G": adam(model.G.parameters(), tc.lr_g, tc), "E": adam(model.E.parameters(), tc.lr_e, tc)})
@@ -70,17 +72,27 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     edited = draw_edits(model, x.shape[0], g2_real.style, gen) if cfg.edit_weight else None
 
     # D step (Eq. 28): the real pair (x, E(x)'s codes) against the fake pair (G(z, s, c), s, c)
-    # and, where the levers are on, G2's drawings of random codes and of the real images
-    fakes = [(x_g, s, c)] + ([edited] if edited else []) + ([(torch.sigmoid(recon[0]), *recon[1:])] if recon else [])
-    d_loss = discriminator_step(model, opt["D"], (x, real.s, real.c), fakes)
+    # and, where the levers are on, G2's drawings of random codes and of the real images (these
+    # last judged by a critic of their own where the config gives one: recon_critic)
+    fakes = [(x_g, s, c)] + ([edited] if edited else [])
+    d2_loss = None
+    if recon:
+        judged = (torch.sigmoid(recon[0]), *recon[1:])
+        if "D2" in opt:
+            d2_loss = discriminator_step(model.D2, opt["D2"], (x, real.s, real.c), [judged])
+        else:
+            fakes.append(judged)
+    d_loss = discriminator_step(model.D, opt["D"], (x, real.s, real.c), fakes)
 
     # G/E step: adversarial (Eq. 29, G only), MI (Eq. 30, G and E), VAE (Eq. 31, E only)
-    requires_grad(model.D, False)
+    critics = [model.D, *([model.D2] if "D2" in opt else [])]
+    for critic in critics:
+        requires_grad(critic, False)
     g_adv = losses.generator_adv_loss(model.discriminate(x_g, s, c))  # Eq. 29
     mu, sigma, logits = model.encode(x_g)
     mi_s, mi_c = losses.mutual_information_loss(logits, s, mu, sigma, c, cfg.mi_continuous, generator=gen)
     mi = cfg.mi_weight_s * mi_s + cfg.mi_weight_c * mi_c  # Eq. 30
-    extra = {}
+    extra = {} if d2_loss is None else {"d2": d2_loss}
     mi = mi + real_data_information(model, x, real, gen, extra)  # lever: real_mi_weight
     eq31 = eq32 = None
     if joint:  # ours: Eq. 32 (replacing Eq. 31): G2 redraws the real x from E(x)'s codes; trains E and G2
@@ -102,7 +114,8 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
         step_per_loss(opt, {"adv": g_adv, "mi": mi, "vae": vae})
     else:
         step_per_network(model, opt, g_adv + mi, eq31, eq32)
-    requires_grad(model.D, True)
+    for critic in critics:
+        requires_grad(critic, True)
     return {"d": d_loss.item(), "g_adv": g_adv.item(), "mi_s": mi_s.item(), "mi_c": mi_c.item(),
             "vae": vae.item(), "rec": rec.item(), "kl_c": kl_c.item(), **{k: v.item() for k, v in extra.items()}}
 
@@ -121,15 +134,20 @@ def encode_real(model, x: torch.Tensor, gen: torch.Generator) -> RealCodes:
     return RealCodes(mu, sigma, logits, aux, style, s.detach(), c.detach())
 
 
-def discriminator_step(model, opt: torch.optim.Optimizer, real: tuple, fakes: list[tuple]) -> torch.Tensor:
-    """Eq. 28 on one real (image, s, c) triple and fake ones (each scored in its own D call, as
-    BatchNorm sees them), all detached: trains D alone."""
-    requires_grad(model.D, True)
-    fake = torch.cat([model.discriminate(*(t.detach() for t in triple)) for triple in fakes])
-    d_loss = losses.discriminator_loss(model.discriminate(*real), fake)
+def discriminator_step(critic: torch.nn.Module, opt: torch.optim.Optimizer, real: tuple, fakes: list[tuple]
+                       ) -> torch.Tensor:
+    """Eq. 28 on one real (image, s, c) triple and fake ones (each scored in its own call, as
+    BatchNorm sees them), all detached: trains the joint discriminator ``critic`` (D) alone."""
+    requires_grad(critic, True)
+
+    def judge(x, s, c):
+        return critic(x, torch.cat([s, c], dim=1))
+
+    fake = torch.cat([judge(*(t.detach() for t in triple)) for triple in fakes])
+    d_loss = losses.discriminator_loss(judge(*real), fake)
     opt.zero_grad(set_to_none=True)
     d_loss.backward()
-    dist.average_gradients(model.D)
+    dist.average_gradients(critic)
     opt.step()
     return d_loss
 
@@ -162,7 +180,7 @@ def step_per_network(model, opt: dict, loss: torch.Tensor, eq31: torch.Tensor | 
         if g is not None:
             p.grad = g if p.grad is None else p.grad + g
     for name, o in opt.items():
-        if name != "D":
+        if name not in ("D", "D2"):
             dist.average_gradients(getattr(model, name))
             o.step()
 
@@ -206,7 +224,8 @@ def add_g2_levers(model, loss: torch.Tensor, real: RealCodes, edited: tuple | No
         loss = loss + cfg.edit_weight * (extra["edit"] + extra["edit_adv"])
     if recon is not None:
         x_rec, s, c = recon  # the codes detached: E learns from Eq. 32, not from fooling D
-        extra["recon_adv"] = losses.generator_adv_loss(model.discriminate(torch.sigmoid(x_rec), s.detach(), c.detach()))
+        judged = model.reconstruction_discriminator()(torch.sigmoid(x_rec), torch.cat([s, c], dim=1).detach())
+        extra["recon_adv"] = losses.generator_adv_loss(judged)
         loss = loss + cfg.recon_adv_weight * extra["recon_adv"]
     return loss
 

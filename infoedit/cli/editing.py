@@ -13,7 +13,7 @@ import typer
 from infoedit.cli.errors import fail, finish, user_errors
 from infoedit.cli.loading import (batches, expand_folders, face_crops, image_loader, load_batch, load_model,
                                   note_colour_photo, read_pairs)
-from infoedit.cli.options import (DEFAULT_REFINE, NOISE_NOTE, PHOTO_CELL, DebugOpt, Device, DeviceOpt, FaceOpt,
+from infoedit.cli.options import (NOISE_NOTE, PHOTO_CELL, DebugOpt, Device, DeviceOpt, FaceOpt,
                                   ForceOpt, FrameOpt, InvertOpt, KeepDetailOpt, Mode, ModelOpt, PasteBackOpt,
                                   QuietOpt, RefineOpt, RevisionOpt, SeedOpt, Source)
 from infoedit.cli.output import in_photo, output_targets, save_edit, say, still_to_write
@@ -40,7 +40,7 @@ def swap(
     continuous_from: Annotated[Source, typer.Option(help="Image whose continuous code is used.")] = Source.a,
     strip: Annotated[bool, typer.Option(
         help="Write A | B | result side by side instead of the result alone.")] = False,
-    keep_detail: KeepDetailOpt = True, refine: RefineOpt = DEFAULT_REFINE, seed: SeedOpt = 0,
+    keep_detail: KeepDetailOpt = True, refine: RefineOpt = None, seed: SeedOpt = 0,
     model: ModelOpt = "mnist",
     revision: RevisionOpt = None, device: DeviceOpt = Device.auto, invert: InvertOpt = Mode.auto,
     frame: FrameOpt = Mode.auto, face: FaceOpt = None, paste_back: PasteBackOpt = False, force: ForceOpt = False,
@@ -118,7 +118,7 @@ def traverse(
         "--out", "-o", help="Output grid PNG (default traverse.png), or a folder for several images.")] = None,
     strip: Annotated[bool, typer.Option(help="Several images: their grids one under the other in one PNG.")
                      ] = False,
-    keep_detail: KeepDetailOpt = True, refine: RefineOpt = DEFAULT_REFINE, seed: SeedOpt = 0,
+    keep_detail: KeepDetailOpt = True, refine: RefineOpt = None, seed: SeedOpt = 0,
     model: ModelOpt = "mnist",
     revision: RevisionOpt = None, device: DeviceOpt = Device.auto, invert: InvertOpt = Mode.auto,
     frame: FrameOpt = Mode.auto, face: FaceOpt = None, paste_back: Annotated[bool, typer.Option(
@@ -206,7 +206,7 @@ def reconstruct(
         "--keep-detail/--no-keep-detail",
         help="Add back what the model's drawing leaves out of each image (the result is then the input "
              "itself). Off: the model's own drawing.")] = False,
-    refine: RefineOpt = DEFAULT_REFINE, seed: SeedOpt = 0, model: ModelOpt = "mnist",
+    refine: RefineOpt = None, seed: SeedOpt = 0, model: ModelOpt = "mnist",
     revision: RevisionOpt = None,
     device: DeviceOpt = Device.auto, invert: InvertOpt = Mode.auto, frame: FrameOpt = Mode.auto,
     face: FaceOpt = None, paste_back: PasteBackOpt = False, force: ForceOpt = False, quiet: QuietOpt = False,

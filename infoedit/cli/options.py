@@ -74,14 +74,9 @@ KeepDetailOpt = Annotated[bool, typer.Option(
     help="Add back the image's detail that its codes do not explain, so only the edited code changes "
          "(docs/cli.md).")]
 PHOTO_CELL = 256  # traverse --paste-back: the longer side of each cell, the whole photo
-# Off: any refinement costs a third of the commands' speed on a folder, below 200 img/s for MNIST
-# (5 steps: 173 / 198 img/s, 3: 187 / 202), though 5 steps take Fashion-MNIST's SSIM 0.737 -> 0.759
-# (bench/results/edits-refine-5.md, edits-refine-3.md; chosen on the last 2,000 training images:
-# 0.738 -> 0.760, 3 steps 0.756)
-DEFAULT_REFINE = 0
-RefineOpt = Annotated[int, typer.Option(
-    "--refine", min=0, metavar="STEPS",
-    help="Fit the image's codes to it by STEPS gradient steps before editing (G2 models; 0: the "
-         "encoder's codes as they are; cost: docs/cli.md).")]
+RefineOpt = Annotated[Optional[int], typer.Option(
+    "--refine", min=0, metavar="STEPS", show_default=False,
+    help="Fit the image's codes to it by STEPS gradient steps before editing (G2 models; 0: the encoder's "
+         "codes as they are). Default: the model's own, 0 for mnist, 2 for fashion-mnist (docs/cli.md).")]
 NOISE_NOTE = ("Noise z: one vector drawn from the prior with --seed (default 0), the same for every "
               "output image; a model with an InfoVAEGAN2 generator G2(s, c) uses it instead, with no noise.")

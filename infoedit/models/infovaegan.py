@@ -9,12 +9,15 @@ import torch
 
 from infoedit import codes
 from infoedit.models.config import CodeModel, ConfigMixin
-from infoedit.models.nets import Encoder, Generator, JointDiscriminator
+from infoedit.models.nets import LAYOUTS, Encoder, Generator, JointDiscriminator
 
 FORMAT_VERSION = 1
 OPTIMISERS = ("per-loss", "per-network")
+RECON_CRITICS = ("D", "own")
 G2_SCHEDULES = ("authors", "joint")
-G2_FIELDS = ("g2_schedule", "style_dim", "style_kl_weight", "edit_weight", "recon_adv_weight")  # settings of G2: InfoVAEGAN2 only
+# settings of G2: InfoVAEGAN2 only
+G2_FIELDS = ("g2_schedule", "style_dim", "style_kl_weight", "edit_weight", "recon_adv_weight", "recon_critic",
+             "refine_steps")
 AUGMENT_PARTS = ("affine", "flip", "shear", "stroke", "contrast", "centre", "spin")
 LIKELIHOODS = ("gaussian", "bernoulli")
 
@@ -46,6 +49,11 @@ class InfoVAEGANConfig(ConfigMixin):
     mi_weight_s: float = 1.0
     mi_weight_c: float = 1.0
     width: float = 1.0        # multiplies every hidden width; 1.0 = the paper's networks
+    # The 64 px networks (models/nets.py): "authors", as their code builds them (3x3 kernels,
+    # stride-1 transposed convolutions between the upsampling ones); "dcgan" (ours, the cpu-fast
+    # preset and every folder before the field): DCGAN's 4x4 stride-2 ones, 3-6x cheaper a step.
+    # At 28 px both are InfoGAN's networks, as the authors' MNIST code.
+    nets: str = "authors"
     # s in D's real pair (x, s ~ q(s|x)): "onehot" samples Cat(q(s|x)) exactly, as Eq. 16 reads
     # and with the same support as the fake pair's one-hot s; "gumbel" is the authors' code
     # (a tau-relaxed sample, which D can tell from an exact one-hot by its softness alone).
@@ -97,6 +105,11 @@ class InfoVAEGANConfig(ConfigMixin):
     # 2016) sharpens a VAE's drawings: a pixel likelihood alone draws the mean of what the codes
     # leave open, a blur. Weighed against Eq. 32's reconstruction, a sum over pixels. 0 = off.
     recon_adv_weight: float = 0.0
+    # Who judges those reconstructions (with recon_adv_weight): "D", the joint D that also judges
+    # G's samples; or "own", a second discriminator of the same build (D2, training-only) that
+    # sees real images against reconstructions alone, so what D learns of G2's blur does not
+    # push G's samples towards noise (bench/results/faces-validation-recon-adv-*.md).
+    recon_critic: str = "D"
     # How the losses step the networks. "per-loss", the authors' code: one Adam per loss (D: Eq. 28;
     # G: Eq. 29; G and E: Eq. 30; E: Eq. 31, or E and G2: Eq. 32), each loss's gradient normalised
     # by its own Adam. "per-network" (ours): one Adam per network on the sum of its losses, where
@@ -107,6 +120,10 @@ class InfoVAEGANConfig(ConfigMixin):
     # (ours, the cpu-fast preset and both bundles): Eq. 32 trains E and G2 and replaces Eq. 31, so
     # E learns its codes from real images; the style code (style_dim) needs it.
     g2_schedule: str = "authors"
+    # Not training: how many refinement steps (engine.refine) the editing commands take by default
+    # for this model (their --refine), chosen on validation images for a model that ships, where
+    # the encoder's codes alone redraw its images too loosely. 0 = E's codes as they are.
+    refine_steps: int = 0
     model: str = "infovaegan"
     dataset: str = ""
     format_version: int = FORMAT_VERSION
@@ -117,7 +134,8 @@ class InfoVAEGANConfig(ConfigMixin):
                                     "tc_weight": 0.0, "background": "dark", "batchnorm": True,
                                     "likelihood": "gaussian", "style_dim": 0, "style_kl_weight": 1.0,
                                     "edit_weight": 0.0, "recon_adv_weight": 0.0, "optimisers": "per-network",
-                                    "g2_schedule": "joint"}
+                                    "g2_schedule": "joint", "recon_critic": "D",
+                                    "refine_steps": 0, "nets": "dcgan"}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
@@ -142,6 +160,10 @@ class InfoVAEGANConfig(ConfigMixin):
         if self.style_dim and self.g2_schedule != "joint":
             raise ValueError("style_dim needs g2_schedule 'joint': under the authors' schedule E takes no "
                              "gradient from Eq. 32, so nothing would train the style code")
+        if self.nets not in LAYOUTS:
+            raise ValueError(f"nets must be one of {', '.join(LAYOUTS)}, got {self.nets!r}")
+        if self.recon_critic not in RECON_CRITICS:
+            raise ValueError(f"recon_critic must be one of {', '.join(RECON_CRITICS)}, got {self.recon_critic!r}")
         if self.d_real_s not in ("onehot", "gumbel"):
             raise ValueError(f"d_real_s must be 'onehot' or 'gumbel', got {self.d_real_s!r}")
         augment_parts(self.augment)
@@ -154,8 +176,9 @@ class InfoVAEGANConfig(ConfigMixin):
         if self.overcluster and (self.overcluster <= self.n_classes or not self.real_mi_weight > 0):
             raise ValueError(f"overcluster must be 0, or > n_classes ({self.n_classes}) with real_mi_weight > 0, "
                              f"got {self.overcluster}")
-        if self.style_dim < 0:
-            raise ValueError(f"style_dim must be >= 0, got {self.style_dim}")
+        for name in ("style_dim", "refine_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("kl_c_weight", "tc_weight", "style_kl_weight", "edit_weight", "recon_adv_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -178,13 +201,14 @@ class InfoVAEGAN(CodeModel):
         config.validate()
         self.config = config
         cfg = config
-        self.G = Generator(cfg.z_dim + cfg.code_dim, cfg.image_size, cfg.channels, cfg.width, cfg.batchnorm)
-        self.D = JointDiscriminator(cfg.image_size, cfg.channels, cfg.code_dim, cfg.width, cfg.batchnorm)
+        self.G = Generator(cfg.z_dim + cfg.code_dim, cfg.image_size, cfg.channels, cfg.width, cfg.batchnorm,
+                           cfg.nets)
+        self.D = JointDiscriminator(cfg.image_size, cfg.channels, cfg.code_dim, cfg.width, cfg.batchnorm, cfg.nets)
         shared = (self.D.trunk, self.D.trunk_features) if cfg.shared_trunk else None
         if (cfg.style_dim or cfg.edit_weight or cfg.recon_adv_weight) and type(self) is InfoVAEGAN:
             raise ValueError("style_dim, edit_weight and recon_adv_weight need G2: use --model infovaegan2")
         self.E = Encoder(cfg.image_size, cfg.channels, cfg.n_classes, cfg.c_dim, cfg.width, shared,
-                         cfg.overcluster, cfg.batchnorm, cfg.style_dim)
+                         cfg.overcluster, cfg.batchnorm, cfg.style_dim, cfg.nets)
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None):
         z, s, c = super().sample_prior(n, generator)
@@ -211,7 +235,18 @@ class InfoVAEGAN2(InfoVAEGAN):
         cfg = config
         # Same builder as G with no noise input: G2 sees only the codes E infers ([s, c], then
         # the style code w when the config has one).
-        self.G2 = Generator(cfg.code_dim + cfg.style_dim, cfg.image_size, cfg.channels, cfg.width, cfg.batchnorm)
+        self.G2 = Generator(cfg.code_dim + cfg.style_dim, cfg.image_size, cfg.channels, cfg.width, cfg.batchnorm,
+                            cfg.nets)
+        if cfg.recon_adv_weight and cfg.recon_critic == "own":
+            self.D2 = JointDiscriminator(cfg.image_size, cfg.channels, cfg.code_dim, cfg.width, cfg.batchnorm,
+                                         cfg.nets)
+
+    def reconstruction_discriminator(self) -> torch.nn.Module:
+        """The discriminator that judges G2's reconstructions (recon_adv_weight): D2 or D."""
+        return getattr(self, "D2", self.D)
+
+    def training_only(self) -> tuple[str, ...]:
+        return (*super().training_only(), "D2.")
 
     def encode_with_style(self, x: torch.Tensor) -> tuple:
         """(mu_c, sigma_c, logits_s, mu_w): encode's codes and the mean style code (None without one)."""

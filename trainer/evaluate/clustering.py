@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from infoedit import engine
 
@@ -145,13 +146,6 @@ def save_confusion_png(matrix: np.ndarray, path: str | Path, col_names: list[str
 @torch.inference_mode()
 def predict_clusters(model, images: torch.Tensor, batch_size: int = 500, scale: float = 255.0):
     """argmax q(s|x) for uint8 images, in eval mode; returns (clusters, confidence)."""
-    was_training = model.training
-    model.eval()
-    preds, confs = [], []
-    for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].to(model.device).float().div_(scale)
-        conf, pred = engine.encode(model, x).probs.max(dim=1)
-        preds.append(pred.cpu())
-        confs.append(conf.cpu())
-    model.train(was_training)
-    return torch.cat(preds), torch.cat(confs)
+    confidence, clusters = engine.encode_in_batches(
+        model, images, lambda mu, sigma, logits: F.softmax(logits.float(), dim=1).max(dim=1), scale, batch_size)
+    return clusters.cpu(), confidence.cpu()
