@@ -64,8 +64,7 @@ def save_pretrained(model, folder: str | Path, card: str | None = None) -> Path:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    skip = model.training_only()
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith(skip)}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.folder_state().items()}
     atomic_write_bytes(folder / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
     atomic_write_bytes(folder / CONFIG_NAME, (json.dumps(model.config.to_dict(), indent=2) + "\n").encode())
     if card is not None:

@@ -174,18 +174,38 @@ def test_resume_after_epoch_1_equals_an_uninterrupted_run(tmp_path, deterministi
     hub.from_pretrained(str(tmp_path / "b"))
 
 
-def test_resume_mid_epoch_equals_an_uninterrupted_run(tmp_path, deterministic):
+@pytest.mark.parametrize("lever", [{}, {"g_average": 0.9}])  # G's moving average resumes too
+def test_resume_mid_epoch_equals_an_uninterrupted_run(tmp_path, deterministic, lever):
     ds = shapes_dataset(128)
-    straight = tiny()
+    straight = tiny(**lever)
     fit(straight, ds, tc(epochs=2), tmp_path / "a", progress=False)
     # stop at step 6 of 8 (checkpoints at 3 and at the stop), then continue
-    fit(tiny(), ds, tc(epochs=2, max_steps=6, checkpoint_every=3), tmp_path / "b", progress=False)
+    fit(tiny(**lever), ds, tc(epochs=2, max_steps=6, checkpoint_every=3), tmp_path / "b", progress=False)
     assert checkpoint.read_state(tmp_path / "b")["index"] == 2  # epoch 2, batch 3 is next
-    resumed = tiny()
+    resumed = tiny(**lever)
     fit(resumed, ds, tc(epochs=2, resume=tmp_path / "b"), tmp_path / "c", progress=False)
     assert_same_weights(straight, resumed)
     assert records(tmp_path / "c")[-1]["d"] == pytest.approx(records(tmp_path / "a")[-1]["d"], rel=1e-12)
     assert (tmp_path / "b" / "config.json").is_file() and (tmp_path / "c" / "checkpoint").is_dir()
+
+
+def test_a_run_from_before_a_config_field_resumes(tmp_path):
+    """A checkpoint written before a field existed resumes: the field reads as the run trained."""
+    import json
+
+    ds = shapes_dataset(128)
+    fit(tiny(), ds, tc(epochs=2, max_steps=3, checkpoint_every=3), tmp_path / "b", progress=False)
+    path = tmp_path / "b" / "checkpoint" / "state.json"
+    state = json.loads(path.read_text())
+    for field in ("g_average", "refine_steps"):
+        del state["model_config"][field]
+    path.write_text(json.dumps(state))
+    record = fit(tiny(), ds, tc(epochs=2, resume=tmp_path / "b"), tmp_path / "b", progress=False)
+    assert record["step"] == 8
+    state["model_config"]["width"] = 0.5  # a real difference is still refused
+    path.write_text(json.dumps({**state, "step": 3}))
+    with pytest.raises(ValueError, match="width"):
+        fit(tiny(), ds, tc(epochs=3, resume=tmp_path / "b"), tmp_path / "b", progress=False)
 
 
 def test_reseed_checks_each_inner_epoch_boundary_once_also_across_a_resume(tmp_path, monkeypatch):

@@ -624,3 +624,38 @@ def test_authors_schedule_eq31_trains_e_and_eq32_trains_g2_alone(monkeypatch, op
             assert (g is None and w is None) or torch.allclose(g, w, atol=1e-6), net
     with pytest.raises(ValueError, match="style_dim needs g2_schedule 'joint'"):
         InfoVAEGANConfig(model="infovaegan2", style_dim=4).validate()
+
+
+def test_g_average_is_the_moving_average_of_g_and_the_folder_draws_with_it(tmp_path):
+    """g_average: after each step G_average moves to G by 1 - min(decay, (1 + t) / (10 + t)); G
+    trains exactly as without it; the model folder's G is the average, and it loads so."""
+    from infoedit import hub
+
+    def run(g_average: float):
+        model = tiny(g_average=g_average)
+        opt, gen = make_optimizers(model, TrainConfig()), torch.Generator().manual_seed(0)
+        snapshots = []
+        for _ in range(3):
+            train_step(model, opt, torch.rand(8, 1, 28, 28, generator=gen), gen)
+            snapshots.append([p.detach().clone() for p in model.G.parameters()])
+        return model, snapshots
+
+    plain, _ = run(0.0)
+    model, snapshots = run(0.5)
+    assert not hasattr(plain, "G_average")
+    for a, b in zip(plain.G.parameters(), model.G.parameters()):
+        assert torch.equal(a, b)  # the average does not touch G's training
+    want = [p.detach().clone() for p in tiny().G.parameters()]  # G at initialisation
+    for t, now in enumerate(snapshots):
+        decay = min(0.5, (1 + t) / (10 + t))
+        want = [decay * w + (1 - decay) * n for w, n in zip(want, now)]
+    for w, got in zip(want, model.G_average.parameters()):
+        assert torch.allclose(w, got, atol=1e-6)
+    assert int(model.G_average.steps) == 3
+    loaded = hub.from_pretrained(str(hub.save_pretrained(model, tmp_path / "m")))
+    for got, avg in zip(loaded.G.parameters(), model.G_average.parameters()):
+        assert torch.equal(got, avg)
+    for got, buf in zip(loaded.G.buffers(), model.G.buffers()):  # BatchNorm's statistics: G's own
+        assert torch.equal(got, buf)
+    with pytest.raises(ValueError, match="g_average"):
+        InfoVAEGANConfig(g_average=1.0).validate()

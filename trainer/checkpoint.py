@@ -250,6 +250,10 @@ def check_resumable(state: dict, model, ds, tc, src: Path) -> None:
     if missing:
         raise CheckpointError(f"{src}: the checkpoint holds no {', '.join(missing)} (not one fit wrote)")
     saved, mine = state.get("model_config") or {}, model.config.to_dict()
+    try:  # a run from before a field was added trained as its ADDED_FIELDS value says
+        saved = type(model.config).from_dict(saved).to_dict()
+    except (ValueError, TypeError, KeyError):
+        pass  # not this family's config at all: the comparison names the first difference
     for key in sorted(set(saved) | set(mine)):
         if saved.get(key) != mine.get(key):
             raise ValueError(f"{src}: the run's model has {key}={saved.get(key)!r}, this one {mine.get(key)!r}")

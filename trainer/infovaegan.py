@@ -116,6 +116,7 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
         step_per_network(model, opt, g_adv + mi, eq31, eq32)
     for critic in critics:
         requires_grad(critic, True)
+    model.average_generator()  # lever: g_average
     return {"d": d_loss.item(), "g_adv": g_adv.item(), "mi_s": mi_s.item(), "mi_c": mi_c.item(),
             "vae": vae.item(), "rec": rec.item(), "kl_c": kl_c.item(), **{k: v.item() for k, v in extra.items()}}
 
@@ -328,6 +329,8 @@ def reseed_categories(model, ds, seed: int, epoch: int, n: int = 10_000, batch_s
     rows.weight[small] = rows.weight[large] + noise
     rows.bias[small] = rows.bias[large]
     inputs = [(model.G.fc[0], cfg.z_dim), (model.D.head[0], model.D.trunk_features)]
+    if hasattr(model, "G_average"):
+        inputs.append((model.G_average.fc[0], cfg.z_dim))
     if isinstance(model, InfoVAEGAN2):
         inputs.append((model.G2.fc[0], 0))
     for layer, offset in inputs:  # the one-hot s enters these layers at columns offset .. offset + K - 1

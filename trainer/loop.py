@@ -163,11 +163,11 @@ class Run:
         and metrics.jsonl."""
         model = self.model
         record = self.evaluate(record)
-        model.eval()
-        grid = engine.class_grid(model, rows=10, seed=self.tc.seed)
-        model.train()
         self.records.append(record)
         hub.save_pretrained(model, self.out, model_card(model, self.tc, record, self.ds.held_out))
+        # drawn by the folder's weights (its G may be an average of the trained one's: g_average)
+        grid = engine.class_grid(hub.from_pretrained(str(self.out), device=str(model.device)), rows=10,
+                                 seed=self.tc.seed)
         ood.save(self.out, ood.reference(model, self.ds.batch(self.ood_sample).to(model.device)))
         save_png(make_grid(grid.cpu(), nrow=model.config.n_classes), self.out / "samples.png")
         plot_curves(self.history, self.out / "loss_curve.png", title=f"{model.config.model} on {self.ds.name}")

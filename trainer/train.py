@@ -160,7 +160,8 @@ def warm_start(model, source: str) -> list[str]:
     fresh = []
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
-            have = old_state.get(name)
+            # G's moving average (g_average) starts as the G it averages
+            have = old_state.get(f"G.{name.removeprefix('G_average.')}" if name.startswith("G_average.") else name)
             if have is not None and have.shape == tensor.shape:
                 tensor.copy_(have)
             elif have is not None and tensor.dim() == 2 and have.shape[0] == tensor.shape[0] \

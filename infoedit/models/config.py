@@ -73,7 +73,20 @@ class ConfigMixin:
         return cfg
 
 
-class CodeModel(nn.Module):
+class FolderModel(nn.Module):
+    """What a model folder holds of a model: its weights less the training-only ones."""
+
+    def training_only(self) -> tuple[str, ...]:
+        """state_dict key prefixes that only training needs (a discriminator): the model folder
+        leaves them out, they live in the run's checkpoint."""
+        return ()
+
+    def folder_state(self) -> dict[str, torch.Tensor]:
+        """The weights a model folder holds: the state dict less the training-only entries."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(self.training_only())}
+
+
+class CodeModel(FolderModel):
     """The interface the trainer and every command use: priors, device, generate from codes.
 
     Subclasses set ``self.config`` and ``self.G`` (a nets.Generator) and define ``encode``.
@@ -93,11 +106,6 @@ class CodeModel(nn.Module):
         """(mu_c, sigma_c, logits_s, mu_w): encode's codes, and the style code that a model whose
         decoder reads one infers (InfoVAEGAN2 with style_dim; None for every other model)."""
         return (*self.encode(x), None)
-
-    def training_only(self) -> tuple[str, ...]:
-        """state_dict key prefixes that only training needs (a discriminator): the model folder
-        leaves them out, they live in the run's checkpoint."""
-        return ()
 
     @property
     def device(self) -> torch.device:

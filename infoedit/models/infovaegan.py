@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -120,6 +121,11 @@ class InfoVAEGANConfig(ConfigMixin):
     # (ours, the cpu-fast preset and both bundles): Eq. 32 trains E and G2 and replaces Eq. 31, so
     # E learns its codes from real images; the style code (style_dim) needs it.
     g2_schedule: str = "authors"
+    # Not in the paper (ours): G's weights as the model folder holds them are an exponential
+    # moving average of G's over the steps (as progressive GANs and StyleGAN sample), with this
+    # decay, warmed up as (1 + t) / (10 + t) so a short run does not keep its first steps. G
+    # itself trains as before; the average only draws samples (`infoedit sample`). 0 = off: G.
+    g_average: float = 0.0
     # Not training: how many refinement steps (engine.refine) the editing commands take by default
     # for this model (their --refine), chosen on validation images for a model that ships, where
     # the encoder's codes alone redraw its images too loosely. 0 = E's codes as they are.
@@ -135,7 +141,7 @@ class InfoVAEGANConfig(ConfigMixin):
                                     "likelihood": "gaussian", "style_dim": 0, "style_kl_weight": 1.0,
                                     "edit_weight": 0.0, "recon_adv_weight": 0.0, "optimisers": "per-network",
                                     "g2_schedule": "joint", "recon_critic": "D",
-                                    "refine_steps": 0, "nets": "dcgan"}
+                                    "refine_steps": 0, "nets": "dcgan", "g_average": 0.0}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
@@ -182,6 +188,8 @@ class InfoVAEGANConfig(ConfigMixin):
         for name in ("kl_c_weight", "tc_weight", "style_kl_weight", "edit_weight", "recon_adv_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.g_average < 1:
+            raise ValueError(f"g_average must be in [0, 1), got {self.g_average}")
         if not self.tau > 0 or not self.width > 0:
             raise ValueError("tau and width must be > 0")
 
@@ -209,6 +217,9 @@ class InfoVAEGAN(CodeModel):
             raise ValueError("style_dim, edit_weight and recon_adv_weight need G2: use --model infovaegan2")
         self.E = Encoder(cfg.image_size, cfg.channels, cfg.n_classes, cfg.c_dim, cfg.width, shared,
                          cfg.overcluster, cfg.batchnorm, cfg.style_dim, cfg.nets)
+        if cfg.g_average:  # training-only: the folder's G (folder_state); see average_generator
+            self.G_average = copy.deepcopy(self.G).requires_grad_(False)
+            self.G_average.register_buffer("steps", torch.zeros((), dtype=torch.long))  # averaged so far
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None):
         z, s, c = super().sample_prior(n, generator)
@@ -223,7 +234,30 @@ class InfoVAEGAN(CodeModel):
 
     def training_only(self) -> tuple[str, ...]:
         d = "D.head." if self.config.shared_trunk else "D."  # E may read D's trunk
-        return d, "E.aux."
+        return d, "E.aux.", "G_average."
+
+    def folder_state(self) -> dict[str, torch.Tensor]:
+        """The folder's weights, G's taken from its moving average when the config keeps one."""
+        state = super().folder_state()
+        if hasattr(self, "G_average"):
+            average = self.G_average.state_dict()
+            state.update({f"G.{k}": average[k] for k in self.G.state_dict()})
+        return state
+
+    @torch.no_grad()
+    def average_generator(self) -> None:
+        """After a training step: G_average moves towards G by 1 - decay, the decay
+        min(g_average, (1 + t) / (10 + t)) at its t-th step; BatchNorm's running statistics are G's."""
+        if not hasattr(self, "G_average"):
+            return
+        t = int(self.G_average.steps)
+        decay = min(self.config.g_average, (1 + t) / (10 + t))
+        for avg, now in zip(self.G_average.parameters(), self.G.parameters()):
+            avg.lerp_(now, 1 - decay)
+        averaged = dict(self.G_average.named_buffers())
+        for name, now in self.G.named_buffers():
+            averaged[name].copy_(now)
+        self.G_average.steps += 1
 
 
 class InfoVAEGAN2(InfoVAEGAN):

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from infoedit import codes
-from infoedit.models.config import ConfigMixin
+from infoedit.models.config import ConfigMixin, FolderModel
 from infoedit.models.nets import _w, positive_sigma
 
 FORMAT_VERSION = 1
@@ -107,7 +107,7 @@ class DualEncoder(nn.Module):
         return mu, sigma, self.S(x)
 
 
-class SupervisedVAE(nn.Module):
+class SupervisedVAE(FolderModel):
     """E(x) -> q(s|x), q(c|x); decoder p(x|s, c); adversary A = q(y|c) (training only, Eqs. 9-14)."""
 
     class_names: list[str] | None = None
