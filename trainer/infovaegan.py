@@ -72,17 +72,9 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     edited = draw_edits(model, x.shape[0], g2_real.style, gen) if cfg.edit_weight else None
 
     # D step (Eq. 28): the real pair (x, E(x)'s codes) against the fake pair (G(z, s, c), s, c)
-    # and, where the levers are on, G2's drawings of random codes and of the real images (these
-    # last judged by a critic of their own where the config gives one: recon_critic)
-    fakes = [(x_g, s, c)] + ([edited] if edited else [])
-    d2_loss = None
-    if recon:
-        judged = (torch.sigmoid(recon[0]), *recon[1:])
-        if "D2" in opt:
-            d2_loss = discriminator_step(model.D2, opt["D2"], (x, real.s, real.c), [judged])
-        else:
-            fakes.append(judged)
-    d_loss = discriminator_step(model.D, opt["D"], (x, real.s, real.c), fakes)
+    # and, where the levers are on, G2's drawings of random codes and of the real images
+    d_loss, d2_loss = critic_steps(model, opt, (x, real.s, real.c), [(x_g, s, c)] + ([edited] if edited else []),
+                                   recon)
 
     # G/E step: adversarial (Eq. 29, G only), MI (Eq. 30, G and E), VAE (Eq. 31, E only)
     critics = [model.D, *([model.D2] if "D2" in opt else [])]
@@ -133,6 +125,21 @@ def encode_real(model, x: torch.Tensor, gen: torch.Generator) -> RealCodes:
              else codes.gumbel_softmax(logits, cfg.tau, gen))
         c = codes.reparameterize(mu, sigma, gen)
     return RealCodes(mu, sigma, logits, aux, style, s.detach(), c.detach())
+
+
+def critic_steps(model, opt: dict, real: tuple, fakes: list[tuple], recon: tuple | None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """D's step on the fakes, G2's reconstructions (``recon``, logits) among them, or judged in a
+    step of their own critic D2 where the config gives one (recon_critic "own"): (D's loss, D2's
+    or None)."""
+    d2_loss = None
+    if recon:
+        judged = (torch.sigmoid(recon[0]), *recon[1:])
+        if "D2" in opt:
+            d2_loss = discriminator_step(model.D2, opt["D2"], real, [judged])
+        else:
+            fakes = fakes + [judged]
+    return discriminator_step(model.D, opt["D"], real, fakes), d2_loss
 
 
 def discriminator_step(critic: torch.nn.Module, opt: torch.optim.Optimizer, real: tuple, fakes: list[tuple]

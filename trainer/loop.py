@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
-import signal
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +24,7 @@ from trainer.evaluate.clustering import cluster_accuracy, predict_clusters
 from trainer.families import trainer_for
 from trainer.plots import plot_curves
 from trainer.progress import make_progress
+from trainer.stopping import StopSignals, TrainingStopped, check_finite
 
 
 @dataclass
@@ -184,43 +182,6 @@ def epoch_order(n: int, epoch: int, seed: int) -> torch.Tensor:
                                  shuffle=True, seed=seed, drop_last=True)
     sampler.set_epoch(epoch)
     return torch.tensor(list(sampler), dtype=torch.long)
-
-
-class TrainingStopped(Exception):
-    """Training ended early; ``exit_code`` is what the CLI exits with, the message one line."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class StopSignals:
-    """SIGINT/SIGTERM set a flag; the loop finishes its step, saves, then stops."""
-
-    CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
-    def __enter__(self):
-        self.received = None
-        self.previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.CODES:
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, _frame):
-        self.received = signum
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
-def check_finite(values: dict[str, float], step: int, out: Path | None = None) -> None:
-    for name, v in values.items():
-        if not math.isfinite(v):
-            where = f"{out} keeps" if out is not None else "the run folder keeps"
-            raise TrainingStopped(f"loss {name} is {v} at step {step}; stopped, {where} the last good "
-                                  "checkpoint (try a lower learning rate)", 2)
 
 
 def resume(model, opt: dict, gen: torch.Generator, ds: Dataset, tc: TrainConfig) -> dict:

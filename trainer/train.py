@@ -17,7 +17,8 @@ from trainer import checkpoint, data
 from trainer.config import TrainConfig
 
 # Named settings over the dataset defaults: "paper" is the paper-faithful configuration;
-from trainer.loop import StopSignals, TrainingStopped, fit
+from trainer.loop import fit
+from trainer.stopping import StopSignals, TrainingStopped
 
 # Named settings over the dataset defaults: "paper" is the paper-faithful configuration;
 # "cpu-fast" is our tuned one (bench/results/levers*.md), at 0.3 width so a laptop CPU trains

@@ -176,7 +176,7 @@ def _run_training(ctx: typer.Context, dataset: str, out: Path, family: Optional[
                   restarts: int) -> dict:
     """Train, or with --resume continue, the run; the record of its last step. A stop (Ctrl-C,
     SIGTERM, a loss gone NaN) is one line and its own exit code."""
-    from trainer.loop import TrainingStopped
+    from trainer.stopping import TrainingStopped
     from trainer.train import resume_training, train as run_train
 
     try:
