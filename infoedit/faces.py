@@ -65,6 +65,7 @@ class FaceCrop:
     left: float
     top: float
     side: float
+    crop: float = 1.0  # the model's share of the centre square (its config's): the face fills more of it
 
     def pixels(self, size: int) -> np.ndarray:
         """The square at size x size as uint8 [3, H, W]; parts outside the photo repeat its edge."""
@@ -89,18 +90,27 @@ class FaceCrop:
         face = cv2.warpAffine(edited.transpose(1, 2, 0), warp, (w, h), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         mask = np.zeros((h, w), np.float32)
-        centre = (int(round(self.left + FACE_CENTRE_X * self.side)), int(round(self.top + FACE_CENTRE_Y * self.side)))
-        axes = (max(1, int(0.36 * self.side)), max(1, int(0.44 * self.side)))  # the face, with a little hair
+        fx, fy = framed_centre(self.crop)
+        centre = (int(round(self.left + fx * self.side)), int(round(self.top + fy * self.side)))
+        face_side = self.side / self.crop  # the ellipse is sized on the full centre square's frame
+        axes = (max(1, int(0.36 * face_side)), max(1, int(0.44 * face_side)))  # the face, with a little hair
         cv2.ellipse(mask, centre, axes, 0, 0, 360, 1.0, -1)
         feather = max(1.0, 0.06 * self.side)
         mask = cv2.GaussianBlur(mask, (0, 0), feather)[..., None]
         return np.clip(self.photo * (1 - mask) + face * mask + 0.5, 0, 255).astype(np.uint8)
 
 
-def locate(path: str | Path, face: int | None = None, img: Image.Image | None = None) -> FaceCrop:
+def framed_centre(crop: float = 1.0) -> tuple[float, float]:
+    """Where the face box's centre sits in a training frame that is ``crop`` of the centre square."""
+    return 0.5 + (FACE_CENTRE_X - 0.5) / crop, 0.5 + (FACE_CENTRE_Y - 0.5) / crop
+
+
+def locate(path: str | Path, face: int | None = None, img: Image.Image | None = None, crop: float = 1.0
+           ) -> FaceCrop:
     """The face of the photo at ``path`` framed as CelebA's training faces: the only face, or
     face number ``face`` (1-based, left to right). ImageError with one line when there is none,
-    or several and no ``face``. ``img``: the photo when the caller has opened it already."""
+    or several and no ``face``. ``img``: the photo when the caller has opened it already.
+    ``crop``: the model's share of the aligned face's centre square (its config's)."""
     photo = np.array(_to_mode(open_image(path) if img is None else img, 3), dtype=np.uint8)
     faces = find_faces(photo)
     if not faces:
@@ -110,6 +120,7 @@ def locate(path: str | Path, face: int | None = None, img: Image.Image | None = 
     if face is not None and not 1 <= face <= len(faces):
         raise ImageError(f"{path}: --face {face}, but {len(faces)} face(s) found (1-{len(faces)}, left to right)")
     cx, cy, width = faces[(face or 1) - 1]
-    side = width / FACE_WIDTH
-    return FaceCrop(photo, cx - FACE_CENTRE_X * side, cy - FACE_CENTRE_Y * side, side)
+    side = width / FACE_WIDTH * crop
+    fx, fy = framed_centre(crop)
+    return FaceCrop(photo, cx - fx * side, cy - fy * side, side, crop)
 

@@ -90,17 +90,19 @@ def _to_mode(img: Image.Image, channels: int) -> Image.Image:
     return img.convert("L" if channels == 1 else "RGB")
 
 
-def center_square(img: Image.Image) -> Image.Image:
+def center_square(img: Image.Image, crop: float = 1.0) -> Image.Image:
+    """The central square whose side is ``crop`` of the image's shorter side."""
     w, h = img.size
-    side = min(w, h)
+    side = max(1, round(min(w, h) * crop))
     left, top = (w - side) // 2, (h - side) // 2
     return img.crop((left, top, left + side, top + side))
 
 
-def preprocess(img: Image.Image, size: int, channels: int) -> np.ndarray:
-    """The shared preprocessing: to L/RGB, centre square crop, resize to size x size; returns
-    the pixels as uint8 [C, H, W] (to_unit makes them model input)."""
-    img = center_square(_to_mode(img, channels))
+def preprocess(img: Image.Image, size: int, channels: int, crop: float = 1.0) -> np.ndarray:
+    """The shared preprocessing: to L/RGB, centre square crop (``crop`` of the shorter side: the
+    model config's), resize to size x size; returns the pixels as uint8 [C, H, W] (to_unit makes
+    them model input)."""
+    img = center_square(_to_mode(img, channels), crop)
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     arr = np.array(img, dtype=np.uint8)  # a writable copy, not a view of PIL's buffer
@@ -118,12 +120,13 @@ FRAME_MODES = ("auto", "yes", "no")
 
 
 def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no", background: str = "dark",
-                frame: str = "no", framing: str = "none", face: int | None = None) -> np.ndarray:
+                frame: str = "no", framing: str = "none", face: int | None = None, crop: float = 1.0) -> np.ndarray:
     """Open + preprocess (+ match_polarity) as uint8 [C, H, W]; raises ImageError with one line
     on any bad file. ``frame`` (FRAME_MODES) and ``framing`` (the model's dataset's, see
     infoedit.datasets): whether a 1-channel image's object is cut out and framed as the dataset
     frames its images, instead of the plain centre crop; for a face model, whether the face is
-    found and framed (the photo's face number ``face`` when it shows several, infoedit.faces)."""
+    found and framed (the photo's face number ``face`` when it shows several, infoedit.faces).
+    ``crop``: the share of the centre square the model was trained on (its config's)."""
     if frame not in FRAME_MODES:
         raise ValueError(f"frame must be one of {', '.join(FRAME_MODES)}, got {frame!r}")
     may_frame_face = framing == "face" and channels == 3 and frame != "no"
@@ -136,10 +139,10 @@ def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no", 
     if may_frame_face and (frame == "yes" or img.size != (size, size)):  # a model-sized image is a framed face
         from infoedit.faces import locate
 
-        return locate(path, face, img).pixels(size)
+        return locate(path, face, img, crop).pixels(size)
     try:
         if not may_frame:
-            return match_polarity(preprocess(img, size, channels), invert, background)
+            return match_polarity(preprocess(img, size, channels, crop), invert, background)
         if frame == "auto" and img.size == (size, size):
             # A model-sized image in the model's polarity is taken as framed (a dataset's own
             # image); one of the other polarity (a drawing in black on white) is not.
@@ -259,9 +262,10 @@ def match_polarity(pixels: np.ndarray, invert: str = "auto", background: str = "
 
 
 def load_for_model(path: str | Path, size: int, channels: int, invert: str = "auto", background: str = "dark",
-                   frame: str = "no", framing: str = "none", face: int | None = None) -> torch.Tensor:
+                   frame: str = "no", framing: str = "none", face: int | None = None, crop: float = 1.0
+                   ) -> torch.Tensor:
     """What every editing command feeds the encoder: load_pixels (polarity, framing), in [0, 1]."""
-    return to_unit(load_pixels(path, size, channels, invert, background, frame, framing, face))
+    return to_unit(load_pixels(path, size, channels, invert, background, frame, framing, face, crop))
 
 
 def iter_images(root: str | Path, skip: Path | None = None) -> Iterator[Path]:

@@ -121,3 +121,30 @@ def test_traverse_paste_back_shows_each_edit_in_the_whole_photo(photo, face_mode
     corner = np.s_[:20, -20:]  # top right: background, far from the face
     assert np.abs(first[corner] - np.asarray(photo_small, np.int16)[corner]).max() <= 2
     assert np.abs(first - last).max() > 0  # the code's sweep changes the face
+
+
+def test_a_model_trained_on_a_tighter_crop_gets_the_same_face_tighter(photo, tmp_path):
+    """crop (the authors' CelebA frame, 128 of 178): a user's face is framed as the model's
+    training faces were, the same centre with the face filling more of it; training folders and
+    `--frame no` cut the same central share."""
+    from infoedit.images import center_square, load_pixels, preprocess
+    from trainer.data import load_folder
+
+    whole, tight = faces.locate(photo), faces.locate(photo, crop=0.72)
+    assert tight.side == pytest.approx(0.72 * whole.side)
+    assert tight.left + tight.side / 2 == pytest.approx(whole.left + whole.side / 2)  # the same centre
+    assert tight.top + tight.side / 2 == pytest.approx(whole.top + whole.side / 2)
+    (_, _, width), = faces.find_faces(np.ascontiguousarray(tight.pixels(64).transpose(1, 2, 0)))
+    assert abs(width / 64 - faces.FACE_WIDTH / 0.72) < 0.12  # the face fills more of the frame
+    assert np.abs(tight.paste(tight.pixels(64)).astype(int) - tight.photo).mean() < 2  # pastes back in place
+
+    aligned = Image.fromarray(np.random.default_rng(0).integers(0, 255, (109, 89, 3), dtype=np.uint8))
+    assert center_square(aligned, 0.72).size == (64, 64) and center_square(aligned).size == (89, 89)
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    aligned.save(folder / "000001.png")
+    ds = load_folder(folder, "faces", 64, 3, crop=0.72, progress=False)
+    want = preprocess(aligned, 64, 3, 0.72)
+    assert np.array_equal(ds.images[0].numpy(), want)
+    assert np.array_equal(load_pixels(folder / "000001.png", 64, 3, frame="no", crop=0.72), want)
+    assert not np.array_equal(want, preprocess(aligned, 64, 3))

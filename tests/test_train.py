@@ -406,3 +406,12 @@ def test_family_picks_the_model_and_model_is_still_its_old_name(tmp_path):
     assert len(both.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
     help_text = runner.invoke(app, ["train", "--help"]).stdout
     assert "--family" in help_text and "--model" not in help_text
+
+
+def test_the_paper_preset_crops_celeba_as_the_authors_and_framed_datasets_refuse_a_crop(tmp_path):
+    from trainer.train import preset_model
+
+    assert preset_model("paper", "celeba")["crop"] == pytest.approx(128 / 178)
+    assert "crop" not in preset_model("paper", "mnist") and "crop" not in preset_model("cpu-fast", "celeba")
+    with pytest.raises(data.DataError, match="crop applies to folders"):
+        data.load("dsprites", tmp_path, crop=0.5, progress=False)

@@ -27,7 +27,9 @@ def model_card(model, tc: TrainConfig, summary: dict, held_out: tuple | None = N
              f"A `{cfg.model}` model trained with infoedit, the command-line tool for InfoVAEGAN "
              "(Ye & Bors, Information Sciences 2021) and its baselines.\n",
              f"- images: {cfg.image_size}x{cfg.image_size}, {cfg.channels} channel(s)"
-             + (f", {cfg.background} background (`--invert auto` matches inputs to it)" if cfg.channels == 1 else ""),
+             + (f", {cfg.background} background (`--invert auto` matches inputs to it)" if cfg.channels == 1 else "")
+             + (f", cut to the central {cfg.crop:.2f} of each image's centre square first"
+                if getattr(cfg, "crop", 1.0) < 1 else ""),
              f"- codes: z {getattr(cfg, 'z_dim', 0)}, discrete s K={getattr(cfg, 'n_classes', 0)}, "
              f"continuous c {cfg.c_dim} ({getattr(cfg, 'c_prior', 'normal')} prior)",
              f"- command: `{tc.command}`" if tc.command else "- command: (library call)",
@@ -56,7 +58,7 @@ def model_card(model, tc: TrainConfig, summary: dict, held_out: tuple | None = N
 
 
 # What a model's own data and size set, not its method: left out of the card's method line.
-FORMAT_FIELDS = ("image_size", "channels", "background", "z_dim", "n_classes", "c_dim", "width", "model",
+FORMAT_FIELDS = ("image_size", "channels", "background", "crop", "z_dim", "n_classes", "c_dim", "width", "model",
                  "dataset", "format_version", "source_class")
 
 

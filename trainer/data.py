@@ -187,8 +187,9 @@ def crop_white_margin(img, threshold: int = 250):
 
 def load_folder(root: Path, name: str, size: int = 64, channels: int = 3,
                 prepare: Callable | None = None, limit: int | None = None,
-                progress: bool = True) -> Dataset:
-    """Decode every image under root once into memory; unreadable files are skipped and counted."""
+                progress: bool = True, crop: float = 1.0) -> Dataset:
+    """Decode every image under root once into memory (each one's centre square, ``crop`` of its
+    shorter side, at size x size); unreadable files are skipped and counted."""
     if not root.is_dir():
         raise DataError(f"{root}: no such folder")
     paths = list_images(root)[:limit] if limit else list_images(root)
@@ -202,7 +203,7 @@ def load_folder(root: Path, name: str, size: int = 64, channels: int = 3,
         try:
             img = open_image(path, draft_size=size * 2)
             img = prepare(img) if prepare else img
-            out[kept] = torch.from_numpy(preprocess(img, size, channels))
+            out[kept] = torch.from_numpy(preprocess(img, size, channels, crop))
             kept += 1
             names.append(path.name)
         except (ImageError, OSError, ValueError):
@@ -274,11 +275,12 @@ def spec_of(name: str) -> DatasetSpec:
 
 
 def _load_image_folder(spec: DatasetSpec, name: str, root: Path, limit: int | None, progress: bool,
-                       image_size: int | None, channels: int | None) -> Dataset:
+                       image_size: int | None, channels: int | None, crop: float) -> Dataset:
     """A folder dataset: ``folder:PATH`` itself, or the folder that ``spec.folders`` finds under
     root; with a tenth held out where the spec says so (``hold_out``)."""
     decode = {"size": image_size or spec.image_size, "channels": channels or spec.channels,
-              "prepare": crop_white_margin if spec.crop_white else None, "limit": limit, "progress": progress}
+              "prepare": crop_white_margin if spec.crop_white else None, "limit": limit, "progress": progress,
+              "crop": crop}
     if name.startswith("folder:"):
         if not name[len("folder:"):].strip():
             raise DataError(f"{name}: name the folder after the colon, e.g. folder:photos")
@@ -293,13 +295,15 @@ def _load_image_folder(spec: DatasetSpec, name: str, root: Path, limit: int | No
 
 
 def load(name: str, data: str | Path | None = None, limit: int | None = None, progress: bool = True,
-         source_class: int | None = None, image_size: int | None = None, channels: int | None = None
-         ) -> Dataset:
+         source_class: int | None = None, image_size: int | None = None, channels: int | None = None,
+         crop: float = 1.0) -> Dataset:
     """The dataset called ``name``; DataError with one line when it cannot be had.
 
     ``image_size`` / ``channels``: what the model takes. Folders of images (celeba, chairs,
     folder:PATH) are decoded to them (default 64 px, 3 channels); a dataset with a fixed
     format (MNIST's 28 px, dSprites' 64 px, 1 channel) raises DataError if they differ.
+    ``crop``: a folder's images are cut to the centre square's central ``crop`` first (the
+    model config's: the authors' CelebA 128 of 178); other datasets refuse one below 1.
 
     ``source_class``: the digit / item of a rotated dataset; None or -1 (a supervised config's
     "none") mean its default (``DatasetSpec.source_class``).
@@ -316,7 +320,10 @@ def load(name: str, data: str | Path | None = None, limit: int | None = None, pr
     elif spec.loader == "dsprites":
         ds = load_dsprites()
     else:
-        ds = _load_image_folder(spec, name, root, limit, progress, image_size, channels)
+        ds = _load_image_folder(spec, name, root, limit, progress, image_size, channels, crop)
+    if crop != 1.0 and spec.loader in ("idx", "rotated", "dsprites"):
+        raise DataError(f"{name}: its images come framed; crop applies to folders of images (celeba, chairs, "
+                        f"folder:PATH), not {crop}")
     for asked, has, what in ((image_size, ds.image_size, "px images"), (channels, ds.channels, "channel(s)")):
         if asked is not None and asked != has:
             raise DataError(f"{name}: has {has} {what}, not the {asked} the model is set to take")

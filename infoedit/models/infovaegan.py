@@ -55,6 +55,11 @@ class InfoVAEGANConfig(ConfigMixin):
     # preset and every folder before the field): DCGAN's 4x4 stride-2 ones, 3-6x cheaper a step.
     # At 28 px both are InfoGAN's networks, as the authors' MNIST code.
     nets: str = "authors"
+    # What a folder of images (CelebA, chairs) is cut to before it is scaled to image_size: the
+    # centre square's central share (training, and the commands' framing of a user's image).
+    # 1 = the whole centre square (ours); the authors' CelebA crops 128 of its 178 px, 0.72
+    # (the paper preset on celeba).
+    crop: float = 1.0
     # s in D's real pair (x, s ~ q(s|x)): "onehot" samples Cat(q(s|x)) exactly, as Eq. 16 reads
     # and with the same support as the fake pair's one-hot s; "gumbel" is the authors' code
     # (a tau-relaxed sample, which D can tell from an exact one-hot by its softness alone).
@@ -141,7 +146,8 @@ class InfoVAEGANConfig(ConfigMixin):
                                     "likelihood": "gaussian", "style_dim": 0, "style_kl_weight": 1.0,
                                     "edit_weight": 0.0, "recon_adv_weight": 0.0, "optimisers": "per-network",
                                     "g2_schedule": "joint", "recon_critic": "D",
-                                    "refine_steps": 0, "nets": "dcgan", "g_average": 0.0}
+                                    "refine_steps": 0, "nets": "dcgan", "g_average": 0.0,
+                                    "crop": 1.0}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
@@ -188,6 +194,8 @@ class InfoVAEGANConfig(ConfigMixin):
         for name in ("kl_c_weight", "tc_weight", "style_kl_weight", "edit_weight", "recon_adv_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.crop <= 1:
+            raise ValueError(f"crop must be in (0, 1], got {self.crop}")
         if not 0 <= self.g_average < 1:
             raise ValueError(f"g_average must be in [0, 1), got {self.g_average}")
         if not self.tau > 0 or not self.width > 0:
