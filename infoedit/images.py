@@ -142,7 +142,8 @@ def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no", 
         return locate(path, face, img, crop).pixels(size)
     try:
         if not may_frame:
-            return match_polarity(preprocess(img, size, channels, crop), invert, background)
+            framed = img.size == (size, size)  # a model-sized image is a training frame already: no crop
+            return match_polarity(preprocess(img, size, channels, 1.0 if framed else crop), invert, background)
         if frame == "auto" and img.size == (size, size):
             # A model-sized image in the model's polarity is taken as framed (a dataset's own
             # image); one of the other polarity (a drawing in black on white) is not.

@@ -148,3 +148,5 @@ def test_a_model_trained_on_a_tighter_crop_gets_the_same_face_tighter(photo, tmp
     assert np.array_equal(ds.images[0].numpy(), want)
     assert np.array_equal(load_pixels(folder / "000001.png", 64, 3, frame="no", crop=0.72), want)
     assert not np.array_equal(want, preprocess(aligned, 64, 3))
+    Image.fromarray(want.transpose(1, 2, 0)).save(tmp_path / "frame.png")  # a training frame is not cut again
+    assert np.array_equal(load_pixels(tmp_path / "frame.png", 64, 3, frame="no", crop=0.72), want)
