@@ -659,3 +659,30 @@ def test_g_average_is_the_moving_average_of_g_and_the_folder_draws_with_it(tmp_p
         assert torch.equal(got, buf)
     with pytest.raises(ValueError, match="g_average"):
         InfoVAEGANConfig(g_average=1.0).validate()
+
+
+@pytest.mark.parametrize("adam", ["foreach", "loop", "fused"])
+@pytest.mark.parametrize("optimisers", ["per-network", "per-loss"])
+def test_shared_trunk_learns_from_d_alone_under_every_adam(adam, optimisers, monkeypatch):
+    """shared_trunk: E reads D's trunk, which D's step changes in place; E(x)'s graph (real-data
+    MI, Eq. 32) must leave the trunk out, or a non-fused Adam fails the backward pass. The trunk
+    moves in D's step alone."""
+    from trainer import infovaegan
+
+    for model in (tiny(shared_trunk=True, real_mi_weight=1.0, optimisers=optimisers),
+                  InfoVAEGAN2(InfoVAEGANConfig(model="infovaegan2", n_classes=3, c_dim=2, z_dim=4, width=0.125,
+                                               shared_trunk=True, g2_schedule="joint", optimisers=optimisers))):
+        opt = make_optimizers(model, TrainConfig(adam=adam))
+        trunk = lambda: [p.detach().clone() for p in model.D.trunk.parameters()]  # noqa: E731
+        after_d = {}
+        real_step = infovaegan.discriminator_step
+
+        def d_step(*args):
+            result = real_step(*args)
+            after_d["trunk"] = trunk()
+            return result
+
+        monkeypatch.setattr(infovaegan, "discriminator_step", d_step)
+        train_step(model, opt, torch.rand(8, 1, 28, 28), torch.Generator().manual_seed(0))
+        monkeypatch.undo()
+        assert all(torch.equal(a, b) for a, b in zip(after_d["trunk"], trunk()))

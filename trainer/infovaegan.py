@@ -119,6 +119,10 @@ def encode_real(model, x: torch.Tensor, gen: torch.Generator) -> RealCodes:
     adversarial gradient. InfoVAEGAN2 keeps the E(x) graph for Eq. 32 and the real-data MI lever
     for its first view, so E(x) is computed once for all."""
     cfg = model.config
+    # D's trunk, where E reads it (shared_trunk), learns from D's loss alone: E(x)'s graph leaves
+    # it out, and so outlives D's step, which changes the trunk in place (discriminator_step
+    # turns D's gradients back on)
+    requires_grad(model.D, False)
     with torch.set_grad_enabled(isinstance(model, InfoVAEGAN2) or cfg.real_mi_weight > 0):
         mu, sigma, logits, aux, style = model.E.forward_with_aux(x)
         s = (codes.sample_onehot(logits, gen) if cfg.d_real_s == "onehot"
