@@ -657,6 +657,8 @@ def test_g_average_is_the_moving_average_of_g_and_the_folder_draws_with_it(tmp_p
         assert torch.equal(got, avg)
     for got, buf in zip(loaded.G.buffers(), model.G.buffers()):  # BatchNorm's statistics: G's own
         assert torch.equal(got, buf)
+    again = hub.from_pretrained(str(hub.save_pretrained(loaded, tmp_path / "again")))  # saved again as loaded
+    assert all(torch.equal(a, b) for a, b in zip(again.G.parameters(), loaded.G.parameters()))
     with pytest.raises(ValueError, match="g_average"):
         InfoVAEGANConfig(g_average=1.0).validate()
 

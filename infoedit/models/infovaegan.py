@@ -245,9 +245,10 @@ class InfoVAEGAN(CodeModel):
         return d, "E.aux.", "G_average."
 
     def folder_state(self) -> dict[str, torch.Tensor]:
-        """The folder's weights, G's taken from its moving average when the config keeps one."""
+        """The folder's weights, G's taken from its moving average when the config keeps one and
+        it has averaged any step (a model loaded from its folder has not: its G is the average)."""
         state = super().folder_state()
-        if hasattr(self, "G_average"):
+        if hasattr(self, "G_average") and int(self.G_average.steps) > 0:
             average = self.G_average.state_dict()
             state.update({f"G.{k}": average[k] for k in self.G.state_dict()})
         return state
