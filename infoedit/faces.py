@@ -95,7 +95,7 @@ class FaceCrop:
         face_side = self.side / self.crop  # the ellipse is sized on the full centre square's frame
         axes = (max(1, int(0.36 * face_side)), max(1, int(0.44 * face_side)))  # the face, with a little hair
         cv2.ellipse(mask, centre, axes, 0, 0, 360, 1.0, -1)
-        feather = max(1.0, 0.06 * self.side)
+        feather = max(1.0, 0.06 * face_side)
         mask = cv2.GaussianBlur(mask, (0, 0), feather)[..., None]
         return np.clip(self.photo * (1 - mask) + face * mask + 0.5, 0, 255).astype(np.uint8)
 

@@ -311,6 +311,9 @@ def load(name: str, data: str | Path | None = None, limit: int | None = None, pr
     spec = spec_of(name)
     root = Path(data).expanduser() if data else default_root()
     source_class = None if source_class is not None and source_class < 0 else source_class
+    if crop != 1.0 and spec.loader in ("idx", "rotated", "dsprites"):
+        raise DataError(f"{name}: its images come framed; crop applies to folders of images (celeba, chairs, "
+                        f"folder:PATH), not {crop}")
     if source_class is not None and spec.loader != "rotated":
         raise DataError(f"{name}: a source class (--digit/--item) applies only to {', '.join(rotated_names())}")
     if spec.loader == "idx":
@@ -321,9 +324,6 @@ def load(name: str, data: str | Path | None = None, limit: int | None = None, pr
         ds = load_dsprites()
     else:
         ds = _load_image_folder(spec, name, root, limit, progress, image_size, channels, crop)
-    if crop != 1.0 and spec.loader in ("idx", "rotated", "dsprites"):
-        raise DataError(f"{name}: its images come framed; crop applies to folders of images (celeba, chairs, "
-                        f"folder:PATH), not {crop}")
     for asked, has, what in ((image_size, ds.image_size, "px images"), (channels, ds.channels, "channel(s)")):
         if asked is not None and asked != has:
             raise DataError(f"{name}: has {has} {what}, not the {asked} the model is set to take")

@@ -15,8 +15,6 @@ from infoedit.models import FAMILIES
 from infoedit.models.infovaegan import G2_FIELDS
 from trainer import checkpoint, data
 from trainer.config import TrainConfig
-
-# Named settings over the dataset defaults: "paper" is the paper-faithful configuration;
 from trainer.loop import fit
 from trainer.stopping import StopSignals, TrainingStopped
 

@@ -46,11 +46,14 @@ def positive_sigma(pre: torch.Tensor) -> torch.Tensor:
     return nn.functional.softplus(pre) + 1e-4
 
 
-def _check_size(image_size: int, layout: str = "dcgan") -> None:
+def _check_size(image_size: int, layout: str = "dcgan") -> str:
+    """The layout the networks are built with (at 28 px there is one: "dcgan"'s, InfoGAN's);
+    ValueError for an unknown size or layout."""
     if image_size not in SIZES:
         raise ValueError(f"image_size must be one of {SIZES}, got {image_size}")
     if layout not in LAYOUTS:
         raise ValueError(f"nets must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    return "dcgan" if image_size == 28 else layout
 
 
 def _deconv(ch: int, out: int, stride: int, layout: str, bias: bool = False) -> nn.ConvTranspose2d:
@@ -66,13 +69,12 @@ class Generator(nn.Module):
     def __init__(self, in_dim: int, image_size: int, channels: int, width: float = 1.0, batchnorm: bool = True,
                  layout: str = "dcgan"):
         super().__init__()
-        _check_size(image_size, layout)
+        layout = _check_size(image_size, layout)
         if image_size == 28:
             self.base, base_ch = 7, _w(128, width)
             fc = [nn.Linear(in_dim, _w(1024, width)), _norm(_w(1024, width), batchnorm, 1), nn.ReLU(True),
                   nn.Linear(_w(1024, width), base_ch * 49), _norm(base_ch * 49, batchnorm, 1), nn.ReLU(True)]
             ups = [(_w(64, width), 2)]
-            layout = "dcgan"
         else:
             self.base, base_ch = 8, _w(256, width)
             fc = [nn.Linear(in_dim, base_ch * 64), _norm(base_ch * 64, batchnorm, 1), nn.ReLU(True)]
@@ -101,9 +103,9 @@ class Generator(nn.Module):
 def conv_trunk(image_size: int, channels: int, width: float = 1.0, batchnorm: bool = True, layout: str = "dcgan"
                ) -> tuple[nn.Sequential, int]:
     """Strided convolutions (no BN on the first, as DCGAN) then flatten; returns (net, out_features)."""
-    _check_size(image_size, layout)
+    layout = _check_size(image_size, layout)
     widths = [64, 128] if image_size == 28 else [64, 128, 256, 512]
-    kernel = 3 if layout == "authors" and image_size == 64 else 4
+    kernel = 3 if layout == "authors" else 4
     layers, ch, side = [], channels, image_size
     for i, n in enumerate(widths):
         out = _w(n, width)
@@ -132,7 +134,7 @@ class Encoder(nn.Module):
             trunk, feat = shared_trunk
             object.__setattr__(self, "trunk", trunk)
         hidden = _w(1024, width)
-        authors = layout == "authors" and image_size == 64  # their FC1024: no BatchNorm, slope 0.2
+        authors = _check_size(image_size, layout) == "authors"  # their FC1024: no BatchNorm, slope 0.2
         self.fc = nn.Sequential(nn.Linear(feat, hidden), _norm(hidden, batchnorm and not authors, 1),
                                 nn.LeakyReLU(0.2 if authors else 0.1, True))
         self.logits = nn.Linear(hidden, n_classes)
@@ -167,7 +169,7 @@ class JointDiscriminator(nn.Module):
         self.trunk, feat = conv_trunk(image_size, channels, width, batchnorm, layout)
         self.trunk_features = feat
         hidden = _w(1024, width)
-        slope = 0.2 if layout == "authors" and image_size == 64 else 0.1
+        slope = 0.2 if _check_size(image_size, layout) == "authors" else 0.1
         self.head = nn.Sequential(nn.Linear(feat + code_dim, hidden), nn.LeakyReLU(slope, True),
                                   nn.Linear(hidden, 1))
 
