@@ -8,6 +8,7 @@ Tensors are float in [0, 1], shape [C, H, W] (or [N, C, H, W] for batches).
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -192,6 +193,26 @@ def is_colour_photo(path: str | Path) -> bool:
     return float((rgb.max(axis=2) - rgb.min(axis=2)).mean()) > 0.04 * 255
 
 
+def whole_percentiles(values: np.ndarray, qs: list[float]) -> list[float]:
+    """np.percentile(values, qs), its default (linear) method, bit for bit, for an array of whole
+    numbers (uint8 pixels, or their differences as float32): the order statistics read off a
+    histogram instead of a partition, interpolated with numpy's arithmetic (exact on whole
+    numbers in Python's floats too). About 5x faster on a 28 px image, where np.percentile's
+    cost is its overhead."""
+    flat = values.ravel()
+    low = int(flat.min())
+    counts = np.cumsum(np.bincount((flat - low).astype(np.intp)))
+    last = flat.size - 1
+    spots = [(last * (q / 100), math.floor(last * (q / 100))) for q in qs]  # numpy's virtual index
+    ranks = [min(i, last) for _, i in spots] + [min(i + 1, last) for _, i in spots]
+    values = (np.searchsorted(counts, ranks, side="right") + low).tolist()
+    out = []
+    for (at, i), a, b in zip(spots, values, values[len(qs):]):
+        t = at - i  # numpy's _lerp: from the nearer end
+        out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
+    return out
+
+
 def border_pixels(a: np.ndarray) -> np.ndarray:
     """The values of a 2-D array's 1-pixel border, each pixel once."""
     return np.concatenate([a[0], a[-1], a[1:-1, 0], a[1:-1, -1]]) if a.shape[0] > 1 else a[0]
@@ -210,14 +231,19 @@ def has_light_background(pixels: np.ndarray) -> bool:
     half-scale."""
     g = pixels[0]
     border = border_pixels(g)
-    dark, light = np.percentile(g, [0.01, 99.99])
+    dark, light = whole_percentiles(g, [0.01, 99.99])
     if light - dark < 16:  # no object to tell the background from
         return float(border.mean()) > 127.5
     # 20th / 80th: a stroke or a garment may cross up to a fifth of the border
-    low, high = np.percentile(border, [20, 80])
+    low, high = whole_percentiles(border, [20, 80])
+    reach_below, reach_above = low - dark, light - high
+    if _local_reach_at_least_0(g) and (reach_below <= 0 < reach_above or reach_above < 0 < reach_below):
+        # the answer whatever the local reach (both >= 0): a dataset's own image, its border
+        # one level, is one of these, and the median filter is most of this function's cost
+        return reach_above < 0
     below, above = _local_reach(g)
     # a side with no reach past the border (nothing under a product's black) counts 0, however local
-    return min(low - dark, below) > min(light - high, above)
+    return min(reach_below, below) > min(reach_above, above)
 
 
 # Of the picture's shorter side: wider than a stroke of writing photographed whole, narrower than
@@ -236,8 +262,19 @@ def _local_reach(g: np.ndarray) -> tuple[float, float]:
     k = max(3, round(LOCAL_WINDOW * min(small.size))) | 1
     # PIL's median: ndimage.median_filter gives the same values, slower
     around = np.asarray(small.filter(ImageFilter.MedianFilter(k)), np.float32)
-    below, above = np.percentile(np.asarray(small, np.float32) - around, [0.05, 99.95])
+    below, above = whole_percentiles(np.asarray(small, np.float32) - around, [0.05, 99.95])
     return float(-below), float(above)
+
+
+def _local_reach_at_least_0(g: np.ndarray) -> bool:
+    """Whether _local_reach(g) is >= 0 both ways, known without computing it: when the image is
+    filtered as it is (under 2 LOCAL_SIDE px), no larger than 2,001 px (its 0.05th / 99.95th
+    percentiles then lie between the two lowest / highest differences) and at least the window
+    wide. Then the two brightest pixels each lie at or over their window's median, since at most
+    (r + 1)^2 of the (2r + 1)^2 values in a window of radius r (the border copied outwards) are
+    brighter than the second one, fewer than half; and the two darkest at or under theirs."""
+    side = min(g.shape)
+    return side < 2 * LOCAL_SIDE and g.size <= 2001 and side >= max(3, round(LOCAL_WINDOW * side)) | 1
 
 
 def has_background(pixels: np.ndarray, background: str) -> bool:

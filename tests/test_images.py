@@ -451,3 +451,53 @@ def test_frame_thickens_a_thin_pen_to_mnist_strokes_and_leaves_mnist_strokes_alo
     mnist_like = frame_object(_digit()[None], 28, "digit")[0]  # 3 px strokes in a 20 px box: as drawn
     upscaled = np.asarray(Image.fromarray(_digit()).resize((280, 280), Image.Resampling.NEAREST))[None]
     assert np.corrcoef(frame_object(upscaled, 28, "digit")[0].ravel(), mnist_like.ravel())[0, 1] > 0.95
+
+
+def test_whole_percentiles_are_numpys_bit_for_bit():
+    """has_light_background's percentiles, read off a histogram: np.percentile's numbers exactly,
+    for pixels (uint8) and their differences from a median (whole numbers in float32)."""
+    from infoedit.images import whole_percentiles
+
+    rng = np.random.default_rng(0)
+    for trial in range(600):
+        n = int(rng.integers(1, 3000))
+        values = [rng.integers(0, 256, n).astype(np.uint8),
+                  (rng.integers(0, 256, n) - rng.integers(0, 256, n)).astype(np.float32),
+                  np.where(rng.random(n) < 0.95, 0, rng.integers(0, 256, n)).astype(np.uint8)][trial % 3]
+        for qs in ([0.01, 99.99], [20, 80], [0.05, 99.95], [0, 100], [50], [33.3]):
+            assert np.array_equal(np.array(whole_percentiles(values, qs)), np.percentile(values, qs)), (trial, qs)
+
+
+def test_light_background_skips_the_local_reach_only_where_it_cannot_change_the_answer():
+    """The shortcut past the median filter (a border of one level, as a dataset's own image has)
+    gives the answer the full rule gives, on digits, their negatives, noisy copies and random
+    small images (where the local reach is known to be >= 0 both ways)."""
+    from infoedit import images
+
+    def full_rule(g: np.ndarray) -> bool:
+        border = images.border_pixels(g)
+        dark, light = np.percentile(g, [0.01, 99.99])
+        if light - dark < 16:
+            return float(border.mean()) > 127.5
+        low, high = np.percentile(border, [20, 80])
+        below, above = images._local_reach(g)
+        if images._local_reach_at_least_0(g):
+            assert below >= 0 and above >= 0
+        return min(low - dark, below) > min(light - high, above)
+
+    rng = np.random.default_rng(1)
+    digit = _digit()
+    pictures = [digit, 255 - digit, np.clip(digit + rng.integers(-40, 40, digit.shape), 0, 255)]
+    for trial in range(1500):
+        h, w = rng.integers(1, 60, 2)
+        g = np.full((h, w), rng.integers(0, 256))
+        if trial % 3 == 0:
+            g = rng.integers(0, 256, (h, w))
+        elif trial % 3 == 1:
+            g[rng.integers(0, h, 5), rng.integers(0, w, 5)] = rng.integers(0, 256, 5)
+        else:
+            g = (rng.random((h, w)) < 0.2) * rng.integers(0, 256) + rng.integers(0, 30)
+        pictures.append(g)
+    for g in pictures:
+        g = g.astype(np.uint8)
+        assert images.has_light_background(g[None]) == full_rule(g), g.shape
