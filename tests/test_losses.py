@@ -527,7 +527,7 @@ def test_d_step_moves_only_d_and_its_real_pair_carries_e_of_x(monkeypatch):
         return result
     monkeypatch.setattr(infovaegan, "discriminator_step", d_step)
     train_step(model, opt, x, torch.Generator().manual_seed(1))
-    (_, _, (real_image, real_s, real_c), _), before, after_d = seen["args"], seen["before"], seen["after"]
+    (_, _, _, (real_image, real_s, real_c), _, _), before, after_d = seen["args"], seen["before"], seen["after"]
     real = seen["encode_real"][1]
     assert real_image is x and real_s is real.s and real_c is real.c
     assert not real.s.requires_grad and not real.c.requires_grad  # E takes no adversarial gradient
@@ -688,3 +688,41 @@ def test_shared_trunk_learns_from_d_alone_under_every_adam(adam, optimisers, mon
         train_step(model, opt, torch.rand(8, 1, 28, 28), torch.Generator().manual_seed(0))
         monkeypatch.undo()
         assert all(torch.equal(a, b) for a, b in zip(after_d["trunk"], trunk()))
+
+
+def test_critic_augment_warps_what_d_sees_and_nothing_while_off():
+    """critic_augment (DiffAugment): the parts shift by whole pixels, cut a square of half the
+    size out and move colour, differentiably; off, the images pass untouched and the run's
+    random numbers are the same as without the field. In a training step D's inputs, real and
+    drawn, are warped copies, and G still gets its gradient through the warp."""
+    from trainer import augment
+
+    x = torch.rand(6, 3, 16, 16, requires_grad=True)
+    gen = torch.Generator().manual_seed(0)
+    assert augment.for_critic(x, [], gen) is x
+    assert torch.equal(gen.get_state(), torch.Generator().manual_seed(0).get_state())  # no draw taken
+    dot = torch.zeros(6, 1, 16, 16)
+    dot[:, :, 8, 8] = 1
+    moved = augment.for_critic(dot, ["translation"], gen)
+    assert torch.equal(moved.sum((1, 2, 3)), torch.ones(6))  # the dot moves whole, by at most 2 px
+    where = moved[:, 0].flatten(1).argmax(1)
+    assert ((where // 16 - 8).abs() <= 2).all() and ((where % 16 - 8).abs() <= 2).all()
+    holes = (augment.for_critic(torch.ones(200, 1, 16, 16), ["cutout"], gen) == 0).sum((1, 2, 3))
+    assert holes.max() == 64 and holes.min() >= 16  # an 8x8 square, partly off the edge at worst
+    warped = augment.for_critic(x, ["colour", "translation", "cutout"], gen)
+    warped.sum().backward()
+    assert x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="critic_augment"):
+        InfoVAEGANConfig(critic_augment="translation+blur").validate()
+
+    model = tiny(critic_augment="translation+cutout")
+    seen = []
+    d_forward = model.D.forward
+    model.D.forward = lambda images, codes_: (seen.append(images.detach().clone()), d_forward(images, codes_))[1]
+    real = torch.rand(8, 1, 28, 28)
+    train_step(model, make_optimizers(model, TrainConfig()), real, torch.Generator().manual_seed(1))
+    assert len(seen) == 3  # D's step on the drawn and the real batch, then G's adversarial term
+    drawn, judged_real = seen[0], seen[1]
+    assert (drawn == 0).float().mean() > 0.2  # G's sigmoid never gives 0: the cut-out squares
+    assert not torch.equal(judged_real, real) and (judged_real == 0).float().mean() > 0.2
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.G.parameters() if p.dim() > 1)

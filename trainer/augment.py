@@ -115,3 +115,39 @@ def random_contrast(x: torch.Tensor, generator: torch.Generator | None = None) -
     gamma = torch.exp((2 * torch.rand(n, 1, 1, 1, generator=generator) - 1) * math.log(2)).to(x.device, x.dtype)
     gain = (0.7 + 0.3 * torch.rand(n, 1, 1, 1, generator=generator)).to(x.device, x.dtype)
     return gain * x.clamp(0, 1) ** gamma
+
+
+def for_critic(x: torch.Tensor, parts: list[str], generator: torch.Generator | None = None) -> torch.Tensor:
+    """DiffAugment (Zhao et al. 2020; InfoVAEGANConfig.critic_augment): each image of x [N, C, H, W]
+    in [0, 1] warped by the named parts, in DiffAugment's order: "colour" (brightness +-0.25, then
+    saturation x[0, 2] and contrast x[0.5, 1.5] about the image's mean: DiffAugment's ranges, its
+    brightness halved for [0, 1] images), "translation" (a whole-pixel shift of up to 1/8 of the
+    size each way, zeros coming in) and "cutout" (a square of half the size, anywhere, zeroed).
+    Differentiable in x, so a generator learns through it. No parts: x itself, no draw taken."""
+    n, _, h, w = x.shape
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return (lo + (hi - lo) * torch.rand(n, 1, 1, 1, generator=generator)).to(x.device, x.dtype)
+
+    if "colour" in parts:
+        x = x + uniform(-0.25, 0.25)
+        grey = x.mean(1, keepdim=True)
+        x = (x - grey) * uniform(0.0, 2.0) + grey
+        mean = x.mean((1, 2, 3), keepdim=True)
+        x = (x - mean) * uniform(0.5, 1.5) + mean
+    if "translation" in parts:
+        # whole pixels in affine_grid's [-1, 1] coordinates: 2 / size a pixel; nearest keeps them whole
+        pixels = torch.stack([torch.randint(-(w // 8), w // 8 + 1, (n,), generator=generator) * 2 / w,
+                              torch.randint(-(h // 8), h // 8 + 1, (n,), generator=generator) * 2 / h], 1)
+        theta = torch.cat([torch.eye(2).expand(n, 2, 2), -pixels[:, :, None]], 2).to(x.device, x.dtype)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    if "cutout" in parts:
+        side_y, side_x = (h + 1) // 2, (w + 1) // 2
+        top = torch.randint(0, h, (n, 1, 1), generator=generator).to(x.device) - side_y // 2
+        left = torch.randint(0, w, (n, 1, 1), generator=generator).to(x.device) - side_x // 2
+        ys = torch.arange(h, device=x.device)[None, :, None] - top
+        xs = torch.arange(w, device=x.device)[None, None, :] - left
+        hole = (ys >= 0) & (ys < side_y) & (xs >= 0) & (xs < side_x)
+        x = x * (~hole).unsqueeze(1).to(x.dtype)
+    return x

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from infoedit import codes
-from infoedit.models.infovaegan import InfoVAEGAN2, augment_parts
+from infoedit.models.infovaegan import InfoVAEGAN2, augment_parts, critic_augment_parts
 from trainer import augment, dist, losses
 from trainer.config import TrainConfig, adam, requires_grad
 from trainer.evaluate.clustering import predict_clusters
@@ -74,13 +74,13 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
     # D step (Eq. 28): the real pair (x, E(x)'s codes) against the fake pair (G(z, s, c), s, c)
     # and, where the levers are on, G2's drawings of random codes and of the real images
     d_loss, d2_loss = critic_steps(model, opt, (x, real.s, real.c), [(x_g, s, c)] + ([edited] if edited else []),
-                                   recon)
+                                   recon, gen)
 
     # G/E step: adversarial (Eq. 29, G only), MI (Eq. 30, G and E), VAE (Eq. 31, E only)
     critics = [model.D, *([model.D2] if "D2" in opt else [])]
     for critic in critics:
         requires_grad(critic, False)
-    g_adv = losses.generator_adv_loss(model.discriminate(x_g, s, c))  # Eq. 29
+    g_adv = losses.generator_adv_loss(judge(model, model.D, x_g, s, c, gen))  # Eq. 29
     mu, sigma, logits = model.encode(x_g)
     mi_s, mi_c = losses.mutual_information_loss(logits, s, mu, sigma, c, cfg.mi_continuous, generator=gen)
     mi = cfg.mi_weight_s * mi_s + cfg.mi_weight_c * mi_c  # Eq. 30
@@ -131,7 +131,15 @@ def encode_real(model, x: torch.Tensor, gen: torch.Generator) -> RealCodes:
     return RealCodes(mu, sigma, logits, aux, style, s.detach(), c.detach())
 
 
-def critic_steps(model, opt: dict, real: tuple, fakes: list[tuple], recon: tuple | None
+def judge(model, critic: torch.nn.Module, x: torch.Tensor, s: torch.Tensor, c: torch.Tensor,
+          gen: torch.Generator) -> torch.Tensor:
+    """The joint discriminator ``critic``'s logits for images x with codes (s, c), x first warped
+    as critic_augment says (ours, DiffAugment; x as it is while off)."""
+    x = augment.for_critic(x, critic_augment_parts(model.config.critic_augment), gen)
+    return critic(x, torch.cat([s, c], dim=1))
+
+
+def critic_steps(model, opt: dict, real: tuple, fakes: list[tuple], recon: tuple | None, gen: torch.Generator
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """D's step on the fakes, G2's reconstructions (``recon``, logits) among them, or judged in a
     step of their own critic D2 where the config gives one (recon_critic "own"): (D's loss, D2's
@@ -140,23 +148,19 @@ def critic_steps(model, opt: dict, real: tuple, fakes: list[tuple], recon: tuple
     if recon:
         judged = (torch.sigmoid(recon[0]), *recon[1:])
         if "D2" in opt:
-            d2_loss = discriminator_step(model.D2, opt["D2"], real, [judged])
+            d2_loss = discriminator_step(model, model.D2, opt["D2"], real, [judged], gen)
         else:
             fakes = fakes + [judged]
-    return discriminator_step(model.D, opt["D"], real, fakes), d2_loss
+    return discriminator_step(model, model.D, opt["D"], real, fakes, gen), d2_loss
 
 
-def discriminator_step(critic: torch.nn.Module, opt: torch.optim.Optimizer, real: tuple, fakes: list[tuple]
-                       ) -> torch.Tensor:
+def discriminator_step(model, critic: torch.nn.Module, opt: torch.optim.Optimizer, real: tuple, fakes: list[tuple],
+                       gen: torch.Generator) -> torch.Tensor:
     """Eq. 28 on one real (image, s, c) triple and fake ones (each scored in its own call, as
     BatchNorm sees them), all detached: trains the joint discriminator ``critic`` (D) alone."""
     requires_grad(critic, True)
-
-    def judge(x, s, c):
-        return critic(x, torch.cat([s, c], dim=1))
-
-    fake = torch.cat([judge(*(t.detach() for t in triple)) for triple in fakes])
-    d_loss = losses.discriminator_loss(judge(*real), fake)
+    fake = torch.cat([judge(model, critic, *(t.detach() for t in triple), gen) for triple in fakes])
+    d_loss = losses.discriminator_loss(judge(model, critic, *real, gen), fake)
     opt.zero_grad(set_to_none=True)
     d_loss.backward()
     dist.average_gradients(critic)
@@ -222,7 +226,7 @@ def real_data_information(model, x: torch.Tensor, real: RealCodes, gen: torch.Ge
 
 
 def add_g2_levers(model, loss: torch.Tensor, real: RealCodes, edited: tuple | None, recon: tuple | None,
-                  extra: dict) -> torch.Tensor:
+                  gen: torch.Generator, extra: dict) -> torch.Tensor:
     """Eq. 32's ``loss`` with our terms added (docs/model.md): the style code's KL to its N(0, 1)
     prior (style_kl_weight), the edit terms (edit_weight) and the reconstructions' adversarial
     term (recon_adv_weight); each nothing while off."""
@@ -232,11 +236,11 @@ def add_g2_levers(model, loss: torch.Tensor, real: RealCodes, edited: tuple | No
         loss = loss + cfg.style_kl_weight * extra["kl_w"]
     if edited is not None:
         extra["edit"] = edit_information_loss(model, *edited)
-        extra["edit_adv"] = losses.generator_adv_loss(model.discriminate(*edited))
+        extra["edit_adv"] = losses.generator_adv_loss(judge(model, model.D, *edited, gen))
         loss = loss + cfg.edit_weight * (extra["edit"] + extra["edit_adv"])
     if recon is not None:
         x_rec, s, c = recon  # the codes detached: E learns from Eq. 32, not from fooling D
-        judged = model.reconstruction_discriminator()(torch.sigmoid(x_rec), torch.cat([s, c], dim=1).detach())
+        judged = judge(model, model.reconstruction_discriminator(), torch.sigmoid(x_rec), s.detach(), c.detach(), gen)
         extra["recon_adv"] = losses.generator_adv_loss(judged)
         loss = loss + cfg.recon_adv_weight * extra["recon_adv"]
     return loss
@@ -253,7 +257,7 @@ def real_reconstruction_loss(model, x: torch.Tensor, real: RealCodes, recon: tup
                                      cfg.kl_c_weight, cfg.likelihood)
     if cfg.g2_schedule == "joint":
         vae = vae + tc_penalty(cfg, c_2, real.mu, real.sigma, extra)  # lever: tc_weight
-    return add_g2_levers(model, vae, real, edited, recon, extra), rec, kl_c  # ours: style_kl, edit, recon_adv
+    return add_g2_levers(model, vae, real, edited, recon, gen, extra), rec, kl_c  # ours: style_kl, edit, recon_adv
 
 
 def held(real: RealCodes) -> RealCodes:

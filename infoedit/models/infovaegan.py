@@ -20,6 +20,7 @@ G2_SCHEDULES = ("authors", "joint")
 G2_FIELDS = ("g2_schedule", "style_dim", "style_kl_weight", "edit_weight", "recon_adv_weight", "recon_critic",
              "refine_steps")
 AUGMENT_PARTS = ("affine", "flip", "shear", "stroke", "contrast", "centre", "spin")
+CRITIC_AUGMENT_PARTS = ("colour", "translation", "cutout")
 LIKELIHOODS = ("gaussian", "bernoulli")
 
 
@@ -131,6 +132,12 @@ class InfoVAEGANConfig(ConfigMixin):
     # decay, warmed up as (1 + t) / (10 + t) so a short run does not keep its first steps. G
     # itself trains as before; the average only draws samples (`infoedit sample`). 0 = off: G.
     g_average: float = 0.0
+    # Not in the paper (ours): every image a discriminator judges, real or drawn, in its own step
+    # and in the generators' adversarial terms, is first warped at random by these parts joined
+    # by '+' ("colour", "translation", "cutout"): DiffAugment (Zhao et al. 2020). On a few
+    # thousand faces D otherwise learns the training images by heart over tens of epochs and G's
+    # samples turn to noise; the warp is differentiable, so G still learns from D. "" = off.
+    critic_augment: str = ""
     # Not training: how many refinement steps (engine.refine) the editing commands take by default
     # for this model (their --refine), chosen on validation images for a model that ships, where
     # the encoder's codes alone redraw its images too loosely. 0 = E's codes as they are.
@@ -147,7 +154,7 @@ class InfoVAEGANConfig(ConfigMixin):
                                     "edit_weight": 0.0, "recon_adv_weight": 0.0, "optimisers": "per-network",
                                     "g2_schedule": "joint", "recon_critic": "D",
                                     "refine_steps": 0, "nets": "dcgan", "g_average": 0.0,
-                                    "crop": 1.0}
+                                    "crop": 1.0, "critic_augment": ""}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
@@ -179,6 +186,7 @@ class InfoVAEGANConfig(ConfigMixin):
         if self.d_real_s not in ("onehot", "gumbel"):
             raise ValueError(f"d_real_s must be 'onehot' or 'gumbel', got {self.d_real_s!r}")
         augment_parts(self.augment)
+        critic_augment_parts(self.critic_augment)
         if not self.z_scale > 0:
             raise ValueError(f"z_scale must be > 0, got {self.z_scale}")
         if not self.real_mi_balance >= 1:
@@ -209,6 +217,16 @@ def augment_parts(augment: str) -> set[str]:
         raise ValueError(f"augment must be 'affine' optionally followed by "
                          f"{', '.join('+' + p for p in AUGMENT_PARTS[1:])}, got {augment!r}")
     return set(parts)
+
+
+def critic_augment_parts(critic_augment: str) -> list[str]:
+    """The parts of InfoVAEGANConfig.critic_augment, in the order given ([] when off); ValueError
+    unless each is one of CRITIC_AUGMENT_PARTS, once."""
+    parts = critic_augment.split("+") if critic_augment else []
+    if not set(parts) <= set(CRITIC_AUGMENT_PARTS) or len(set(parts)) < len(parts):
+        raise ValueError(f"critic_augment must be '' or parts of {'+'.join(CRITIC_AUGMENT_PARTS)} joined by '+', "
+                         f"got {critic_augment!r}")
+    return parts
 
 
 class InfoVAEGAN(CodeModel):
