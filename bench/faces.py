@@ -139,7 +139,7 @@ def main() -> None:
     model = hub.from_pretrained(args.model).eval()
     root = args.data or str(Path(common.data_root()) / "celeba-subset")
     # the same hold-out as training (a fixed seed), framed as the model's faces were
-    ds = data.load("celeba", root, progress=False, crop=getattr(model.config, "crop", 1.0))
+    ds = data.load("celeba", root, progress=False, crop=model.config.crop)
     if args.validation:  # training-split faces after the 9,000th: outside a --limit 9000 run
         after = [i for i, name in enumerate(ds.names) if int(Path(name).stem) > 9000]
         held = ds.images[after[:args.n]].float() / 255

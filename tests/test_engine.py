@@ -27,7 +27,7 @@ class StubModel(nn.Module):
     def __init__(self, n_classes: int = 3, c_dim: int = 2, size: int = 4):
         super().__init__()
         self.config = SimpleNamespace(image_size=size, channels=1, background="dark", dataset="stub", z_dim=5,
-                                      n_classes=n_classes, c_dim=c_dim, c_prior="uniform")
+                                      n_classes=n_classes, c_dim=c_dim, c_prior="uniform", crop=1.0)
         self.anchor = nn.Parameter(torch.zeros(1))  # gives the stub a device
         self.noise_seen: list[torch.Tensor] = []
 

@@ -29,7 +29,7 @@ def model_card(model, tc: TrainConfig, summary: dict, held_out: tuple | None = N
              f"- images: {cfg.image_size}x{cfg.image_size}, {cfg.channels} channel(s)"
              + (f", {cfg.background} background (`--invert auto` matches inputs to it)" if cfg.channels == 1 else "")
              + (f", cut to the central {cfg.crop:.2f} of each image's centre square first"
-                if getattr(cfg, "crop", 1.0) < 1 else ""),
+                if cfg.crop < 1 else ""),
              f"- codes: z {getattr(cfg, 'z_dim', 0)}, discrete s K={getattr(cfg, 'n_classes', 0)}, "
              f"continuous c {cfg.c_dim} ({getattr(cfg, 'c_prior', 'normal')} prior)",
              f"- command: `{tc.command}`" if tc.command else "- command: (library call)",

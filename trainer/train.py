@@ -130,7 +130,7 @@ def train(dataset: str, out: Path, model_name: str | None = None, data_root: str
     config = config_cls(dataset=dataset, model=model_name, **settings)
     config.validate()
     ds = data.load(dataset, data_root, limit=tc.limit, progress=progress, source_class=source_class,
-                   image_size=config.image_size, channels=config.channels, crop=getattr(config, "crop", 1.0))
+                   image_size=config.image_size, channels=config.channels, crop=config.crop)
     if config.channels == 1 and "background" not in given:  # what --invert auto matches inputs to
         config = replace(config, background=data.background(ds))
     if restarts > 1:
@@ -251,6 +251,6 @@ def resume_training(dataset: str, out: Path, model_name: str | None = None, data
         tc.command = first
     extra = {"source_class": config.source_class} if hasattr(config, "source_class") else {}
     ds = data.load(dataset, data_root, limit=tc.limit, progress=progress, image_size=config.image_size,
-                   channels=config.channels, crop=getattr(config, "crop", 1.0), **extra)
+                   channels=config.channels, crop=config.crop, **extra)
     torch.manual_seed(tc.seed)
     return fit(build(config), ds, tc, out, progress=progress)

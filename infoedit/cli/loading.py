@@ -76,8 +76,8 @@ def image_loader(net, invert: Mode, frame: Mode, pixels: bool = False, face: Opt
     framing = datasets.framing(cfg.dataset)
     load = load_pixels if pixels else load_for_model
     invert, frame = invert.value, frame.value
-    crop = getattr(cfg, "crop", 1.0)  # only InfoVAEGAN's config has one
-    return lambda path: load(path, cfg.image_size, cfg.channels, invert, cfg.background, frame, framing, face, crop)
+    return lambda path: load(path, cfg.image_size, cfg.channels, invert, cfg.background, frame, framing, face,
+                             cfg.crop)
 
 
 def note_colour_photo(net, model: str, paths: list[Path], quiet: bool) -> None:
@@ -109,7 +109,7 @@ def face_crops(net, frame: Mode, face: Optional[int], paste_back: bool):
         fail("--paste-back needs a face model (trained on celeba) and --frame auto or yes")
     from infoedit.faces import locate
 
-    return lambda path: locate(path, face, crop=getattr(net.config, "crop", 1.0))
+    return lambda path: locate(path, face, crop=net.config.crop)
 
 
 def load_batch(net, paths: list[Path], load, crops, failed: list):

@@ -25,6 +25,9 @@ class ConfigMixin:
     # True where the discrete code s is trained on the labels (the supervised models of Sec. 3):
     # their accuracy is plain, not the unsupervised Hungarian-matched one, and they need labels.
     LEARNS_LABELS: ClassVar[bool] = False
+    # The share of the centre square a model's images are cut from: a field of the families that
+    # can be trained on a tighter frame (InfoVAEGANConfig.crop), the whole square for the others.
+    crop: ClassVar[float] = 1.0
 
     @property
     def code_dim(self) -> int:

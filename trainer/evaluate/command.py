@@ -153,7 +153,7 @@ def _labelled_dataset(cfg, name: str, data: str | None, result: dict):
     extra = {"source_class": cfg.source_class} if rotated else {}
     # (load refuses a dataset whose size or channels are not the model's)
     ds = (data_mod.load(name, data, progress=False, image_size=cfg.image_size, channels=cfg.channels,
-                        crop=getattr(cfg, "crop", 1.0), **extra)
+                        crop=cfg.crop, **extra)
           if name in labelled_names() else None)
     if ds is not None and cfg.channels == 1 and data_mod.background(ds) != cfg.background:
         # the model learned the other polarity (a folder of ink on paper): turn the images to it,
