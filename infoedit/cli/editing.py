@@ -47,22 +47,10 @@ def swap(
     quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     with user_errors(debug):
-        if pairs and images:
-            fail("give --pairs FILE or images A... B, not both")
-        if not pairs and len(images or []) < 2:
-            fail("give images A... B (at least two), or --pairs FILE")
-        if pairs:
-            todo = read_pairs(pairs)
-            one_png = False
-            names = [f"{a.stem}-{b.stem}.png" for a, b in todo]
-        else:
-            a_images = expand_folders(images[:-1])
-            todo = [(a, images[-1]) for a in a_images]
-            one_png, names = len(images) == 2 and not images[0].is_dir(), None
-        if strip and not one_png:
-            fail(f"--strip writes one A | B | result strip: give one image A and one B, not {len(todo)} pairs")
         if paste_back and (strip or continuous_from == Source.b):
             fail("--paste-back edits image A in place: it does not go with --strip or --continuous-from b")
+        todo, one_png = _swap_pairs(images, pairs, strip)
+        names = [f"{a.stem}-{b.stem}.png" for a, b in todo] if pairs else None
         files = output_targets([a for a, _ in todo], out, one_png, force, Path("swap.png"), Path("swaps"),
                                names=names)
         import torch
@@ -97,6 +85,23 @@ def swap(
         if done:
             say(f"wrote {files[0]}" if one_png else f"wrote {done} images to {files[0].parent}", quiet)
         finish(failed, done + len(files) - len(todo))
+
+
+def _swap_pairs(images: Optional[list[Path]], pairs: Optional[Path], strip: bool) -> tuple[list, bool]:
+    """The (A, B) pairs to swap, from --pairs FILE or from A... B (folders expanded), and whether
+    the result is one PNG (one image A and one B)."""
+    if pairs and images:
+        fail("give --pairs FILE or images A... B, not both")
+    if not pairs and len(images or []) < 2:
+        fail("give images A... B (at least two), or --pairs FILE")
+    if pairs:
+        todo, one_png = read_pairs(pairs), False
+    else:
+        todo = [(a, images[-1]) for a in expand_folders(images[:-1])]
+        one_png = len(images) == 2 and not images[0].is_dir()
+    if strip and not one_png:
+        fail(f"--strip writes one A | B | result strip: give one image A and one B, not {len(todo)} pairs")
+    return todo, one_png
 
 
 @app.command(short_help="Grid PNG varying an image's continuous codes, or its category.",
@@ -141,15 +146,11 @@ def traverse(
         from infoedit.images import check_grid, make_grid, save_png
 
         net = load_model(model, revision, device)
-        indices = code or list(range(net.config.c_dim))
-        if not discrete and not indices:
-            fail(f"{model}: this model has no continuous codes; use --discrete")
-        for i in ([] if discrete else indices):
-            engine.check_code(net, i)
+        indices = [] if discrete else _traversed_codes(net, model, code)
         per_row = net.config.n_classes if discrete else steps
-        cell = net.config.image_size if not paste_back else PHOTO_CELL
         per_image = per_row if discrete else len(indices) * steps
-        check_grid(files[0], per_image * (len(images) if strip else 1), per_row, cell)
+        check_grid(files[0], per_image * (len(images) if strip else 1), per_row,
+                   PHOTO_CELL if paste_back else net.config.image_size)
         load, crops = image_loader(net, invert, frame, face=face), face_crops(net, frame, face, paste_back)
         failed, grids = [], []
         todo = list(range(len(images))) if one_png else still_to_write(files, force, quiet)
@@ -157,13 +158,12 @@ def traverse(
             x, _, found = load_batch(net, [images[i]], load, crops, failed)
             if x is None:
                 continue
-            crop = found[0]
             if discrete:
                 grid = engine.traverse_discrete(net, x[0], seed, keep_detail, refine).cpu()
             else:
                 grid = engine.traverse(net, x[0], indices, *value_range, steps=steps, seed=seed,
                                        keep_detail=keep_detail, refine_steps=refine).cpu()
-            grid = grid if crop is None else _photo_cells(grid, crop)
+            grid = grid if found[0] is None else _photo_cells(grid, found[0])
             if one_png:
                 grids.append(grid)
             else:
@@ -175,6 +175,18 @@ def traverse(
         if done:
             say(f"wrote {files[0]}" if one_png else f"wrote {done} grids to {files[0].parent}", quiet)
         finish(failed, done + (0 if one_png else len(files) - len(todo)))  # kept from a run before count
+
+
+def _traversed_codes(net, model: str, code: Optional[list[int]]) -> list[int]:
+    """The continuous codes traverse sweeps, one row each: --code's, else all the model has."""
+    from infoedit import engine
+
+    indices = code or list(range(net.config.c_dim))
+    if not indices:
+        fail(f"{model}: this model has no continuous codes; use --discrete")
+    for i in indices:
+        engine.check_code(net, i)
+    return indices
 
 
 def _photo_cells(grid, crop):
