@@ -12,8 +12,9 @@ from infoedit.hub import atomic_write_bytes
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
-def plot_curves(series: dict[str, list[tuple[int, float]]], path: Path, title: str = "losses") -> None:
-    """One panel per series (x = step), stacked vertically, each with its own y range."""
+def plot_curves(series: dict[str, list[tuple[float, float]]], path: Path, title: str = "losses",
+                x_name: str = "step") -> None:
+    """One panel per series (x = step, or what ``x_name`` names), stacked vertically, each with its own y range."""
     names = [n for n, pts in series.items() if pts]
     w, panel, margin = 640, 110, 48
     img = Image.new("RGB", (w, 24 + panel * max(1, len(names))), "white")
@@ -36,7 +37,7 @@ def plot_curves(series: dict[str, list[tuple[int, float]]], path: Path, title: s
         draw.text((x0 + 4, y0 + 2), f"{name}  last {vals[-1]:.4g}", fill=COLORS[i % len(COLORS)])
         draw.text((2, y0), f"{hi:.3g}", fill="black")
         draw.text((2, y1 - 10), f"{lo:.3g}", fill="black")
-        draw.text((x1 - 60, y1 + 4), f"step {smax}", fill="black")
+        draw.text((x1 - 60, y1 + 4), f"{x_name} {smax:g}", fill="black")
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
