@@ -205,9 +205,9 @@ def whole_percentiles(values: np.ndarray, qs: list[float]) -> list[float]:
     last = flat.size - 1
     spots = [(last * (q / 100), math.floor(last * (q / 100))) for q in qs]  # numpy's virtual index
     ranks = [min(i, last) for _, i in spots] + [min(i + 1, last) for _, i in spots]
-    values = (np.searchsorted(counts, ranks, side="right") + low).tolist()
+    ordered = (np.searchsorted(counts, ranks, side="right") + low).tolist()  # the ranks' values, sorted order
     out = []
-    for (at, i), a, b in zip(spots, values, values[len(qs):]):
+    for (at, i), a, b in zip(spots, ordered, ordered[len(qs):]):
         t = at - i  # numpy's _lerp: from the nearer end
         out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
     return out
