@@ -67,18 +67,20 @@ def main() -> None:
            "at_minutes": {f"{m:g}": reached_by(curve, m) for m in args.marks if m <= args.budget_minutes},
            "curve": curve}
     RESULTS.mkdir(parents=True, exist_ok=True)
+    which = args.preset if args.dataset == "mnist" else f"{args.preset}-{args.dataset}"
     plot_curves({"test ACC": [(round(seconds / 60, 2), acc) for seconds, acc in curve]},
-                RESULTS / f"time_to_acc-{args.preset}{'' if args.dataset == 'mnist' else '-' + args.dataset}-seed{args.seed}.png",
+                RESULTS / f"time_to_acc-{which}-seed{args.seed}.png",
                 f"{args.dataset} test accuracy, --preset {args.preset}, seed {args.seed}", x_name="minutes")
     log = RESULTS / "time_to_acc.json"
     rows = json.loads(log.read_text()) if log.exists() else []
     rows.append(row)
     log.write_text(json.dumps(rows, indent=2) + "\n")
     fmt = lambda v: "not reached" if v is None else v  # noqa: E731
-    lines = ["| dataset | preset | seed | budget min | min to 90% | min to 95% | final ACC | best ACC | ACC at minutes | commit |",
+    lines = ["| dataset | preset | seed | budget min | min to 90% | min to 95% | final ACC | best ACC | ACC at minutes "
+             "| commit |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.get('dataset', 'mnist')} | {r['preset']} | {r['seed']} | {r['budget_minutes']} | {fmt(r['minutes_to_90'])} | "
-              f"{fmt(r['minutes_to_95'])} | {r['final_acc']} | {r['best_acc']} | "
+    lines += [f"| {r.get('dataset', 'mnist')} | {r['preset']} | {r['seed']} | {r['budget_minutes']} | "
+              f"{fmt(r['minutes_to_90'])} | {fmt(r['minutes_to_95'])} | {r['final_acc']} | {r['best_acc']} | "
               f"{', '.join(f'{m}: {fmt(a)}' for m, a in r.get('at_minutes', {}).items()) or '-'} | {r['commit']} |"
               for r in rows]
     m = row["machine"]
