@@ -8,7 +8,7 @@ Trains with held-out accuracy logged every --eval-every steps (evaluation time i
 counted), then reads the curve from metrics.jsonl: at each of --marks minutes, the accuracy of
 the last evaluation at or before it. Data root: $INFOEDIT_DATA, default ../shared/data. Writes
 bench/results/time_to_acc.{md,json} (one row per run, appended) and the curve as
-time_to_acc-<preset>-seed<seed>.png.
+time_to_acc-<preset>-seed<seed>.png (time_to_acc-<preset>-fashion-mnist-seed<seed>.png for Fashion-MNIST).
 """
 
 from __future__ import annotations
