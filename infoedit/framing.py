@@ -11,7 +11,7 @@ out: files, modes and polarity are infoedit.images', which calls this module.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 from scipy import ndimage
 
 from infoedit.images import border_pixels, preprocess
@@ -104,9 +104,26 @@ def page_level(g: np.ndarray, ring: float = 0.05, rounds: int = 3, fit_on: np.nd
 
 
 def _median3(a: np.ndarray) -> np.ndarray:
-    """The 3x3 median of a float32 array [H, W], the edge continued. PIL's: ndimage.median_filter
-    and signal.medfilt2d give the same values, 10-20% slower."""
-    return np.asarray(Image.fromarray(a, "F").filter(ImageFilter.MedianFilter(3)))
+    """The 3x3 median of a float32 array [H, W], the edge continued (PIL's MedianFilter(3) and
+    ndimage.median_filter give the same values, 5-10x slower: they sort each window). Each
+    column of three is sorted once for the three windows that share it; a window's median is
+    then the median of its columns' largest low, middle middle and smallest high (Paeth's
+    identity for nine values)."""
+    p = np.pad(np.asarray(a, np.float32), 1, mode="edge")
+    top, mid, bottom = p[:-2], p[1:-1], p[2:]
+    low, high = np.minimum(top, mid), np.maximum(top, mid)
+    middle, high = np.minimum(high, np.maximum(low, bottom)), np.maximum(high, bottom)
+    low = np.minimum(low, bottom)
+
+    def columns(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return b[:, :-2], b[:, 1:-1], b[:, 2:]
+
+    return _median_of_3(np.maximum.reduce(columns(low)), _median_of_3(*columns(middle)),
+                        np.minimum.reduce(columns(high)))
+
+
+def _median_of_3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
 
 
 def _grow(mask: np.ndarray, radius: int = 1) -> np.ndarray:
@@ -133,6 +150,8 @@ def _find_desk(small: np.ndarray) -> tuple[np.ndarray, float, float] | None:
     """(the desk, the sheet's grey, the desk's grey) in a uint8 photo shrunk to DESK_WORK, or None
     when there is no desk: the checks of cut_sheet_from_desk."""
     dark = small <= otsu_threshold(small)
+    if not border_pixels(dark).any():  # nothing dark reaches the edge: no desk (the rest would find none)
+        return None
     # the dark pixels connected to the edge, 8-connected (ink inside the sheet is not reached)
     parts, _ = ndimage.label(dark, np.ones((3, 3), int))
     at_edge = np.unique(border_pixels(parts))

@@ -118,6 +118,9 @@ def to_unit(pixels: np.ndarray) -> torch.Tensor:
 # Which framing a dataset's images have (digit, fill, face): infoedit.datasets; what framing does
 # to a photo: infoedit.framing.
 FRAME_MODES = ("auto", "yes", "no")
+# A photo is framed at a working size of PHOTO_SIDE times the model's size on its shorter side
+# (up to twice that): a photo's object needs no more pixels, and the framing's cost grows with them.
+PHOTO_SIDE = 4
 
 
 def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no", background: str = "dark",
@@ -134,7 +137,7 @@ def load_pixels(path: str | Path, size: int, channels: int, invert: str = "no", 
     may_frame = channels == 1 and (frame == "yes" or (frame == "auto" and framing != "none"))
     # A framed object is cut from the full picture: decode JPEGs at more than the model's size
     # (a face is searched for in the whole photo).
-    img = open_image(path, draft_size=None if may_frame_face else size * (8 if may_frame else 2))
+    img = open_image(path, draft_size=None if may_frame_face else size * (PHOTO_SIDE if may_frame else 2))
     if min(img.size) < 1:
         raise ImageError(f"{path}: empty image")
     if may_frame_face and (frame == "yes" or img.size != (size, size)):  # a model-sized image is a framed face
@@ -165,7 +168,7 @@ def _frame_photo(img: Image.Image, size: int, invert: str, background: str, fram
     from infoedit.framing import cut_sheet_from_desk, frame_object
 
     gray = _to_mode(img, 1)
-    factor = min(gray.size) // (size * 16)  # a photo's object needs no more pixels than this
+    factor = min(gray.size) // (size * PHOTO_SIDE)
     gray = gray.reduce(factor) if factor > 1 else gray
     pixels = match_polarity(cut_sheet_from_desk(np.array(gray, dtype=np.uint8))[None], invert, background)
     light = background == "light"  # frame_object wants the object light on dark
@@ -248,7 +251,7 @@ def has_light_background(pixels: np.ndarray) -> bool:
 
 # Of the picture's shorter side: wider than a stroke of writing photographed whole, narrower than
 # a glare or a shadow; reach is measured on a copy about LOCAL_SIDE px across (a fast median).
-LOCAL_WINDOW, LOCAL_SIDE = 0.2, 64
+LOCAL_WINDOW, LOCAL_SIDE = 0.2, 32
 
 
 def _local_reach(g: np.ndarray) -> tuple[float, float]:
@@ -257,7 +260,7 @@ def _local_reach(g: np.ndarray) -> tuple[float, float]:
     difference. Strokes are a minority in every such square, so they reach far; broad lighting
     (a glare, a shadow) is the median itself and reaches nowhere."""
     img = Image.fromarray(g)
-    factor = min(img.size) // LOCAL_SIDE
+    factor = round(min(img.size) / LOCAL_SIDE)
     small = img.reduce(factor) if factor > 1 else img
     k = max(3, round(LOCAL_WINDOW * min(small.size))) | 1
     # PIL's median: ndimage.median_filter gives the same values, slower
@@ -268,13 +271,13 @@ def _local_reach(g: np.ndarray) -> tuple[float, float]:
 
 def _local_reach_at_least_0(g: np.ndarray) -> bool:
     """Whether _local_reach(g) is >= 0 both ways, known without computing it: when the image is
-    filtered as it is (under 2 LOCAL_SIDE px), no larger than 2,001 px (its 0.05th / 99.95th
+    filtered as it is (under 1.5 LOCAL_SIDE px), no larger than 2,001 px (its 0.05th / 99.95th
     percentiles then lie between the two lowest / highest differences) and at least the window
     wide. Then the two brightest pixels each lie at or over their window's median, since at most
     (r + 1)^2 of the (2r + 1)^2 values in a window of radius r (the border copied outwards) are
     brighter than the second one, fewer than half; and the two darkest at or under theirs."""
     side = min(g.shape)
-    return side < 2 * LOCAL_SIDE and g.size <= 2001 and side >= max(3, round(LOCAL_WINDOW * side)) | 1
+    return side < 1.5 * LOCAL_SIDE and g.size <= 2001 and side >= max(3, round(LOCAL_WINDOW * side)) | 1
 
 
 def has_background(pixels: np.ndarray, background: str) -> bool:

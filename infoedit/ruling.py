@@ -19,6 +19,7 @@ def runs(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # with paper on both sides; two or more must be found, or one apart from the writing
 # (_apart_from_writing), so a digit's long stroke in a tight crop is not taken for the ruling.
 RULING_SPAN, RULING_THICKNESS, RULING_TILT = 0.6, 0.03, 12.0
+BINCOUNT_BATCH = 1 << 20  # sheared ink pixels counted at once: the angles' batch stays a few MB
 
 
 def _clear_of(start: int, end: int) -> int:
@@ -57,19 +58,43 @@ def _past_the_writing(rows: np.ndarray, xs: np.ndarray, start: int, end: int) ->
     return on_line.min() < low - past and on_line.max() > high + past
 
 
-def _best_shear(ys: np.ndarray, xs: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ink pixels per sheared row, the shear ``s``: sheared row = y - s[x] + s.max()) for the
-    angle up to RULING_TILT, 0.25 degrees apart, whose fullest sheared row holds the most ink."""
-    best_count, shift, tried = None, None, set()
-    for angle in np.radians(np.linspace(-RULING_TILT, RULING_TILT, round(8 * RULING_TILT) + 1)):
-        s = np.round((np.arange(w) - w / 2) * np.tan(angle)).astype(int)
-        if s.tobytes() in tried:  # in a narrow picture neighbouring angles round to one shear: its count
-            continue  # is the same, and the first such count stays the best
-        tried.add(s.tobytes())
-        count = np.bincount(ys - s[xs] + s.max(), minlength=h + s.max() - s.min())
-        if best_count is None or count.max() > best_count.max():
-            best_count, shift = count, s
-    return best_count, shift
+def _shears(w: int) -> np.ndarray:
+    """The shears [A, w] of the angles up to RULING_TILT, 0.25 degrees apart, from -RULING_TILT
+    up: sheared row = y - s[x] + s.max(). In a narrow picture neighbouring angles round to one
+    shear (each column's shift moves monotonically with the angle, so equal shears are
+    neighbours): each is kept once."""
+    angles = np.radians(np.linspace(-RULING_TILT, RULING_TILT, round(8 * RULING_TILT) + 1))
+    shears = np.round((np.arange(w) - w / 2) * np.tan(angles)[:, None]).astype(np.int32)
+    return shears[np.r_[True, (shears[1:] != shears[:-1]).any(1)]]
+
+
+def _may_cross(ink: np.ndarray, reach: int) -> bool:
+    """Whether a sheared row of the ink mask [H, W] may hold more than RULING_SPAN of the width, a
+    line across (what _erase_ruling_rows looks for): a sheared row stays within ``reach`` + 1 rows
+    (its shear's span), so it holds no more ink than the columns with ink in some such band."""
+    if ink.sum() < 2 * RULING_SPAN * ink.shape[1]:  # two lines across, or one and writing beside it
+        return False
+    rows = np.concatenate([np.zeros((1, ink.shape[1]), np.int32), np.cumsum(ink, axis=0, dtype=np.int32)])
+    rows = np.concatenate([rows, np.repeat(rows[-1:], reach, axis=0)])  # bands reaching past the foot
+    columns = (rows[reach + 1:] - rows[:-reach - 1] > 0).sum(1)  # band from each row down
+    return bool(columns.max() > RULING_SPAN * ink.shape[1])
+
+
+def _best_shear(ys: np.ndarray, xs: np.ndarray, shears: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ink pixels per sheared row, the shear) for the shear of ``shears`` (_shears) whose fullest
+    sheared row holds the most ink, the first such. ``ys``, ``xs``: the ink pixels. The shears
+    are counted a batch at a time, each in its own stretch of one bincount's rows."""
+    tops, lengths = shears.max(1), h + shears.max(1) - shears.min(1)
+    stretch = int(lengths.max())
+    fullest = np.empty(len(shears), np.int64)  # each shear's fullest sheared row
+    step = max(1, BINCOUNT_BATCH // max(len(ys), 1))
+    for i in range(0, len(shears), step):
+        batch = shears[i:i + step]
+        rows = ys - batch[:, xs] + (tops[i:i + step] + stretch * np.arange(len(batch)))[:, None]
+        fullest[i:i + step] = np.bincount(rows.ravel(), minlength=stretch * len(batch)).reshape(len(batch), -1).max(1)
+    best = int(np.argmax(fullest))
+    s = shears[best]
+    return np.bincount(ys - s[xs] + s.max(), minlength=int(lengths[best])), s.astype(np.int64)
 
 
 def _line_bands(count: np.ndarray, shift: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -135,10 +160,12 @@ def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float, box: float | No
     h, w = v.shape
     if box is not None and h <= 8 * box:  # a box's lines are more than 8 times their thickness apart
         return v
-    ys, xs = np.nonzero(v > faint)
-    if len(ys) < 2 * RULING_SPAN * w:
+    ink = v > faint
+    shears = _shears(w)
+    if not _may_cross(ink, int((shears.max(1) - shears.min(1)).max())):
         return v
-    count, shift = _best_shear(ys, xs, h, w)
+    ys, xs = np.nonzero(ink)
+    count, shift = _best_shear(ys, xs, shears, h)
     share, starts, ends = _line_bands(count, shift, h)
     if len(starts) == 0:
         return v

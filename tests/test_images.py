@@ -501,3 +501,58 @@ def test_light_background_skips_the_local_reach_only_where_it_cannot_change_the_
     for g in pictures:
         g = g.astype(np.uint8)
         assert images.has_light_background(g[None]) == full_rule(g), g.shape
+
+
+def test_median3_is_pils_median_filter_bit_for_bit():
+    """framing._median3 (sorted columns of three) gives PIL's MedianFilter(3), edges continued."""
+    from PIL import ImageFilter
+
+    from infoedit.framing import _median3
+
+    rng = np.random.default_rng(2)
+    for trial in range(300):
+        shape = tuple(int(n) for n in rng.integers(1, 40, 2))
+        a = [rng.normal(size=shape), rng.integers(0, 4, shape), rng.random(shape) * 255][trial % 3].astype(np.float32)
+        expected = np.asarray(Image.fromarray(a, "F").filter(ImageFilter.MedianFilter(3)))
+        assert np.array_equal(_median3(a), expected), (trial, shape)
+
+
+def test_best_shear_counts_every_angle_as_one_at_a_time(monkeypatch):
+    """ruling._best_shear, all angles counted in batches, picks the shear a loop over the angles
+    picks (the first with the fullest sheared row) and returns its counts, whatever the batch;
+    _may_cross skips the search only where it would find no line across."""
+    from infoedit import ruling
+
+    def one_at_a_time(ys, xs, h, w):
+        best, shift = None, None
+        for angle in np.radians(np.linspace(-ruling.RULING_TILT, ruling.RULING_TILT,
+                                            round(8 * ruling.RULING_TILT) + 1)):
+            s = np.round((np.arange(w) - w / 2) * np.tan(angle)).astype(int)
+            count = np.bincount(ys - s[xs] + s.max(), minlength=h + s.max() - s.min())
+            if best is None or count.max() > best.max():
+                best, shift = count, s
+        return best, shift
+
+    rng, skipped = np.random.default_rng(3), 0
+    for trial in range(200):
+        h, w = (int(n) for n in rng.integers(2, 120, 2))
+        mask = rng.random((h, w)) < rng.uniform(0.0, 0.3 if trial % 2 else 0.02)
+        if trial % 2:
+            y = int(rng.integers(0, h))
+            tilt = np.round(np.arange(w) * np.tan(np.radians(rng.uniform(-12, 12)))).astype(int)
+            mask[np.clip(y + tilt, 0, h - 1), np.arange(w)] = True  # a tilted line across
+        else:  # a blob (a product, a digit), maybe nearly as wide as a line
+            top, left = int(rng.integers(0, h)), int(rng.integers(0, w))
+            mask[top:top + int(rng.integers(1, h + 1)), left:left + int(rng.integers(1, w + 1))] = True
+        ys, xs = np.nonzero(mask)
+        expected = one_at_a_time(ys, xs, h, w)
+        for batch in (1 << 20, len(ys) // 3 + 1):
+            monkeypatch.setattr(ruling, "BINCOUNT_BATCH", batch)
+            count, shift = ruling._best_shear(ys, xs, ruling._shears(w), h)
+            assert np.array_equal(count, expected[0]) and np.array_equal(shift, expected[1]), (trial, batch)
+        # the shortcut past the search: it answers no only where no sheared row is a line across
+        shears = ruling._shears(w)
+        if not ruling._may_cross(mask, int((shears.max(1) - shears.min(1)).max())):
+            assert expected[0].max() <= ruling.RULING_SPAN * w or len(ys) < 2 * ruling.RULING_SPAN * w, trial
+            skipped += 1
+    assert 20 < skipped < 100
