@@ -27,8 +27,15 @@ def test_the_reference_flags_its_quantile_of_the_images_it_was_measured_on(tiny_
     ref = ood.reference(model, x)
     found = engine.encode(model, x)
     scores, flagged = ood.score(ref, x, *ood.measures(model, x, found))
-    # each measure is above its threshold for 1 - QUANTILE of them; either one flags
+    # each measure is above its threshold for 1 - QUANTILE of them; as many are flagged as
+    # either threshold alone would flag
+    either = np.mean([max(e / ref["drawing_error"], d / ref["code_distance"]) > 1 for e, d in zip(
+        ood.measures(model, x, found)[0].tolist(),
+        ood._mahalanobis(ood._code_vector(found), torch.tensor(ref["code_mean"], dtype=torch.float64),
+                         torch.tensor(ref["code_precision"], dtype=torch.float64)).tolist())])
     assert 1 - ref["quantile"] - 0.005 <= np.mean(flagged) <= 2 * (1 - ref["quantile"]) + 0.005
+    # (within 1%: the tiny model draws through G, whose noise z depends on how the images are batched)
+    assert abs(np.mean(flagged) - either) <= 0.01
     assert all((s > 1) == f for s, f in zip(scores, flagged))
 
 
@@ -70,6 +77,20 @@ def test_blank_and_noise_are_flagged_by_the_mnist_model_and_digits_are_not(tmp_p
     table = list(csv.DictReader(listed.stdout.splitlines()))
     assert [r["ood"] for r in table] == ["1"] * 3 and all(float(r["ood_score"]) >= 0 for r in table)
     assert "3 of 3 images look unlike" in listed.stderr
+
+
+def test_two_measures_near_their_thresholds_flag_together_and_an_old_reference_reads_the_larger():
+    """ood_score is the two ratios' length over the reference's combined length: an image near
+    both thresholds is flagged, one just over a single threshold may not be; a reference written
+    before the combined length scores the larger ratio, as it did."""
+    ref = {"code_mean": [0.0], "code_precision": [[1.0]], "drawing_error": 1.0, "code_distance": 1.0,
+           "combined": 1.2}
+    x = torch.rand(2, 1, 28, 28)
+    error, vector = torch.tensor([0.9, 1.1]), torch.tensor([[0.9], [0.0]], dtype=torch.float64)
+    scores, flagged = ood.score(ref, x, error, vector)
+    assert flagged == [True, False] and scores == [round(float(np.hypot(0.9, 0.9)) / 1.2, 3), round(1.1 / 1.2, 3)]
+    old = {k: v for k, v in ref.items() if k != "combined"}
+    assert ood.score(old, x, error, vector) == ([0.9, 1.1], [False, True])
 
 
 def test_reference_of_a_model_without_continuous_codes(tiny_model_dir):
