@@ -64,8 +64,13 @@ PRESETS = {
                               # critic: 0.77 / 0.518, and samples 0.39 at 9.3x. A 128-d code with its
                               # prior weighed 0.1 drew closer (0.67 / 0.612) but took the codes'
                               # work: they moved 0.006 of the pixels, no edit at all.
+                              # The folder's G a moving average of G's weights (decay 0.999): over
+                              # the hour G swings and its samples fell to 0.41 judged faces at 2.6x
+                              # the real sharpness; averaged, 0.75 at 1.55x after 60 minutes and 0.71
+                              # at 1.18x after 10 (0.55 at 1.49x), the edits (G2's) as they were
+                              # (bench/results/faces-validation-g-average-0.999-*.md).
                               "celeba": {"style_dim": 128, "augment": "affine+flip", "reseed": False,
-                                         "recon_adv_weight": 30.0, "recon_critic": "own"}},
+                                         "recon_adv_weight": 30.0, "recon_critic": "own", "g_average": 0.999}},
                  "train": {}},
 }
 
