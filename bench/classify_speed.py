@@ -121,8 +121,9 @@ def photo_rates(tmp: Path, base: np.ndarray, n: int, cfg) -> dict[str, float]:
     folder = tmp / "photos"
     folder.mkdir()
     kinds = make_photos(folder, base, n, datasets.framing(cfg.dataset) == "digit")
-    reader(cfg)(kinds["plain"][0])  # once untimed: the first framing imports scipy.ndimage (start-up)
-    rates = {kind: round(read_rate(paths, reader(cfg)), 1) for kind, paths in kinds.items()}
+    read = reader(cfg)
+    read(kinds["plain"][0])  # once untimed: the first framing imports scipy.ndimage (start-up)
+    rates = {kind: round(read_rate(paths, read), 1) for kind, paths in kinds.items()}
     count = sum(len(paths) for paths in kinds.values())
     rates["all"] = round(count / sum(len(kinds[k]) / rates[k] for k in kinds), 1)
     return rates

@@ -68,12 +68,14 @@ def _shears(w: int) -> np.ndarray:
     return shears[np.r_[True, (shears[1:] != shears[:-1]).any(1)]]
 
 
-def _may_cross(ink: np.ndarray, reach: int) -> bool:
-    """Whether a sheared row of the ink mask [H, W] may hold more than RULING_SPAN of the width, a
-    line across (what _erase_ruling_rows looks for): a sheared row stays within ``reach`` + 1 rows
-    (its shear's span), so it holds no more ink than the columns with ink in some such band."""
+def _may_cross(ink: np.ndarray, shears: np.ndarray) -> bool:
+    """Whether a sheared row (of any of ``shears``, _shears) of the ink mask [H, W] may hold more
+    than RULING_SPAN of the width, a line across (what _erase_ruling_rows looks for): a sheared
+    row stays within its shear's span of rows, reach + 1 at most, so it holds no more ink than
+    the columns with ink in some such band."""
     if ink.sum() < 2 * RULING_SPAN * ink.shape[1]:  # two lines across, or one and writing beside it
         return False
+    reach = int((shears.max(1) - shears.min(1)).max())
     rows = np.concatenate([np.zeros((1, ink.shape[1]), np.int32), np.cumsum(ink, axis=0, dtype=np.int32)])
     rows = np.concatenate([rows, np.repeat(rows[-1:], reach, axis=0)])  # bands reaching past the foot
     columns = (rows[reach + 1:] - rows[:-reach - 1] > 0).sum(1)  # band from each row down
@@ -162,7 +164,7 @@ def _erase_ruling_rows(v: np.ndarray, faint: float, peak: float, box: float | No
         return v
     ink = v > faint
     shears = _shears(w)
-    if not _may_cross(ink, int((shears.max(1) - shears.min(1)).max())):
+    if not _may_cross(ink, shears):
         return v
     ys, xs = np.nonzero(ink)
     count, shift = _best_shear(ys, xs, shears, h)
