@@ -5,9 +5,7 @@ Shared by the CLI and the trainer. Functions take a loaded model and tensors in 
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -15,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from infoedit import codes, images
+from infoedit import codes, decoding, images
 
 
 def fixed_noise(model, n: int, seed: int = 0) -> torch.Tensor:
@@ -312,46 +310,19 @@ def out_of_domain(model, x: torch.Tensor, found: Codes) -> tuple[list, list] | N
     return None if ref is None else ood.score(ref, x, *ood.measures(model, x, found))
 
 
-def _chunks(items: Iterable[Path], size: int) -> Iterator[list[Path]]:
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
-
-
-def _load_all(load: Callable[[Path], np.ndarray], paths: list[Path]) -> list[tuple[Path, np.ndarray | str]]:
-    """Each path's pixels, or the one-line reason it failed (ImageError is a ValueError)."""
-    loaded = []
-    for path in paths:
-        try:
-            loaded.append((path, load(path)))
-        except (ValueError, OSError) as exc:
-            loaded.append((path, images.one_line(exc)))
-    return loaded
-
-
 def classify_files(model, paths: Iterable[Path], load: Callable[[Path], np.ndarray],
                    batch_size: int = 256, workers: int = 2) -> Iterator[Batch]:
     """Codes for every file, one Batch at a time; a file that fails to load goes in ``failed``.
 
     ``load`` gives a file's uint8 pixels [C, H, W] (images.load_pixels). ``paths`` is consumed
-    lazily. A thread pool decodes the next batch, in ``workers`` slices (one task per slice,
-    not per file: a future per image costs more than decoding a small PNG), while the model
-    runs on the current one, so at most two batches of images are in memory, however many files.
+    lazily; the next batch decodes while the model runs on this one (infoedit.decoding), so at
+    most two batches of images are in memory, however many files.
     """
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = None
-        for chunk in _chunks(paths, batch_size):
-            step = -(-len(chunk) // workers)
-            submitted = [pool.submit(_load_all, load, chunk[i:i + step]) for i in range(0, len(chunk), step)]
-            if pending is not None:
-                yield _encode_batch(model, pending)
-            pending = submitted
-        if pending is not None:
-            yield _encode_batch(model, pending)
+    for loaded in decoding.batches(paths, load, batch_size, workers):
+        yield _encode_batch(model, loaded)
 
 
-def _encode_batch(model, pending: list[Future]) -> Batch:
-    loaded = [item for future in pending for item in future.result()]
+def _encode_batch(model, loaded: list[tuple[Path, np.ndarray | str]]) -> Batch:
     ok = [(path, pixels) for path, pixels in loaded if not isinstance(pixels, str)]
     failed = [(path, why) for path, why in loaded if isinstance(why, str)]
     found, odd = None, None

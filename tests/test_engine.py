@@ -3,6 +3,7 @@ plus shapes on the tiny trained model and the bounded-memory classify stream."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from infoedit import engine, hub
+from infoedit import decoding, engine, hub
 
 
 class StubModel(nn.Module):
@@ -191,6 +192,31 @@ def test_classify_files_reads_at_most_two_batches_ahead():
     next(stream)
     assert len(pulled) <= 2 * 4 + 1, "classify must not read the whole file list before working"
     stream.close()
+
+
+def _slow(load, seconds: float):
+    def slow_load(path: Path) -> np.ndarray:
+        time.sleep(seconds)
+        return load(path)
+    return slow_load
+
+
+@pytest.mark.parametrize("seconds, processes", [(0.0, False), (2 * decoding.SLOW_LOAD_SECONDS, True)])
+def test_classify_files_decodes_slow_files_in_processes_with_the_same_results(monkeypatch, seconds, processes):
+    started = []
+    real_pool = decoding._process_pool
+    monkeypatch.setattr(decoding, "_process_pool", lambda load, workers: started.append(workers) or real_pool(load, workers))
+    names = [Path(f"f{i}.png") for i in range(2 * decoding.PROBE + 5)]
+    load = _slow(_fake_loader({"f3.png", f"f{decoding.PROBE + 2}.png"}), seconds)
+    threads = torch.get_num_threads()
+    batches = list(engine.classify_files(StubModel(), iter(names), load, batch_size=decoding.PROBE + 4, workers=2))
+    assert torch.get_num_threads() == threads, "the model's threads are given back"
+    assert bool(started) == processes, "processes only where decoding costs more than SLOW_LOAD_SECONDS a file"
+    bad = {"f3.png", f"f{decoding.PROBE + 2}.png"}
+    assert [p.name for b in batches for p in b.paths] == [n.name for n in names if n.name not in bad]
+    assert sorted(p.name for b in batches for p, _ in b.failed) == sorted(bad)
+    clusters = [c for b in batches for c in b.codes.cluster.tolist()]
+    assert clusters == [int(n.stem[1:]) % 3 for n in names if n.name not in bad]
 
 
 def test_classify_batch_of_only_failures_has_no_codes():

@@ -517,6 +517,19 @@ def test_median3_is_pils_median_filter_bit_for_bit():
         assert np.array_equal(_median3(a), expected), (trial, shape)
 
 
+def test_least_squares_is_lstsqs_fit():
+    """framing._least_squares (normal equations summed without BLAS) fits the paper's level as
+    numpy's lstsq does, on the page-level's own design: 1, x, y, x^2, xy, y^2 over [-0.5, 0.5]."""
+    from infoedit.framing import _least_squares
+
+    rng = np.random.default_rng(4)
+    for n in (3, 6, 50, 20_000):  # 3: too few points for six coefficients (lstsq's minimum norm)
+        y, x = rng.uniform(-0.5, 0.5, (2, n))
+        a = np.stack([np.ones(n), x, y, x * x, x * y, y * y], axis=-1)
+        b = rng.normal(size=6) @ a.T + rng.normal(scale=rng.uniform(0, 30), size=n)
+        assert np.allclose(_least_squares(a, b), np.linalg.lstsq(a, b, rcond=None)[0], rtol=1e-7, atol=1e-7)
+
+
 def test_best_shear_counts_every_angle_as_one_at_a_time(monkeypatch):
     """ruling._best_shear, all angles counted in batches, picks the shear a loop over the angles
     picks (the first with the fullest sheared row) and returns its counts, whatever the batch;

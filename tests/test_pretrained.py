@@ -43,6 +43,30 @@ def test_photos_of_the_example_digits_classify_as_the_digits_do(tmp_path):
     assert sum(clusters[tmp_path, "no"][k] == v for k, v in originals.items()) <= 5  # unframed: the page
 
 
+def test_a_folder_of_photos_classifies_alike_when_worker_processes_frame_it(tmp_path, monkeypatch):
+    """classify decodes a folder of photos (slow to frame) in forked processes once its first
+    files show it: the listing is the one threads give, file for file."""
+    from conftest import photo_of
+
+    from infoedit import decoding
+    from infoedit.images import load_pixels
+
+    for seed in range(3):
+        for d in sorted((REPO / "examples" / "mnist").glob("[0-9].png")):
+            photo_of(load_pixels(d, 28, 1)[0], seed=seed).save(tmp_path / f"{d.stem}-{seed}.jpg", quality=90)
+    started = []
+    real_pool = decoding._process_pool
+    monkeypatch.setattr(decoding, "_process_pool", lambda load, workers: started.append(1) or real_pool(load, workers))
+    listings = {}
+    for batch in (decoding.PROBE + 4, 64):  # full first batches (processes), one part-full batch (threads)
+        out = tmp_path / f"batch-{batch}.csv"
+        result = runner.invoke(app, ["classify", str(tmp_path), "--batch-size", str(batch), "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        listings[batch] = out.read_text()
+    assert started == [1], "the photos were framed in worker processes with the smaller batch only"
+    assert listings[decoding.PROBE + 4] == listings[64] and listings[64].count("\n") == 31
+
+
 def test_the_example_photos_read_as_their_digits():
     """The shipped photos (one half in a shadow, one on notebook paper) are named by what they show."""
     for photo in sorted((REPO / "examples" / "photos").glob("[0-9]-*.jpg")):
