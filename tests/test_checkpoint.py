@@ -256,9 +256,9 @@ def test_resume_refuses_another_run(tmp_path, model_kw, tc_kw, ds_name, message)
 def test_nan_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     real_step, calls = infovaegan.train_step, []
 
-    def step(*args):
+    def step(*args, **kw):
         calls.append(1)
-        values = real_step(*args)
+        values = real_step(*args, **kw)
         return {**values, "vae": float("inf")} if len(calls) == 7 else values
 
     monkeypatch.setattr(infovaegan, "train_step", step)
@@ -310,6 +310,27 @@ def test_cli_resume_continues_into_the_same_folder(tmp_path, deterministic):
     assert res.exit_code == 2 and "width=0.125" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     res = runner.invoke(app, ["train", "mnist", "--data", data, "--epochs", "2", "--resume", str(b)])
     assert res.exit_code == 2 and "--epochs" in res.stderr
+
+
+def test_paper_preset_steps_infovaegan2s_d_one_in_16_and_resumes_each_family(tmp_path):
+    """--preset paper gives --family infovaegan2 the authors' D schedule (d_every 16, a G2 field),
+    InfoVAEGAN and the baselines none of it; a run of each resumes under the same preset."""
+    from trainer.train import preset_model
+
+    assert preset_model("paper", "mnist", "infovaegan2")["d_every"] == 16
+    assert "d_every" not in preset_model("paper", "mnist", "infovaegan")
+    assert "d_every" not in preset_model("paper", "mnist", "beta-vae")
+    assert "d_every" not in preset_model("cpu-fast", "mnist", "infovaegan2")
+    data = str(fake_mnist(tmp_path / "data"))
+    for family, d_every in (("infovaegan2", 16), ("infovaegan", 1)):
+        out = tmp_path / family
+        args = ["train", "mnist", "--data", data, "--family", family, "--preset", "paper", "-o", str(out), *TINY_FLAGS]
+        res = runner.invoke(app, [*args, "--max-steps", "2", "--checkpoint-every", "2"])
+        assert res.exit_code == 0, res.output
+        assert hub.from_pretrained(str(out)).config.d_every == d_every
+        res = runner.invoke(app, ["train", "mnist", "--data", data, "--preset", "paper", "--resume", str(out),
+                                  "--max-steps", "3", "--quiet"])
+        assert res.exit_code == 0, res.output
 
 
 def test_cli_resume_keeps_the_runs_step_limit(tmp_path, monkeypatch):
@@ -435,11 +456,11 @@ def test_sigterm_mid_epoch_saves_where_it_stopped_and_resumes(tmp_path, monkeypa
     data, out, calls = str(fake_mnist(tmp_path / "data")), tmp_path / "run", []
     real_step = infovaegan.train_step
 
-    def step(*args):
+    def step(*args, **kw):
         calls.append(1)
         if len(calls) == 3:
             os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-step, as a real one would
-        return real_step(*args)
+        return real_step(*args, **kw)
 
     monkeypatch.setattr(infovaegan, "train_step", step)
     res = runner.invoke(app, ["train", "mnist", "--data", data, "-o", str(out), "--epochs", "5", *TINY_FLAGS])

@@ -67,11 +67,11 @@ def _signalled_worker(rank: int, world: int, port: int, out: str) -> None:
 
     real_step, calls = infovaegan.train_step, []
 
-    def step(*args):
+    def step(*args, **kw):
         calls.append(1)
         if rank == 1 and len(calls) == 3:
             os.kill(os.getpid(), signal.SIGTERM)
-        return real_step(*args)
+        return real_step(*args, **kw)
 
     infovaegan.train_step = step
     torch.manual_seed(0)

@@ -527,7 +527,8 @@ def test_d_step_moves_only_d_and_its_real_pair_carries_e_of_x(monkeypatch):
         return result
     monkeypatch.setattr(infovaegan, "discriminator_step", d_step)
     train_step(model, opt, x, torch.Generator().manual_seed(1))
-    (_, _, _, (real_image, real_s, real_c), _, _), before, after_d = seen["args"], seen["before"], seen["after"]
+    (_, _, _, (real_image, real_s, real_c), _, _, stepped), before, after_d = seen["args"], seen["before"], seen["after"]
+    assert stepped  # d_every 1: every iteration
     real = seen["encode_real"][1]
     assert real_image is x and real_s is real.s and real_c is real.c
     assert not real.s.requires_grad and not real.c.requires_grad  # E takes no adversarial gradient
@@ -624,6 +625,25 @@ def test_authors_schedule_eq31_trains_e_and_eq32_trains_g2_alone(monkeypatch, op
             assert (g is None and w is None) or torch.allclose(g, w, atol=1e-6), net
     with pytest.raises(ValueError, match="style_dim needs g2_schedule 'joint'"):
         InfoVAEGANConfig(model="infovaegan2", style_dim=4).validate()
+
+
+def test_d_every_steps_the_discriminator_on_one_iteration_in_k():
+    """d_every 3 (the authors' InfoVAEGAN2 steps D one iteration in 16): D's weights move on
+    iterations 2 and 5 of 0-5 only, G's on every one, and every iteration logs D's loss."""
+    torch.manual_seed(0)
+    model = InfoVAEGAN2(InfoVAEGANConfig(n_classes=3, c_dim=2, z_dim=4, width=0.125, model="infovaegan2", d_every=3))
+    opt, gen = make_optimizers(model, TrainConfig()), torch.Generator().manual_seed(0)
+    moved = []
+    for i in range(6):
+        before = {net: [p.detach().clone() for p in getattr(model, net).parameters()] for net in ("D", "G")}
+        values = train_step(model, opt, torch.rand(8, 1, 28, 28, generator=gen), gen, iteration=i)
+        assert math.isfinite(values["d"])
+        moved.append({net: any(not torch.equal(a, b) for a, b in zip(before[net], getattr(model, net).parameters()))
+                      for net in before})
+    assert [m["D"] for m in moved] == [False, False, True, False, False, True]
+    assert all(m["G"] for m in moved)
+    with pytest.raises(ValueError, match="d_every must be >= 1"):
+        InfoVAEGANConfig(model="infovaegan2", d_every=0).validate()
 
 
 def test_g_average_is_the_moving_average_of_g_and_the_folder_draws_with_it(tmp_path):

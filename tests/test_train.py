@@ -244,8 +244,8 @@ def test_non_finite_loss_stops_and_names_it(tmp_path, monkeypatch):
 
     real_step, calls = infovaegan.train_step, []
 
-    def step(*args):
-        values = real_step(*args)
+    def step(*args, **kw):
+        values = real_step(*args, **kw)
         calls.append(1)
         return {**values, "mi_c": float("nan")} if len(calls) == 12 else values
 

@@ -52,10 +52,11 @@ class RealCodes(NamedTuple):
     c: torch.Tensor
 
 
-def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch.Tensor | None = None
-               ) -> dict[str, float]:
-    """One iteration of Alg. 1 on a real batch x (unsupervised: labels y are ignored); returns
-    the loss values and leaves each network's .grad from this step in place (tests read them).
+def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch.Tensor | None = None,
+               iteration: int = 0) -> dict[str, float]:
+    """One iteration of Alg. 1 on a real batch x (unsupervised: labels y are ignored; ``iteration``:
+    the run's steps before this one); returns the loss values and leaves each network's .grad
+    from this step in place (tests read them).
 
     The paper's terms come in its order, each with its equation. Every lever (not in the paper;
     docs/model.md) is a named term added beside them and is nothing while its config field is 0.
@@ -73,8 +74,9 @@ def train_step(model, opt: dict, x: torch.Tensor, gen: torch.Generator, y: torch
 
     # D step (Eq. 28): the real pair (x, E(x)'s codes) against the fake pair (G(z, s, c), s, c)
     # and, where the levers are on, G2's drawings of random codes and of the real images
+    # (InfoVAEGAN2 as the authors run it steps D on one iteration in d_every)
     d_loss, d2_loss = critic_steps(model, opt, (x, real.s, real.c), [(x_g, s, c)] + ([edited] if edited else []),
-                                   recon, gen)
+                                   recon, gen, step=(iteration + 1) % cfg.d_every == 0)
 
     # G/E step: adversarial (Eq. 29, G only), MI (Eq. 30, G and E), VAE (Eq. 31, E only)
     critics = [model.D, *([model.D2] if "D2" in opt else [])]
@@ -139,25 +141,31 @@ def judge(model, critic: torch.nn.Module, x: torch.Tensor, s: torch.Tensor, c: t
     return critic(x, torch.cat([s, c], dim=1))
 
 
-def critic_steps(model, opt: dict, real: tuple, fakes: list[tuple], recon: tuple | None, gen: torch.Generator
-                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def critic_steps(model, opt: dict, real: tuple, fakes: list[tuple], recon: tuple | None, gen: torch.Generator,
+                 step: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """D's step on the fakes, G2's reconstructions (``recon``, logits) among them, or judged in a
     step of their own critic D2 where the config gives one (recon_critic "own"): (D's loss, D2's
-    or None)."""
+    or None). Without ``step`` the losses are only computed."""
     d2_loss = None
     if recon:
         judged = (torch.sigmoid(recon[0]), *recon[1:])
         if "D2" in opt:
-            d2_loss = discriminator_step(model, model.D2, opt["D2"], real, [judged], gen)
+            d2_loss = discriminator_step(model, model.D2, opt["D2"], real, [judged], gen, step)
         else:
             fakes = fakes + [judged]
-    return discriminator_step(model, model.D, opt["D"], real, fakes, gen), d2_loss
+    return discriminator_step(model, model.D, opt["D"], real, fakes, gen, step), d2_loss
 
 
 def discriminator_step(model, critic: torch.nn.Module, opt: torch.optim.Optimizer, real: tuple, fakes: list[tuple],
-                       gen: torch.Generator) -> torch.Tensor:
+                       gen: torch.Generator, step: bool = True) -> torch.Tensor:
     """Eq. 28 on one real (image, s, c) triple and fake ones (each scored in its own call, as
-    BatchNorm sees them), all detached: trains the joint discriminator ``critic`` (D) alone."""
+    BatchNorm sees them), all detached: trains the joint discriminator ``critic`` (D) alone,
+    or, without ``step``, only computes its loss (BatchNorm's running statistics still move, as
+    the authors' session.run of the loss moves them)."""
+    if not step:
+        with torch.no_grad():
+            fake = torch.cat([judge(model, critic, *triple, gen) for triple in fakes])
+            return losses.discriminator_loss(judge(model, critic, *real, gen), fake)
     requires_grad(critic, True)
     fake = torch.cat([judge(model, critic, *(t.detach() for t in triple), gen) for triple in fakes])
     d_loss = losses.discriminator_loss(judge(model, critic, *real, gen), fake)

@@ -256,7 +256,7 @@ class Session:
         y = self.ds.labels[idx].to(self.device) if self.ds.labels is not None else None
         self.data_time += time.time() - t0
         with self.autocast:
-            values = self.family.step(self.model, self.opt, x, self.gen, y)
+            values = self.family.step(self.model, self.opt, x, self.gen, y, iteration=at.step)
         check_finite(values, at.step + 1, self.out)  # before any save: the checkpoint stays good
         at.advance(values)
         return values

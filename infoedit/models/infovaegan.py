@@ -18,7 +18,7 @@ RECON_CRITICS = ("D", "own")
 G2_SCHEDULES = ("authors", "joint")
 # settings of G2: InfoVAEGAN2 only
 G2_FIELDS = ("g2_schedule", "style_dim", "style_kl_weight", "edit_weight", "recon_adv_weight", "recon_critic",
-             "refine_steps")
+             "refine_steps", "d_every")
 AUGMENT_PARTS = ("affine", "flip", "shear", "stroke", "contrast", "centre", "spin")
 CRITIC_AUGMENT_PARTS = ("colour", "translation", "cutout")
 LIKELIHOODS = ("gaussian", "bernoulli")
@@ -127,6 +127,11 @@ class InfoVAEGANConfig(ConfigMixin):
     # (ours, the cpu-fast preset and both bundles): Eq. 32 trains E and G2 and replaces Eq. 31, so
     # E learns its codes from real images; the style code (style_dim) needs it.
     g2_schedule: str = "authors"
+    # InfoVAEGAN2 only: the discriminators step on one iteration in d_every (on the others their
+    # loss is only computed, for the log). The authors' InfoVAEGAN2 run, which continues a trained
+    # InfoVAEGAN (`--init-from`), steps D on every 16th iteration (InfoVAE_Celeba_AdditionalGenerator.py):
+    # --preset paper sets 16 for --family infovaegan2. 1: every iteration, as Alg. 1 does.
+    d_every: int = 1
     # Not in the paper (ours): G's weights as the model folder holds them are an exponential
     # moving average of G's over the steps (as progressive GANs and StyleGAN sample), with this
     # decay, warmed up as (1 + t) / (10 + t) so a short run does not keep its first steps. G
@@ -154,7 +159,7 @@ class InfoVAEGANConfig(ConfigMixin):
                                     "edit_weight": 0.0, "recon_adv_weight": 0.0, "optimisers": "per-network",
                                     "g2_schedule": "joint", "recon_critic": "D",
                                     "refine_steps": 0, "nets": "dcgan", "g_average": 0.0,
-                                    "crop": 1.0, "critic_augment": ""}
+                                    "crop": 1.0, "critic_augment": "", "d_every": 1}
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
@@ -176,6 +181,8 @@ class InfoVAEGANConfig(ConfigMixin):
             raise ValueError(f"optimisers must be one of {', '.join(OPTIMISERS)}, got {self.optimisers!r}")
         if self.g2_schedule not in G2_SCHEDULES:
             raise ValueError(f"g2_schedule must be one of {', '.join(G2_SCHEDULES)}, got {self.g2_schedule!r}")
+        if self.d_every < 1:
+            raise ValueError(f"d_every must be >= 1, got {self.d_every}")
         if self.style_dim and self.g2_schedule != "joint":
             raise ValueError("style_dim needs g2_schedule 'joint': under the authors' schedule E takes no "
                              "gradient from Eq. 32, so nothing would train the style code")
