@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -105,8 +106,14 @@ def _process_pool(load: Callable[[Path], np.ndarray], workers: int) -> ProcessPo
 
 
 def _set_process_load(load: Callable[[Path], np.ndarray]) -> None:
+    """A worker's start: its loader, and deaf to the stop signals that reach the whole process
+    group (a terminal's Ctrl-C, a job's SIGTERM): the command, which inherited handlers would
+    otherwise run here too, stops and then shuts its workers down."""
     global _process_load
     _process_load = load
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 def _load_all_in_process(paths: list[Path]) -> tuple[Loaded, float]:

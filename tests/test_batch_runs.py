@@ -210,3 +210,41 @@ def test_encode_json_names_the_cluster_as_classify_does(tiny_model_dir, many):
     row = json.loads(cli("encode", path, "--json", model=tiny_model_dir).stdout)
     listed = next(csv.DictReader(cli("classify", many, model=tiny_model_dir).stdout.splitlines()))
     assert row["name"] == str(row["cluster"]) and listed["path"] == str(path) and listed["name"] == row["name"]
+
+
+@pytest.mark.parametrize("stop, code, said", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_a_stop_sent_to_the_process_group_reaches_photo_decoders_too_and_is_said_once(tmp_path, stop, code, said):
+    """A job's SIGTERM and a terminal's Ctrl-C reach the whole process group, the worker
+    processes that frame a folder of photos included: one line, the stop's exit code, and no
+    worker left behind."""
+    from conftest import photo_of
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    digits = sorted((Path(__file__).resolve().parents[1] / "examples" / "mnist").glob("[0-9].png"))
+    for i, d in enumerate(digits):
+        photo_of(np.asarray(Image.open(d).convert("L")), seed=i).save(folder / f"{i}.jpg", quality=90)
+    for i in range(400):  # framing them all takes seconds: long enough to be stopped part-way
+        (folder / f"copy-{i:03d}.jpg").write_bytes((folder / f"{i % 10}.jpg").read_bytes())
+    listing = tmp_path / "listing.csv"
+    proc = subprocess.Popen([*CLI, "classify", str(folder), "--model", "mnist", "--batch-size", "20", "-o",
+                             str(listing), "--copy-to", str(tmp_path / "sorted")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**ENV, "HF_HUB_OFFLINE": "1"}, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if listing.exists() and listing.read_bytes().count(b"\n") > 60:  # rows as placed; workers run by now
+            os.killpg(proc.pid, stop)
+            break
+        time.sleep(0.01)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code and err.strip().splitlines() == [f"infoedit: error: {said}"], err
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)  # anyone left in the command's process group?
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("a worker process outlived the command")
