@@ -33,7 +33,7 @@ _process_load: Callable[[Path], np.ndarray] | None = None  # a worker process's 
 def batches(paths: Iterable[Path], load: Callable[[Path], np.ndarray], batch_size: int = 256,
             workers: int = 2) -> Iterator[Loaded]:
     """Each ``batch_size`` files of ``paths`` decoded by ``load`` (file -> pixels), in order.
-    ``paths`` is consumed lazily: the next batch is read and decoding while the caller works on
+    ``paths`` is consumed lazily: the next batch is read and decoded while the caller works on
     this one. A file whose load raises ValueError or OSError (ImageError is one) is kept with the
     one-line reason."""
     model_threads = torch.get_num_threads()

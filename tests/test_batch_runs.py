@@ -227,8 +227,9 @@ def test_a_stop_sent_to_the_process_group_reaches_photo_decoders_too_and_is_said
     for i in range(400):  # framing them all takes seconds: long enough to be stopped part-way
         (folder / f"copy-{i:03d}.jpg").write_bytes((folder / f"{i % 10}.jpg").read_bytes())
     listing = tmp_path / "listing.csv"
-    proc = subprocess.Popen([*CLI, "classify", str(folder), "--model", "mnist", "--batch-size", "20", "-o",
-                             str(listing), "--copy-to", str(tmp_path / "sorted")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    args = ["classify", str(folder), "--model", "mnist", "--batch-size", "20", "-o", str(listing),
+            "--copy-to", str(tmp_path / "sorted")]
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**ENV, "HF_HUB_OFFLINE": "1"}, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
     deadline = time.monotonic() + 120

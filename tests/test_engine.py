@@ -205,7 +205,8 @@ def _slow(load, seconds: float):
 def test_classify_files_decodes_slow_files_in_processes_with_the_same_results(monkeypatch, seconds, processes):
     started = []
     real_pool = decoding._process_pool
-    monkeypatch.setattr(decoding, "_process_pool", lambda load, workers: started.append(workers) or real_pool(load, workers))
+    monkeypatch.setattr(decoding, "_process_pool",
+                        lambda load, workers: started.append(workers) or real_pool(load, workers))
     names = [Path(f"f{i}.png") for i in range(2 * decoding.PROBE + 5)]
     load = _slow(_fake_loader({"f3.png", f"f{decoding.PROBE + 2}.png"}), seconds)
     threads = torch.get_num_threads()

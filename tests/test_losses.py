@@ -527,7 +527,8 @@ def test_d_step_moves_only_d_and_its_real_pair_carries_e_of_x(monkeypatch):
         return result
     monkeypatch.setattr(infovaegan, "discriminator_step", d_step)
     train_step(model, opt, x, torch.Generator().manual_seed(1))
-    (_, _, _, (real_image, real_s, real_c), _, _, stepped), before, after_d = seen["args"], seen["before"], seen["after"]
+    (_, _, _, (real_image, real_s, real_c), _, _, stepped) = seen["args"]
+    before, after_d = seen["before"], seen["after"]
     assert stepped  # d_every 1: every iteration
     real = seen["encode_real"][1]
     assert real_image is x and real_s is real.s and real_c is real.c

@@ -5,8 +5,8 @@ registries' names equal.
 
 A step is ``step(model, opt, x, gen, y, iteration=i)`` (y: the batch's labels, or None; i: the
 run's steps done before this one) and returns a dict of floats; it leaves this step's .grad in
-place. An ``after_epoch(model, ds, seed, epoch)``
-hook returns a record for metrics.jsonl, or None.
+place. An ``after_epoch(model, ds, seed, epoch)`` hook returns a record for metrics.jsonl, or
+None.
 """
 
 from __future__ import annotations

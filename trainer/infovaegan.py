@@ -160,8 +160,8 @@ def discriminator_step(model, critic: torch.nn.Module, opt: torch.optim.Optimize
                        gen: torch.Generator, step: bool = True) -> torch.Tensor:
     """Eq. 28 on one real (image, s, c) triple and fake ones (each scored in its own call, as
     BatchNorm sees them), all detached: trains the joint discriminator ``critic`` (D) alone,
-    or, without ``step``, only computes its loss (BatchNorm's running statistics still move, as
-    the authors' session.run of the loss moves them)."""
+    or, without ``step``, only computes its loss, for the log (BatchNorm's running statistics
+    move, which no training forward reads)."""
     if not step:
         with torch.no_grad():
             fake = torch.cat([judge(model, critic, *triple, gen) for triple in fakes])
