@@ -249,3 +249,16 @@ def test_a_stop_sent_to_the_process_group_reaches_photo_decoders_too_and_is_said
         time.sleep(0.1)
     else:
         pytest.fail("a worker process outlived the command")
+
+
+def test_a_sigterm_once_the_command_is_done_changes_nothing():
+    """A job's SIGTERM that lands in the interpreter's teardown, after the command wrote its
+    files, leaves the exit code as it was and prints nothing (it printed 'terminated' and a
+    traceback from inside an exit hook)."""
+    code = ("import atexit, os, signal, sys\n"
+            "from infoedit.cli import main\n"
+            "atexit.register(lambda: os.kill(os.getpid(), signal.SIGTERM))\n"
+            "sys.argv = ['infoedit', '--version']\n"
+            "main()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("infoedit ") and done.stderr == "", done.stderr

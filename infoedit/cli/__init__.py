@@ -66,6 +66,10 @@ def main() -> None:
             print(f"infoedit: error: {where}{exc.format_message().splitlines()[0]}", file=sys.stderr)
         code = getattr(exc, "exit_code", 2)
     code = code if isinstance(code, int) else 0
+    # the command is done and its files written: a SIGTERM during the interpreter's teardown
+    # (a job's time limit landing now) has nothing left to stop, and its handler would only
+    # print a traceback from inside an exit hook
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if "trainer.dist" in sys.modules:  # a torchrun rank of train --nproc: leave its process group, exit now
         from trainer.dist import exit_rank
 
