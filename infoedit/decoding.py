@@ -41,18 +41,18 @@ def batches(paths: Iterable[Path], load: Callable[[Path], np.ndarray], batch_siz
         pool, pending = threads, None
         try:
             for chunk in _chunks(paths, batch_size):
-                first, rest = [], chunk
+                submitted = []
                 if pending is None and len(chunk) == batch_size > PROBE:  # more may follow
                     # timed before any thread or process starts: nothing to overlap with yet,
                     # and with no other thread running (holding a lock) a fork is safe
-                    first = [Future()]
-                    first[0].set_result(_load_all(load, chunk[:PROBE]))
-                    rest = chunk[PROBE:]
-                    if first[0].result()[1] / PROBE > SLOW_LOAD_SECONDS:
+                    probe = Future()
+                    probe.set_result(_load_all(load, chunk[:PROBE]))
+                    submitted, chunk = [probe], chunk[PROBE:]
+                    if probe.result()[1] / PROBE > SLOW_LOAD_SECONDS:
                         pool = _process_pool(load, workers) or threads
                     if pool is not threads:  # the decoders take every core: torch's idle threads would spin on them
                         torch.set_num_threads(1)
-                submitted = first + _submit(pool, load, rest, workers)
+                submitted += _submit(pool, load, chunk, workers)
                 if pending is not None:
                     yield _gather(pending)
                 pending = submitted
@@ -87,7 +87,7 @@ def _submit(pool: Executor, load: Callable[[Path], np.ndarray], chunk: list[Path
     glare costs 3x a plain page) is shared out rather than left to one of them."""
     if isinstance(pool, ProcessPoolExecutor):
         return [pool.submit(_load_all_in_process, chunk[i:i + PROBE]) for i in range(0, len(chunk), PROBE)]
-    step = -(-len(chunk) // workers) if chunk else 1
+    step = -(-len(chunk) // workers)
     return [pool.submit(_load_all, load, chunk[i:i + step]) for i in range(0, len(chunk), step)]
 
 

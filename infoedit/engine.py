@@ -322,7 +322,7 @@ def classify_files(model, paths: Iterable[Path], load: Callable[[Path], np.ndarr
         yield _encode_batch(model, loaded)
 
 
-def _encode_batch(model, loaded: list[tuple[Path, np.ndarray | str]]) -> Batch:
+def _encode_batch(model, loaded: decoding.Loaded) -> Batch:
     ok = [(path, pixels) for path, pixels in loaded if not isinstance(pixels, str)]
     failed = [(path, why) for path, why in loaded if isinstance(why, str)]
     found, odd = None, None
