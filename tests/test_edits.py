@@ -106,6 +106,48 @@ def test_reconstruction_adversary_judges_the_reconstructions_and_changes_only_wh
         style_config(recon_critic="E").validate()
 
 
+def test_structural_dissimilarity_is_one_minus_ssim_summed_over_the_window_positions():
+    """losses.structural_dissimilarity: scikit-image's Gaussian SSIM (sigma 1.5, each channel),
+    as 1 - SSIM summed over the pixels where the 11x11 window fits; 0 for the same image, and
+    the gradient reaches the drawing only."""
+    from skimage.metrics import structural_similarity
+    from trainer.losses import structural_dissimilarity
+
+    gen = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 24, 24, generator=gen)
+    x = (target + 0.2 * torch.randn(2, 3, 24, 24, generator=gen)).clamp(0, 1).requires_grad_(True)
+    reference = np.mean([structural_similarity(x[i, c].detach().numpy(), target[i, c].numpy(), data_range=1.0,
+                                               gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+                         for i in range(2) for c in range(3)])
+    loss = structural_dissimilarity(x, target.requires_grad_(True))
+    assert loss.item() == pytest.approx((1 - reference) * 3 * 14 * 14, rel=1e-4)
+    loss.backward()
+    assert x.grad.abs().sum() > 0 and target.grad is None
+    assert structural_dissimilarity(target, target).item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_structural_term_joins_eq32_only_when_on():
+    """recon_ssim_weight: Eq. 32's loss gains weight x structural_dissimilarity of G2's
+    reconstruction, so E's and G2's gradients change; 0 leaves the step as it was."""
+    from trainer.config import TrainConfig
+    from trainer.infovaegan import make_optimizers, train_step
+
+    def step(weight: float):
+        torch.manual_seed(0)
+        model = InfoVAEGAN2(style_config(recon_ssim_weight=weight, edit_weight=0.0))
+        x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+        values = train_step(model, make_optimizers(model, TrainConfig()), x, torch.Generator().manual_seed(0))
+        return values, [p.grad.clone() for p in [*model.E.parameters(), *model.G2.parameters()]]
+
+    off, off_grads = step(0.0)
+    on, on_grads = step(0.5)
+    assert "recon_dssim" not in off and on["recon_dssim"] > 0
+    assert on["vae"] == pytest.approx(off["vae"] + 0.5 * on["recon_dssim"], rel=1e-5)
+    assert any(not torch.equal(a, b) for a, b in zip(on_grads, off_grads))
+    with pytest.raises(ValueError, match="recon_ssim_weight"):
+        style_config(recon_ssim_weight=-1.0).validate()
+
+
 def test_inferred_style_redraws_the_image_better_than_the_prior_mean(style_model_dir):
     model = hub.from_pretrained(str(style_model_dir))
     x = shapes_dataset(n=128, seed=1).images.float() / 255  # shapes the model never saw

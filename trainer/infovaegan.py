@@ -263,6 +263,9 @@ def real_reconstruction_loss(model, x: torch.Tensor, real: RealCodes, recon: tup
     x_rec, _, c_2 = recon or draw_reconstruction(model, real, gen)
     vae, rec, kl_c = losses.vae_loss(x, x_rec, real.mu, real.sigma, real.logits, cfg.c_prior, cfg.kl_s_weight,
                                      cfg.kl_c_weight, cfg.likelihood)
+    if cfg.recon_ssim_weight:  # lever: scored for structure as well as per pixel
+        extra["recon_dssim"] = losses.structural_dissimilarity(torch.sigmoid(x_rec), x)
+        vae = vae + cfg.recon_ssim_weight * extra["recon_dssim"]
     if cfg.g2_schedule == "joint":
         vae = vae + tc_penalty(cfg, c_2, real.mu, real.sigma, extra)  # lever: tc_weight
     return add_g2_levers(model, vae, real, edited, recon, gen, extra), rec, kl_c  # ours: style_kl, edit, recon_adv

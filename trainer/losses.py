@@ -38,6 +38,27 @@ def bernoulli_nll(x_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(x_logits, target, reduction="none").flatten(1).sum(dim=1).mean()
 
 
+def structural_dissimilarity(x: torch.Tensor, target: torch.Tensor, sigma: float = 1.5, size: int = 11
+                              ) -> torch.Tensor:
+    """Not in the paper (a lever, InfoVAEGANConfig.recon_ssim_weight): 1 - SSIM (Wang et al. 2004;
+    11x11 Gaussian window of sigma 1.5, each channel apart, images in [0, 1]) summed over the
+    pixels where the window fits, averaged over the batch: a per-pixel sum like bernoulli_nll's,
+    so one weight means the same at any image size. The target carries no gradient."""
+    target = target.detach()
+    g = torch.exp(-(torch.arange(size, dtype=x.dtype, device=x.device) - size // 2) ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    # the five local means in one pass: the window is separable, a row then a column of g
+    maps = torch.cat([x, target, x * x, target * target, x * target], dim=1)
+    n = maps.shape[1]
+    maps = F.conv2d(maps, g.view(1, 1, 1, size).expand(n, 1, 1, size), groups=n)
+    maps = F.conv2d(maps, g.view(1, 1, size, 1).expand(n, 1, size, 1), groups=n)
+    mean_x, mean_t, mean_xx, mean_tt, mean_xt = maps.chunk(5, dim=1)
+    var_x, var_t, cov = mean_xx - mean_x ** 2, mean_tt - mean_t ** 2, mean_xt - mean_x * mean_t
+    c1, c2 = 0.01 ** 2, 0.03 ** 2  # the paper's constants for a dynamic range of 1
+    ssim = ((2 * mean_x * mean_t + c1) * (2 * cov + c2)) / ((mean_x ** 2 + mean_t ** 2 + c1) * (var_x + var_t + c2))
+    return (1 - ssim).flatten(1).sum(dim=1).mean()
+
+
 def mutual_information_loss(logits_s: torch.Tensor, s: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
                             c: torch.Tensor, continuous: str = "mse", weight_s: float = 1.0,
                             weight_c: float = 1.0, generator: torch.Generator | None = None

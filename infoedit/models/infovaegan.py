@@ -18,7 +18,7 @@ RECON_CRITICS = ("D", "own")
 G2_SCHEDULES = ("authors", "joint")
 # settings of G2: InfoVAEGAN2 only
 G2_FIELDS = ("g2_schedule", "style_dim", "style_kl_weight", "edit_weight", "recon_adv_weight", "recon_critic",
-             "refine_steps", "d_every")
+             "recon_ssim_weight", "refine_steps", "d_every")
 AUGMENT_PARTS = ("affine", "flip", "shear", "stroke", "contrast", "centre", "spin")
 CRITIC_AUGMENT_PARTS = ("colour", "translation", "cutout")
 LIKELIHOODS = ("gaussian", "bernoulli")
@@ -117,6 +117,12 @@ class InfoVAEGANConfig(ConfigMixin):
     # sees real images against reconstructions alone, so what D learns of G2's blur does not
     # push G's samples towards noise (bench/results/faces-validation-recon-adv-*.md).
     recon_critic: str = "D"
+    # Not in the paper (ours, InfoVAEGAN2 only): Eq. 32's reconstruction is also scored by its
+    # structural dissimilarity to the real image, 1 - SSIM summed over pixels
+    # (losses.structural_dissimilarity), with this weight beside the likelihood's per-pixel sum.
+    # A pixel likelihood pays as much for a misplaced edge as for a blurred one, so the codes drift
+    # to the blur; SSIM scores local structure (as Zhao et al. 2017 train image restoration). 0 = off.
+    recon_ssim_weight: float = 0.0
     # How the losses step the networks. "per-loss", the authors' code: one Adam per loss (D: Eq. 28;
     # G: Eq. 29; G and E: Eq. 30; E: Eq. 31, or E and G2: Eq. 32), each loss's gradient normalised
     # by its own Adam. "per-network" (ours): one Adam per network on the sum of its losses, where
@@ -156,7 +162,8 @@ class InfoVAEGANConfig(ConfigMixin):
                                     "overcluster": 0, "reseed": False, "kl_c_weight": 1.0,
                                     "tc_weight": 0.0, "background": "dark", "batchnorm": True,
                                     "likelihood": "gaussian", "style_dim": 0, "style_kl_weight": 1.0,
-                                    "edit_weight": 0.0, "recon_adv_weight": 0.0, "optimisers": "per-network",
+                                    "edit_weight": 0.0, "recon_adv_weight": 0.0,
+                                    "recon_ssim_weight": 0.0, "optimisers": "per-network",
                                     "g2_schedule": "joint", "recon_critic": "D",
                                     "refine_steps": 0, "nets": "dcgan", "g_average": 0.0,
                                     "crop": 1.0, "critic_augment": "", "d_every": 1}
@@ -206,7 +213,8 @@ class InfoVAEGANConfig(ConfigMixin):
         for name in ("style_dim", "refine_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("kl_c_weight", "tc_weight", "style_kl_weight", "edit_weight", "recon_adv_weight"):
+        for name in ("kl_c_weight", "tc_weight", "style_kl_weight", "edit_weight", "recon_adv_weight",
+                     "recon_ssim_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.crop <= 1:
