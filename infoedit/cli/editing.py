@@ -142,7 +142,6 @@ def traverse(
                                " (or pass --strip for one PNG)")
         import torch
 
-        from infoedit import engine
         from infoedit.images import check_grid, make_grid, save_png
 
         net = load_model(model, revision, device)
@@ -158,11 +157,7 @@ def traverse(
             x, _, found = load_batch(net, [images[i]], load, crops, failed)
             if x is None:
                 continue
-            if discrete:
-                grid = engine.traverse_discrete(net, x[0], seed, keep_detail, refine).cpu()
-            else:
-                grid = engine.traverse(net, x[0], indices, *value_range, steps=steps, seed=seed,
-                                       keep_detail=keep_detail, refine_steps=refine).cpu()
+            grid = _traversal(net, x[0], indices, value_range, steps, seed, keep_detail, refine)
             grid = grid if found[0] is None else _photo_cells(grid, found[0])
             if one_png:
                 grids.append(grid)
@@ -175,6 +170,18 @@ def traverse(
         if done:
             say(f"wrote {files[0]}" if one_png else f"wrote {done} grids to {files[0].parent}", quiet)
         finish(failed, done + (0 if one_png else len(files) - len(todo)))  # kept from a run before count
+
+
+def _traversal(net, x, indices: list[int], value_range: tuple[float, float], steps: int, seed: int,
+               keep_detail: bool, refine: Optional[int]):
+    """One image's grid: a row per code in ``indices`` over ``value_range``, or with no indices
+    the K categories of the discrete code."""
+    from infoedit import engine
+
+    if not indices:
+        return engine.traverse_discrete(net, x, seed, keep_detail, refine).cpu()
+    return engine.traverse(net, x, indices, *value_range, steps=steps, seed=seed, keep_detail=keep_detail,
+                           refine_steps=refine).cpu()
 
 
 def _traversed_codes(net, model: str, code: Optional[list[int]]) -> list[int]:
