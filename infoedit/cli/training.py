@@ -19,6 +19,28 @@ from infoedit.cli.output import chatty
 from infoedit.cli.root import app
 
 
+# the model settings train takes as options (each a model config field of the same name; --classes is n_classes)
+ClassesOpt = Annotated[Optional[int], typer.Option(
+    "--classes", "-k", min=1, help="K, categories of the discrete code.")]
+CDimOpt = Annotated[Optional[int], typer.Option(min=0, help="Continuous code dimensions.")]
+ZDimOpt = Annotated[Optional[int], typer.Option(min=1, help="Noise dimensions.")]
+CPriorOpt = Annotated[Optional[str], typer.Option(help="Continuous prior: uniform or normal.")]
+TauOpt = Annotated[Optional[float], typer.Option(help="Gumbel-softmax temperature of the VAE loss.")]
+WidthOpt = Annotated[Optional[float], typer.Option(help="Network width multiplier (1.0 = the paper's).")]
+MiWeightSOpt = Annotated[Optional[float], typer.Option(help="Weight of the discrete MI term (Eq. 30).")]
+MiWeightCOpt = Annotated[Optional[float], typer.Option(help="Weight of the continuous MI term (Eq. 30).")]
+MiContinuousOpt = Annotated[Optional[str], typer.Option(
+    help="Continuous MI term: mse (authors' code) or nll.")]
+DigitOpt = Annotated[Optional[int], typer.Option(
+    min=0, max=9, help="rotated-mnist: the digit to rotate (default 3).")]
+ItemOpt = Annotated[Optional[int], typer.Option(
+    min=0, max=9, help="rotated-fashion: the clothing item (default 0).")]
+Rho1Opt = Annotated[Optional[float], typer.Option(
+    min=0, help="Supervised: weight of the label cross-entropy (Eq. 13).")]
+Rho2Opt = Annotated[Optional[float], typer.Option(
+    min=0, help="Supervised: weight of the adversarial entropy term (Eq. 13); 0 switches it off.")]
+
+
 @app.command()
 def train(
     ctx: typer.Context,
@@ -59,25 +81,10 @@ def train(
         "--force", "-f", help="Train into --out even if it already holds a model.")] = False,
     init_from: Annotated[Optional[str], typer.Option(
         help="Start from this model's weights (folder, bundled name or Hub id) wherever they fit.")] = None,
-    classes: Annotated[Optional[int], typer.Option(
-        "--classes", "-k", min=1, help="K, categories of the discrete code.")] = None,
-    c_dim: Annotated[Optional[int], typer.Option(min=0, help="Continuous code dimensions.")] = None,
-    z_dim: Annotated[Optional[int], typer.Option(min=1, help="Noise dimensions.")] = None,
-    c_prior: Annotated[Optional[str], typer.Option(help="Continuous prior: uniform or normal.")] = None,
-    tau: Annotated[Optional[float], typer.Option(help="Gumbel-softmax temperature of the VAE loss.")] = None,
-    width: Annotated[Optional[float], typer.Option(help="Network width multiplier (1.0 = the paper's).")] = None,
-    mi_weight_s: Annotated[Optional[float], typer.Option(help="Weight of the discrete MI term (Eq. 30).")] = None,
-    mi_weight_c: Annotated[Optional[float], typer.Option(help="Weight of the continuous MI term (Eq. 30).")] = None,
-    mi_continuous: Annotated[Optional[str], typer.Option(
-        help="Continuous MI term: mse (authors' code) or nll.")] = None,
-    digit: Annotated[Optional[int], typer.Option(
-        min=0, max=9, help="rotated-mnist: the digit to rotate (default 3).")] = None,
-    item: Annotated[Optional[int], typer.Option(
-        min=0, max=9, help="rotated-fashion: the clothing item (default 0).")] = None,
-    rho1: Annotated[Optional[float], typer.Option(
-        min=0, help="Supervised: weight of the label cross-entropy (Eq. 13).")] = None,
-    rho2: Annotated[Optional[float], typer.Option(
-        min=0, help="Supervised: weight of the adversarial entropy term (Eq. 13); 0 switches it off.")] = None,
+    classes: ClassesOpt = None, c_dim: CDimOpt = None, z_dim: ZDimOpt = None, c_prior: CPriorOpt = None,
+    tau: TauOpt = None, width: WidthOpt = None, mi_weight_s: MiWeightSOpt = None, mi_weight_c: MiWeightCOpt = None,
+    mi_continuous: MiContinuousOpt = None, digit: DigitOpt = None, item: ItemOpt = None, rho1: Rho1Opt = None,
+    rho2: Rho2Opt = None,
     precision: Annotated[Precision, typer.Option(
         help="bf16: autocast, for GPUs (far slower on most CPUs).")] = Precision.fp32,
     compile_nets: Annotated[bool, typer.Option(
