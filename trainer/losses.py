@@ -42,8 +42,8 @@ def structural_dissimilarity(x: torch.Tensor, target: torch.Tensor, sigma: float
                               ) -> torch.Tensor:
     """Not in the paper (a lever, InfoVAEGANConfig.recon_ssim_weight): 1 - SSIM (Wang et al. 2004;
     11x11 Gaussian window of sigma 1.5, each channel apart, images in [0, 1]) summed over the
-    pixels where the window fits, averaged over the batch: a per-pixel sum like bernoulli_nll's,
-    so one weight means the same at any image size. The target carries no gradient."""
+    pixels where the window fits, averaged over the batch: a per-pixel sum, as bernoulli_nll's
+    is, so its weight reads against the likelihood's. The target carries no gradient."""
     target = target.detach()
     g = torch.exp(-(torch.arange(size, dtype=x.dtype, device=x.device) - size // 2) ** 2 / (2 * sigma ** 2))
     g = g / g.sum()
