@@ -408,6 +408,17 @@ def test_family_picks_the_model_and_model_is_still_its_old_name(tmp_path):
     assert "--family" in help_text and "--model" not in help_text
 
 
+def test_celeba_cpu_fast_scores_reconstructions_by_ssim_where_there_is_a_g2():
+    """The face preset's G2 terms (the SSIM term, the reconstruction critic) reach InfoVAEGAN2,
+    its family, and are left out for a family without G2, which would refuse them."""
+    from trainer.train import preset_model
+
+    faces = preset_model("cpu-fast", "celeba", "infovaegan2")
+    assert faces["recon_ssim_weight"] == 0.2 and faces["recon_adv_weight"] == 30.0
+    assert "recon_ssim_weight" not in preset_model("cpu-fast", "celeba", "infovaegan")
+    assert "recon_ssim_weight" not in preset_model("cpu-fast", "mnist", "infovaegan2")
+
+
 def test_the_paper_preset_crops_celeba_as_the_authors_and_framed_datasets_refuse_a_crop(tmp_path):
     from trainer.train import preset_model
 
