@@ -54,7 +54,7 @@ def structural_dissimilarity(x: torch.Tensor, target: torch.Tensor, sigma: float
     maps = F.conv2d(maps, g.view(1, 1, size, 1).expand(n, 1, size, 1), groups=n)
     mean_x, mean_t, mean_xx, mean_tt, mean_xt = maps.chunk(5, dim=1)
     var_x, var_t, cov = mean_xx - mean_x ** 2, mean_tt - mean_t ** 2, mean_xt - mean_x * mean_t
-    c1, c2 = 0.01 ** 2, 0.03 ** 2  # the paper's constants for a dynamic range of 1
+    c1, c2 = 0.01 ** 2, 0.03 ** 2  # Wang et al.'s K1, K2 (0.01, 0.03), squared, for a dynamic range of 1
     ssim = ((2 * mean_x * mean_t + c1) * (2 * cov + c2)) / ((mean_x ** 2 + mean_t ** 2 + c1) * (var_x + var_t + c2))
     return (1 - ssim).flatten(1).sum(dim=1).mean()
 
